@@ -1,0 +1,159 @@
+"""Pictures of a trained model: image grids, traversals, singular-value bars, Sector2D plots.
+
+Every function here is pure: it takes numpy arrays (already computed by the
+model) and returns either an RGB uint8 array (H, W, 3) ready for a PNG file or
+TensorBoard, or a matplotlib Figure (turn it into an array with
+:func:`figure_to_array`). Nothing here touches a model, a file or a device, so
+the trainer and the evaluator draw the same pictures from the same numbers.
+
+Reference: the qualitative outputs of Pan, Niu, Zhang (AAAI 2023), listed in
+MODEL.md section 8.
+"""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from PIL import Image  # noqa: E402
+
+PAD = 2  # pixels of white between tiles
+
+
+def to_rgb_uint8(images: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) floats in [0, 1] with C in {1, 3} -> (N, H, W, 3) uint8."""
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"expected images of shape (N, 1|3, H, W), got {images.shape}")
+    if images.shape[1] == 1:
+        images = np.repeat(images, 3, axis=1)
+    return (np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
+def tile(images: np.ndarray, ncols: int) -> np.ndarray:
+    """Lay out (N, C, H, W) images in [0, 1] row by row, ncols per row -> (H', W', 3) uint8."""
+    tiles = to_rgb_uint8(images)
+    n, h, w, _ = tiles.shape
+    nrows = -(-n // ncols)
+    out = np.full((nrows * (h + PAD) + PAD, ncols * (w + PAD) + PAD, 3), 255, dtype=np.uint8)
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        y, x = PAD + r * (h + PAD), PAD + c * (w + PAD)
+        out[y : y + h, x : x + w] = tiles[i]
+    return out
+
+
+def reconstruction_grid(real: np.ndarray, recon: np.ndarray, pairs_per_row: int = 8) -> np.ndarray:
+    """Real images next to their reconstructions: each row holds ``pairs_per_row`` (real, recon) pairs.
+
+    With 64 images this is the 8x8 grid of pairs of the original code.
+    """
+    if real.shape != recon.shape:
+        raise ValueError(f"expected real and recon of the same shape, got {real.shape} and {recon.shape}")
+    interleaved = np.stack([real, recon], axis=1).reshape(-1, *real.shape[1:])
+    return tile(interleaved, 2 * pairs_per_row)
+
+
+def traversal_values(radius: float, steps: int = 10) -> np.ndarray:
+    """The latent values a traversal visits: ``steps`` points evenly from -radius to radius."""
+    return np.linspace(-radius, radius, steps, dtype=np.float32)
+
+
+def traversal_codes(z: np.ndarray, radius: float, steps: int = 10) -> np.ndarray:
+    """(nz,) code -> (nz * steps, nz) codes: row block j sweeps latent j over the prior box, the rest fixed."""
+    z = np.asarray(z, dtype=np.float32)
+    nz = z.shape[0]
+    codes = np.repeat(np.repeat(z[None, None, :], nz, axis=0), steps, axis=1)  # (nz, steps, nz)
+    values = traversal_values(radius, steps)
+    for j in range(nz):
+        codes[j, :, j] = values
+    return codes.reshape(nz * steps, nz)
+
+
+def traversal_grid(sweeps: np.ndarray, real: np.ndarray | None = None, recon: np.ndarray | None = None) -> np.ndarray:
+    """One row per latent: [real, reconstruction,] then that latent's sweep.
+
+    sweeps: (nz, steps, C, H, W) decoded traversal images; real, recon: (C, H, W)
+    shown at the start of every row when given (traversal from a real image).
+    """
+    nz, steps = sweeps.shape[:2]
+    lead = [x for x in (real, recon) if x is not None]
+    rows = []
+    for j in range(nz):
+        rows.extend(lead)
+        rows.extend(sweeps[j])
+    return tile(np.stack(rows), len(lead) + steps)
+
+
+def sv_bars(sv_mean: np.ndarray) -> Figure:
+    """Bar chart of the mean predicted singular value of each latent dimension."""
+    sv_mean = np.asarray(sv_mean, dtype=np.float64)
+    fig = Figure(figsize=(max(3.0, 0.45 * len(sv_mean) + 1.5), 2.8), dpi=100)
+    ax = fig.add_subplot()
+    ax.bar(np.arange(len(sv_mean)), sv_mean, color="tab:blue")
+    ax.set_xticks(np.arange(len(sv_mean)))
+    ax.set_xlabel("latent dimension")
+    ax.set_ylabel("mean predicted sv")
+    ax.set_title("singular values over random z")
+    fig.tight_layout()
+    return fig
+
+
+def sector_correspondence(grid_z: np.ndarray, grid_x: np.ndarray, lines: int) -> Figure:
+    """The latent grid (left) and its image on the data manifold (right), same colours.
+
+    grid_z: (lines * n, 2) latent points, ``lines`` lines of constant z0 each
+    sampled at n points along z1, followed by the same for constant z1;
+    grid_x: (same, 2) their decoded points.
+    """
+    fig = Figure(figsize=(8.0, 4.0), dpi=100)
+    ax_z, ax_x = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for k, (zs, xs) in enumerate(zip(np.split(grid_z, 2 * lines), np.split(grid_x, 2 * lines))):
+        colour = ("tab:red", "tab:blue")[k // lines]
+        shade = 0.3 + 0.7 * (k % lines) / max(lines - 1, 1)
+        ax_z.plot(zs[:, 0], zs[:, 1], color=colour, alpha=shade, lw=1)
+        ax_x.plot(xs[:, 0], xs[:, 1], color=colour, alpha=shade, lw=1)
+    ax_z.set_title("latent grid (red: z0 fixed, blue: z1 fixed)")
+    ax_x.set_title("decoded grid on the data plane")
+    for ax in (ax_z, ax_x):
+        ax.set_aspect("equal")
+    fig.tight_layout()
+    return fig
+
+
+def sector_grid_codes(radius: float, lines: int = 11, points: int = 50) -> np.ndarray:
+    """The latent grid of :func:`sector_correspondence`: (2 * lines * points, 2) codes in [-r, r]^2."""
+    fixed = np.linspace(-radius, radius, lines, dtype=np.float32)
+    moving = np.linspace(-radius, radius, points, dtype=np.float32)
+    first = [np.stack([np.full_like(moving, a), moving], axis=1) for a in fixed]  # z0 fixed
+    second = [np.stack([moving, np.full_like(moving, a)], axis=1) for a in fixed]  # z1 fixed
+    return np.concatenate(first + second)
+
+
+def mu_scatter(mu: np.ndarray, colour: np.ndarray, radius: float) -> Figure:
+    """Scatter of encoded codes mu (N, 2) coloured by a data quantity (e.g. radius), with the prior box."""
+    fig = Figure(figsize=(4.2, 4.0), dpi=100)
+    ax = fig.add_subplot()
+    sc = ax.scatter(mu[:, 0], mu[:, 1], c=colour, s=2, cmap="viridis")
+    ax.plot([-radius, radius, radius, -radius, -radius], [-radius, -radius, radius, radius, -radius], "k--", lw=0.8)
+    ax.set_aspect("equal")
+    ax.set_title("encoded mu (colour: data radius)")
+    fig.colorbar(sc, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    return fig
+
+
+def figure_to_array(fig: Figure) -> np.ndarray:
+    """Render a matplotlib Figure to an (H, W, 3) uint8 array."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def save_png(array: np.ndarray, path) -> None:
+    """Write an (H, W, 3) uint8 array as a PNG file."""
+    Image.fromarray(array).save(path)

@@ -1,0 +1,63 @@
+"""Pure picture functions: layout, traversal codes, figure rendering."""
+import numpy as np
+import pytest
+
+from gdrae import viz
+
+
+def test_tile_layout_and_colour():
+    imgs = np.zeros((5, 1, 4, 4), np.float32)
+    imgs[2] = 1.0
+    out = viz.tile(imgs, ncols=3)
+    assert out.shape == (2 * (4 + viz.PAD) + viz.PAD, 3 * (4 + viz.PAD) + viz.PAD, 3) and out.dtype == np.uint8
+    y, x = viz.PAD, viz.PAD + 2 * (4 + viz.PAD)  # third tile of the first row
+    assert (out[y : y + 4, x : x + 4] == 255).all()
+    assert (out[viz.PAD : viz.PAD + 4, viz.PAD : viz.PAD + 4] == 0).all()
+
+
+def test_reconstruction_grid_interleaves_pairs():
+    real = np.zeros((64, 3, 2, 2), np.float32)
+    recon = np.ones((64, 3, 2, 2), np.float32)
+    out = viz.reconstruction_grid(real, recon)
+    step = 2 + viz.PAD
+    assert out.shape[:2] == (8 * step + viz.PAD, 16 * step + viz.PAD)
+    assert out[viz.PAD, viz.PAD].tolist() == [0, 0, 0]  # real first
+    assert out[viz.PAD, viz.PAD + step].tolist() == [255, 255, 255]  # then its reconstruction
+    with pytest.raises(ValueError, match="same shape"):
+        viz.reconstruction_grid(real, recon[:3])
+
+
+def test_traversal_codes_sweep_one_latent_each():
+    z = np.array([0.3, -0.2, 0.1], np.float32)
+    codes = viz.traversal_codes(z, radius=1.0, steps=10).reshape(3, 10, 3)
+    for j in range(3):
+        assert np.allclose(codes[j, :, j], np.linspace(-1, 1, 10))
+        others = [k for k in range(3) if k != j]
+        assert np.allclose(codes[j][:, others], z[others])
+
+
+def test_traversal_grid_rows():
+    sweeps = np.random.rand(4, 10, 1, 3, 3).astype(np.float32)
+    real, recon = np.zeros((1, 3, 3)), np.ones((1, 3, 3))
+    step = 3 + viz.PAD
+    assert viz.traversal_grid(sweeps, real, recon).shape[:2] == (4 * step + viz.PAD, 12 * step + viz.PAD)
+    assert viz.traversal_grid(sweeps).shape[:2] == (4 * step + viz.PAD, 10 * step + viz.PAD)
+
+
+def test_figures_render_to_rgb_arrays():
+    bars = viz.figure_to_array(viz.sv_bars(np.array([0.5, 1.0, 2.0])))
+    grid = viz.sector_grid_codes(1.0, lines=5, points=7)
+    assert grid.shape == (2 * 5 * 7, 2) and np.abs(grid).max() == pytest.approx(1.0)
+    corr = viz.figure_to_array(viz.sector_correspondence(grid, grid * 2.0, lines=5))
+    scat = viz.figure_to_array(viz.mu_scatter(np.random.rand(50, 2), np.random.rand(50), 1.0))
+    for arr in (bars, corr, scat):
+        assert arr.ndim == 3 and arr.shape[2] == 3 and arr.dtype == np.uint8
+        assert arr.min() < 128 < arr.max()  # something was drawn on the white canvas
+
+
+def test_save_png_round_trip(tmp_path):
+    from PIL import Image
+
+    arr = viz.tile(np.random.rand(2, 3, 5, 5).astype(np.float32), 2)
+    viz.save_png(arr, tmp_path / "a.png")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), arr)
