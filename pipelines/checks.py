@@ -1,0 +1,140 @@
+"""Small checks and transforms shared by the raw-format pipelines.
+
+Each function does one thing a pipeline needs: find a raw file (or say where
+to get it), hash it, turn label columns into class indices, check that rows
+cover a factor grid exactly once (naming what is missing or duplicated),
+and downscale images with an antialiasing filter. All raise
+:class:`gdrae.errors.GdraeError` with one line naming the file.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+from PIL import Image
+
+from gdrae.errors import GdraeError
+from pipelines.base import DatasetSpec, RawFile
+
+BLOCK_ROWS = 4096  # rows per block handed to the cache writer (~50 MB of 64x64x3 images)
+RESIZE_FILTER = "PIL.Image.LANCZOS"  # recorded in the cache's `pipeline` attrs
+_SHOW = 3  # how many missing/duplicated combinations an error message lists
+
+
+def require_file(raw_dir: Path, raw: RawFile) -> Path:
+    """The path of ``raw`` under ``raw_dir``; a GdraeError says where to get it if absent."""
+    path = Path(raw_dir) / raw.relpath
+    if not path.exists():
+        raise GdraeError(f"{path}: raw file not found: expected {raw.relpath} under {raw_dir} (get it from {raw.source})")
+    if raw.size is not None and path.is_file() and path.stat().st_size != raw.size:
+        raise GdraeError(f"{path}: expected {raw.size} bytes, got {path.stat().st_size} (incomplete download?)")
+    return path
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file, read in chunks (raw files can be several GB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while data := f.read(chunk):
+            digest.update(data)
+    return digest.hexdigest()
+
+
+def source_entries(raw_dir: Path, paths: Sequence[Path], known: Sequence[RawFile] = ()) -> list[dict]:
+    """``{"name", "bytes", "sha256"}`` per raw file; a known sha256 that differs is a GdraeError."""
+    expected = {str(Path(raw_dir) / r.relpath): r.sha256 for r in known if r.sha256}
+    entries = []
+    for path in paths:
+        digest = sha256_file(path)
+        want = expected.get(str(path))
+        if want is not None and digest != want:
+            raise GdraeError(f"{path}: expected sha256 {want}, got {digest} (corrupt or different file)")
+        entries.append({"name": str(Path(path).relative_to(raw_dir)), "bytes": Path(path).stat().st_size, "sha256": digest})
+    return entries
+
+
+def class_indices(labels: np.ndarray) -> tuple[np.ndarray, list[int], list[list[float]]]:
+    """Per column, class index = rank among the sorted distinct values.
+
+    Returns (classes (N, K) int64, factor sizes, factor values per factor).
+    """
+    columns = [np.unique(labels[:, k], return_inverse=True) for k in range(labels.shape[1])]
+    classes = np.stack([inverse.reshape(-1) for _, inverse in columns], axis=1).astype(np.int64)
+    return classes, [len(values) for values, _ in columns], [values.astype(float).tolist() for values, _ in columns]
+
+
+def grid_positions(classes: np.ndarray, sizes: Sequence[int], names: Sequence[str], where: Path) -> np.ndarray:
+    """Flat grid index of each row; a GdraeError names missing/duplicated combinations.
+
+    The rows must cover the grid exactly once, otherwise the cache would be
+    a silently shifted dataset.
+    """
+    n = int(np.prod(sizes))
+    positions = np.ravel_multi_index(tuple(classes.T), tuple(sizes))
+    counts = np.bincount(positions, minlength=n)
+    missing, duplicated = np.flatnonzero(counts == 0), np.flatnonzero(counts > 1)
+    if len(missing) or len(duplicated):
+        problems = []
+        for label, flat in (("missing", missing), ("duplicated", duplicated)):
+            if len(flat):
+                shown = "; ".join(_combination(i, sizes, names) for i in flat[:_SHOW])
+                problems.append(f"{len(flat)} {label} (first: {shown})")
+        raise GdraeError(
+            f"{where}: expected each of the {n} combinations of the factor grid "
+            f"{_grid(names, sizes)} exactly once, got {', '.join(problems)}"
+        )
+    return positions
+
+
+def require_grid_order(positions: np.ndarray, where: Path) -> None:
+    """A GdraeError unless row i holds grid index i (files documented to be in grid order)."""
+    wrong = np.flatnonzero(positions != np.arange(len(positions)))
+    if len(wrong):
+        raise GdraeError(f"{where}: expected rows in factor-grid order, got row {wrong[0]} holding grid index {positions[wrong[0]]}")
+
+
+def grid_notes(spec: DatasetSpec, sizes: Sequence[int]) -> list[str]:
+    """A note for the user when the grid found differs from the canonical one."""
+    if tuple(sizes) == tuple(spec.factor_sizes):
+        return []
+    return [
+        f"{spec.name}: factor grid found in the raw data {_grid(spec.factor_names, sizes)} "
+        f"differs from the canonical {_grid(spec.factor_names, spec.factor_sizes)}"
+    ]
+
+
+def downscale(images: np.ndarray, size: int) -> np.ndarray:
+    """(N, C, H, W) uint8 -> (N, C, size, size) uint8 with PIL's antialiasing LANCZOS filter.
+
+    Each channel is resized on its own (same result as resizing the RGB image).
+    """
+    n, c = images.shape[:2]
+    out = np.empty((n, c, size, size), dtype=np.uint8)
+    for i in range(n):
+        for j in range(c):
+            resized = Image.fromarray(images[i, j]).resize((size, size), Image.LANCZOS)
+            out[i, j] = np.asarray(resized)
+    return out
+
+
+def row_blocks(n: int, block: int = BLOCK_ROWS) -> Iterator[tuple[int, int]]:
+    """(start, stop) ranges covering ``range(n)`` in steps of ``block``."""
+    for start in range(0, n, block):
+        yield start, min(start + block, n)
+
+
+def array_blocks(images: np.ndarray, block: int = BLOCK_ROWS) -> Iterator[np.ndarray]:
+    """Consecutive contiguous row blocks of an in-memory array."""
+    for start, stop in row_blocks(len(images), block):
+        yield np.ascontiguousarray(images[start:stop])
+
+
+def _combination(flat: int, sizes: Sequence[int], names: Sequence[str]) -> str:
+    index = np.unravel_index(int(flat), tuple(sizes))
+    return ", ".join(f"{name}={int(i)}" for name, i in zip(names, index))
+
+
+def _grid(names: Sequence[str], sizes: Sequence[int]) -> str:
+    return "(" + ", ".join(f"{name} {size}" for name, size in zip(names, sizes)) + ")"

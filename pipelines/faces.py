@@ -1,0 +1,80 @@
+"""3DFaces (``faces``): Basel face model renders, 64x64 grey, on a 4-factor grid.
+
+The ``.pth`` file holds one uint8 tensor (50, 21, 11, 11, 64, 64) whose
+leading dimensions are the factor grid, already in grid order; the sizes are
+read from ``shape[:-2]``. It is loaded with ``torch.load(weights_only=True)``
+so a file carrying any other pickled object is refused instead of run.
+
+Reference: Paysan et al., "A 3D Face Model for Pose and Illumination
+Invariant Face Recognition" (AVSS 2009); renders as used by Kulkarni et al.,
+"Deep Convolutional Inverse Graphics Network" (NeurIPS 2015).
+"""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+import torch
+
+from gdrae.errors import GdraeError
+from pipelines.base import Converted, DatasetSpec, RawFile
+from pipelines.checks import array_blocks, grid_notes, require_file, source_entries
+
+RAW = RawFile(
+    relpath="3dfaces/basel_face_renders.pth",
+    source="https://github.com/rtqichen/beta-tcvae (3D faces renders, as distributed with the beta-TCVAE code)",
+)
+_FACTORS = ("face_id", "azimuth", "elevation", "lighting")
+
+
+def convert(raw_dir: Path) -> Converted:
+    """Load the faces tensor safely and hand it out as (B, 1, 64, 64) blocks in grid order."""
+    raw_dir = Path(raw_dir)
+    path = require_file(raw_dir, RAW)
+    tensor = _load_tensor(path)
+    if tensor.dtype != torch.uint8 or tensor.dim() != 6 or tuple(tensor.shape[-2:]) != (64, 64):
+        raise GdraeError(
+            f"{path}: expected a uint8 tensor (face_id, azimuth, elevation, lighting, 64, 64), "
+            f"got {tensor.dtype} {tuple(tensor.shape)}"
+        )
+    sizes = [int(s) for s in tensor.shape[:-2]]
+    if min(sizes) == 0:
+        raise GdraeError(f"{path}: expected a non-empty factor grid, got sizes {sizes}")
+    return Converted(
+        factor_names=list(_FACTORS),
+        factor_sizes=sizes,
+        factor_values=[[float(i) for i in range(s)] for s in sizes],
+        array_name="images",
+        row_shape=(1, 64, 64),
+        dtype="uint8",
+        blocks=array_blocks(tensor.reshape(-1, 1, 64, 64).numpy()),
+        sources=source_entries(raw_dir, [path], [RAW]),
+        pipeline={"loader": "torch.load(weights_only=True)"},
+        notes=grid_notes(SPEC, sizes),
+    )
+
+
+def _load_tensor(path: Path) -> torch.Tensor:
+    """The one tensor in ``path``; anything else (or an unsafe pickle) is a GdraeError."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only" in str(e).lower():
+            raise GdraeError(
+                f"{path}: expected only tensors, got a pickled object that torch.load(weights_only=True) refuses to run"
+            ) from None
+        raise GdraeError(f"{path}: expected a readable .pth file, got a corrupt or truncated file ({e})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise GdraeError(f"{path}: expected a readable .pth file, got a corrupt or truncated file ({e})") from None
+    if not isinstance(obj, torch.Tensor):
+        raise GdraeError(f"{path}: expected one uint8 tensor, got {type(obj).__name__}")
+    return obj
+
+
+SPEC = DatasetSpec(
+    name="faces",
+    description="3DFaces: Basel face model renders, 64x64 greyscale",
+    factor_names=_FACTORS,
+    factor_sizes=(50, 21, 11, 11),
+    raw_files=(RAW,),
+    convert=convert,
+)

@@ -1,0 +1,145 @@
+"""SmallNORB (``small_norb``): toy objects, 96x96 stereo grey, on a 5-factor grid.
+
+The raw files are NORB binary matrices (not MATLAB despite ``.mat``): an
+int32 magic number giving the element type, int32 ndim, max(3, ndim) int32
+dims, then little-endian data. ``dat`` is (N, 2, 96, 96) uint8 stereo pairs
+(camera 0 is used), ``cat`` (N,) int32 the category, ``info`` (N, 4) int32 =
+instance, elevation, azimuth (0, 2, ..., 34, halved here), lighting.
+
+The training and testing files hold disjoint instances and together fill
+the grid (category, instance, elevation, azimuth, lighting) exactly once, in
+no particular order: rows are REORDERED into grid order here (the labels
+give a permutation; images are gathered from memory-mapped files block by
+block), then downscaled 96 -> 64 with PIL's antialiasing LANCZOS filter.
+
+Reference: LeCun, Huang and Bottou, "Learning Methods for Generic Object
+Recognition with Invariance to Pose and Lighting" (CVPR 2004).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from gdrae.errors import GdraeError
+from pipelines.base import Converted, DatasetSpec, RawFile
+from pipelines.checks import (
+    BLOCK_ROWS,
+    RESIZE_FILTER,
+    class_indices,
+    downscale,
+    grid_notes,
+    grid_positions,
+    require_file,
+    row_blocks,
+    source_entries,
+)
+
+SOURCE = "https://cs.nyu.edu/~ylclab/data/norb-v1.0-small/"
+SPLITS = {
+    "training": "small_norb/raw/smallnorb-5x46789x9x18x6x2x96x96-training-{}.mat",
+    "testing": "small_norb/raw/smallnorb-5x01235x9x18x6x2x96x96-testing-{}.mat",
+}
+RAW = {(split, kind): RawFile(relpath=pattern.format(kind), source=SOURCE) for split, pattern in SPLITS.items() for kind in ("dat", "cat", "info")}
+MAGIC = {  # magic number -> element type
+    0x1E3D4C55: np.dtype("u1"),
+    0x1E3D4C54: np.dtype("<i4"),
+    0x1E3D4C51: np.dtype("<f4"),
+    0x1E3D4C53: np.dtype("<f8"),
+    0x1E3D4C56: np.dtype("<i2"),
+}
+_FACTORS = ("category", "instance", "elevation", "azimuth", "lighting")
+_SIZE = 64
+
+
+def read_header(path: Path) -> tuple[np.dtype, tuple[int, ...], int]:
+    """(element type, dims, data offset) of a NORB binary matrix; checks the file length."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise GdraeError(f"{path}: expected a NORB binary matrix header of 8+ bytes, got {len(head)} (truncated file)")
+        magic, ndim = (int(v) for v in np.frombuffer(head, dtype="<i4"))
+        if magic not in MAGIC:
+            raise GdraeError(f"{path}: expected a NORB magic number ({', '.join(hex(m) for m in MAGIC)}), got {magic:#x}")
+        if not 0 < ndim <= 16:
+            raise GdraeError(f"{path}: expected 1..16 dimensions in the header, got {ndim}")
+        stored = max(3, ndim)
+        raw_dims = f.read(4 * stored)
+        if len(raw_dims) < 4 * stored:
+            raise GdraeError(f"{path}: expected {stored} header dims, got a truncated header")
+    dims = tuple(int(d) for d in np.frombuffer(raw_dims, dtype="<i4")[:ndim])
+    offset = 8 + 4 * stored
+    want = offset + int(np.prod(dims)) * MAGIC[magic].itemsize
+    got = Path(path).stat().st_size
+    if min(dims) < 0 or got != want:
+        raise GdraeError(f"{path}: expected {want} bytes for a {MAGIC[magic]} matrix {dims}, got {got} (truncated or corrupt file)")
+    return MAGIC[magic], dims, offset
+
+
+def read_matrix(path: Path, dtype: np.dtype, shape: tuple[int | None, ...]) -> np.memmap:
+    """Memory-map a NORB matrix after checking its type and shape (None = any size)."""
+    found, dims, offset = read_header(path)
+    if found != dtype or len(dims) != len(shape) or any(w is not None and w != d for w, d in zip(shape, dims)):
+        want = "(" + ", ".join("N" if w is None else str(w) for w in shape) + ")"
+        raise GdraeError(f"{path}: expected {dtype} matrix {want}, got {found} {dims}")
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=dims)
+
+
+def convert(raw_dir: Path) -> Converted:
+    """Check the six NORB files, order all rows by grid index, and stream them downscaled."""
+    raw_dir = Path(raw_dir)
+    paths = {key: require_file(raw_dir, raw) for key, raw in RAW.items()}
+    labels, counts = [], []
+    for split in SPLITS:
+        dat = read_matrix(paths[split, "dat"], np.dtype("u1"), (None, 2, 96, 96))
+        n = dat.shape[0]
+        category = read_matrix(paths[split, "cat"], np.dtype("<i4"), (n,))
+        info = np.array(read_matrix(paths[split, "info"], np.dtype("<i4"), (n, 4)))
+        if (info[:, 2] % 2).any():
+            raise GdraeError(f"{paths[split, 'info']}: expected even azimuth values 0, 2, ..., 34, got an odd one")
+        labels.append(np.column_stack([category, info[:, 0], info[:, 1], info[:, 2] // 2, info[:, 3]]))
+        counts.append(n)
+    classes, sizes, values = class_indices(np.concatenate(labels))
+    where = Path(raw_dir) / "small_norb/raw"
+    order = np.argsort(grid_positions(classes, sizes, _FACTORS, where))  # source row of each grid row
+    return Converted(
+        factor_names=list(_FACTORS),
+        factor_sizes=sizes,
+        factor_values=values,
+        array_name="images",
+        row_shape=(1, _SIZE, _SIZE),
+        dtype="uint8",
+        blocks=_blocks([paths[split, "dat"] for split in SPLITS], counts, order),
+        sources=source_entries(raw_dir, list(paths.values())),
+        pipeline={
+            "camera": 0,
+            "azimuth": "raw value / 2",
+            "row_order": "training and testing rows reordered into grid order",
+            "resize": {"from": [96, 96], "to": [_SIZE, _SIZE], "filter": RESIZE_FILTER},
+        },
+        notes=grid_notes(SPEC, sizes),
+    )
+
+
+def _blocks(dat_paths: list[Path], counts: list[int], order: np.ndarray) -> Iterator[np.ndarray]:
+    """Camera-0 images gathered in ``order`` from the split files, downscaled, block by block."""
+    dats = [read_matrix(path, np.dtype("u1"), (n, 2, 96, 96)) for path, n in zip(dat_paths, counts)]
+    first_row = np.cumsum([0] + counts)  # global row index where each split starts
+    for start, stop in row_blocks(len(order), BLOCK_ROWS):
+        rows = order[start:stop]
+        images = np.empty((len(rows), 1, 96, 96), dtype=np.uint8)
+        for dat, lo, hi in zip(dats, first_row[:-1], first_row[1:]):
+            mine = (rows >= lo) & (rows < hi)
+            images[mine, 0] = dat[rows[mine] - lo, 0]
+        yield downscale(images, _SIZE)
+
+
+SPEC = DatasetSpec(
+    name="small_norb",
+    description="SmallNORB: toy objects under varying pose and lighting, 96x96 grey downscaled to 64x64",
+    factor_names=_FACTORS,
+    factor_sizes=(5, 10, 9, 18, 6),
+    raw_files=tuple(RAW.values()),
+    convert=convert,
+)
