@@ -1,0 +1,229 @@
+"""Run configuration: the four sections of run.yaml as pydantic models, plus load and dump.
+
+Every field has a default (the published settings of MODEL.md section 6 for
+the image datasets) and a one-line description, which ``dump_config`` writes
+as a comment. Unknown keys are errors naming the key.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gdrae.errors import GdraeError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Section):
+    name: str = Field("shapes2d", description="dataset / cache name, e.g. shapes2d, sector2dunif, shapes2d-synth-small")
+    cache_dir: str = Field("cache", description="directory holding the <name>.zarr caches")
+    batch_size: int = Field(64, ge=1, description="training batch size")
+    in_memory: Literal["auto"] | bool = Field("auto", description="load the whole cache into RAM: auto, true or false")
+
+
+class Sector2DConfig(_Section):
+    input_nc: int = Field(1024, ge=2, description="width of the Sector2D flow (outputs of the first mixing)")
+    hidden_nc: int = Field(1024, ge=1, description="hidden width of each Sector2D coupling network")
+    n_flows: int = Field(3, ge=0, description="number of mixing + coupling steps of the Sector2D flow")
+
+
+class ModelConfig(_Section):
+    kind: Literal["image", "sector2d"] = Field("image", description="image autoencoder or the 2-D Sector2D model")
+    nz: int = Field(10, ge=2, description="latent size")
+    channels: Literal[1, 3] = Field(1, description="image channels (images only)")
+    encoder_width: int = Field(
+        128, ge=1, description="channels of the encoder's 4x4 conv: 128 shapes2d, 256 faces/small_norb/shapes3d/cars3d"
+    )
+    init_size: int = Field(4, ge=1, description="spatial size of the decoder's first feature map")
+    ncs: list[int] = Field([128, 64, 32, 16, 4], description="decoder flow channels per resolution")
+    hidden_ncs: list[int] = Field([256, 128, 64, 32, 16], description="coupling-network channels per resolution")
+    middle_ns_flows: list[int] = Field([1, 1, 1, 1], description="flow steps after each 2x upsampling")
+    image_size: int = Field(64, description="image side in pixels (the encoders take 64)")
+    sigma: float = Field(0.01, ge=0, description="fixed posterior std of the image encoder (Sector2D is deterministic)")
+    prior_radius: float = Field(1.0, gt=0, description="prior is uniform on [-r, r]^nz")
+    sv_hidden: int = Field(1024, ge=1, description="hidden width of the singular-value predictor")
+    sn_power: int = Field(5, ge=1, description="power-iteration steps of the spectral-norm term")
+    sector2d: Sector2DConfig = Field(default_factory=Sector2DConfig, description="Sector2D flow sizes")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ModelConfig":
+        if self.kind == "sector2d":
+            s = self.sector2d
+            if s.input_nc % 2 or s.input_nc < self.nz:
+                raise ValueError(f"sector2d.input_nc: expected an even number >= nz ({self.nz}), got {s.input_nc}")
+            return self
+        n = len(self.middle_ns_flows)
+        if n == 0:
+            raise ValueError("middle_ns_flows: expected at least one entry, got []")
+        if len(self.ncs) != n + 1 or len(self.hidden_ncs) != n + 1:
+            raise ValueError(
+                f"ncs, hidden_ncs: expected {n + 1} entries each (len(middle_ns_flows) + 1), "
+                f"got {len(self.ncs)} and {len(self.hidden_ncs)}"
+            )
+        if self.image_size != 64:
+            raise ValueError(f"image_size: expected 64 (the encoders take 64x64 images), got {self.image_size}")
+        if self.init_size * 2**n != self.image_size:
+            raise ValueError(
+                f"init_size: expected init_size * 2**len(middle_ns_flows) == image_size ({self.image_size}), "
+                f"got {self.init_size} * 2**{n}"
+            )
+        if any(c < 2 or c % 2 for c in self.ncs) or any(c < 1 for c in self.hidden_ncs):
+            raise ValueError(f"ncs: expected even channel counts >= 2, got {self.ncs}")
+        if any(k < 0 for k in self.middle_ns_flows):
+            raise ValueError(f"middle_ns_flows: expected counts >= 0, got {self.middle_ns_flows}")
+        if self.ncs[0] // 2 * self.init_size**2 < self.nz:
+            raise ValueError(f"ncs: expected ncs[0]/2 * init_size**2 >= nz ({self.nz}), got {self.ncs[0]}")
+        for i in range(n):
+            if 4 * self.ncs[i + 1] < self.ncs[i]:
+                raise ValueError(f"ncs: expected 4*ncs[{i + 1}] >= ncs[{i}] (injective upsampling), got {self.ncs}")
+        if self.channels > self.ncs[-1]:
+            raise ValueError(f"channels: expected at most ncs[-1] ({self.ncs[-1]}), got {self.channels}")
+        return self
+
+
+class LossConfig(_Section):
+    recon: float | None = Field(1.0, description="weight of the reconstruction term (Sector2D: 1000)")
+    prior: float | None = Field(1000.0, description="weight of relu(|mu| - r), keeps codes in the prior box")
+    sn: float | None = Field(1000.0, description="weight of (log spectral norm of J diag(1/sv))^2")
+    sv: float | None = Field(0.01, description="weight of the entropy of softmax(log sv) (Sector2D: 1)")
+    cap: float | None = Field(10.0, description="weight of the log capacity c")
+    norm_sv: float | None = Field(0.01, description="weight of mean sv^2 (images only; null disables)")
+
+
+class TrainConfig(_Section):
+    steps: int = Field(100000, ge=1, description="optimisation steps")
+    seed: int = Field(0, description="seed of torch, numpy and the data order")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks cuda when available")
+    lr: float = Field(1e-4, gt=0, description="Adam learning rate")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam betas")
+    run_dir: str | None = Field(None, description="run directory; empty means runs/<data.name>")
+    log_every: int = Field(100, ge=1, description="steps between scalar logs")
+    image_every: int = Field(5000, ge=1, description="steps between qualitative images")
+    eval_every: int = Field(10000, ge=1, description="steps between geometric diagnostics")
+    ckpt_every: int = Field(5000, ge=1, description="steps between checkpoints")
+    keep_checkpoints: int = Field(3, ge=1, description="numbered checkpoints kept besides latest.pt")
+    dtype: Literal["float32", "bfloat16"] = Field("float32", description="autocast dtype of the training step")
+    compile: bool = Field(False, description="torch.compile the training step")
+    max_nonfinite: int = Field(20, ge=1, description="consecutive non-finite losses before the run stops")
+
+
+class RunConfig(_Section):
+    data: DataConfig = Field(default_factory=DataConfig, description="what to train on")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="architecture")
+    loss: LossConfig = Field(default_factory=LossConfig, description="loss weights")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="optimisation and logging")
+
+    @model_validator(mode="after")
+    def _derive_run_dir(self) -> "RunConfig":
+        if not self.train.run_dir:
+            self.train.run_dir = f"runs/{self.data.name}"
+        return self
+
+
+def _key_path(loc: tuple) -> str:
+    """Dotted key of a pydantic error location, without union tags or tuple indices."""
+    parts, cls = [], RunConfig
+    for part in loc:
+        if not (isinstance(part, str) and cls is not None and part in cls.model_fields):
+            break
+        parts.append(part)
+        annotation = cls.model_fields[part].annotation
+        cls = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return ".".join(parts)
+
+
+def _error_line(source: str, err: dict) -> str:
+    if err["type"] == "extra_forbidden":
+        return f"{source}: {'.'.join(str(p) for p in err['loc'])}: unknown key"
+    key = _key_path(err["loc"]) or "(top level)"
+    if err["type"] == "value_error":  # our consistency checks say "<field>: expected ..., got ..."
+        return f"{source}: {key}.{err['msg'].removeprefix('Value error, ')}"
+    msg = err['msg'][:1].lower() + err['msg'][1:]
+    return f"{source}: {key}: {msg}, got {err['input']!r}"
+
+
+def _apply_override(raw: dict, source: str, override: str) -> None:
+    key, sep, text = override.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise GdraeError(f"{source}: override {override!r}: expected KEY=VALUE, e.g. train.steps=10")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise GdraeError(f"{source}: {key}: expected a YAML value, got {text!r} ({exc.problem})") from None
+    parts = key.split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise GdraeError(f"{source}: {'.'.join(parts[: i + 1])}: expected a section, got {child!r}")
+        node = child
+    node[parts[-1]] = value
+
+
+def config_from_dict(raw: Any, source: str = "config", overrides: Iterable[str] = ()) -> RunConfig:
+    """Validate a parsed run.yaml (plus KEY=VALUE overrides) into a :class:`RunConfig`."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise GdraeError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    raw = yaml.safe_load(yaml.safe_dump(raw))  # a deep copy the overrides may edit
+    for override in overrides:
+        _apply_override(raw, source, override)
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise GdraeError(_error_line(source, exc.errors()[0])) from None
+
+
+def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> RunConfig:
+    """Read run.yaml, apply overrides like "train.steps=10" (values parsed as YAML) and validate.
+
+    Raises GdraeError naming the file and the key path for any problem.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise GdraeError(f"{path}: cannot read config ({exc.strerror or exc})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise GdraeError(f"{path}: expected valid YAML, got a parse error ({exc})".replace("\n", " ")) from None
+    return config_from_dict(raw, str(path), overrides)
+
+
+def _yaml_value(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("\n...").strip()
+
+
+def _dump_lines(model: BaseModel, indent: int) -> list[str]:
+    lines = []
+    pad = "  " * indent
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        comment = f"  # {field.description}" if field.description else ""
+        if isinstance(value, BaseModel):
+            lines.append(f"{pad}{name}:{comment}")
+            lines.extend(_dump_lines(value, indent + 1))
+        else:
+            dumped = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+            if isinstance(dumped, tuple):
+                dumped = list(dumped)
+            lines.append(f"{pad}{name}: {_yaml_value(dumped)}{comment}")
+    return lines
+
+
+def dump_config(cfg: RunConfig, path: str | os.PathLike) -> None:
+    """Write the resolved config as commented YAML (field order kept), atomically."""
+    path = Path(path)
+    text = "\n".join(_dump_lines(cfg, 0)) + "\n"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

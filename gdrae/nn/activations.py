@@ -1,0 +1,43 @@
+"""Elementwise nonlinearities; their Jacobian is diagonal, held as detached slopes."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from gdrae.nn.base import Transposable
+
+
+class ReLU(Transposable):
+    """max(x, 0); slope 1 where x > 0, else 0."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(x)
+
+    def linearize(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return torch.relu(x), (x > 0).to(x.dtype).detach()
+
+    def jvp(self, v: Tensor, ctx: Tensor) -> Tensor:
+        return v * ctx
+
+    def vjp(self, u: Tensor, ctx: Tensor) -> Tensor:
+        return u * ctx
+
+
+class Sigmoid(Transposable):
+    """1 / (1 + exp(-x)); slope s(1 - s). Injective, inverse is the logit."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sigmoid(x)
+
+    def linearize(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        s = torch.sigmoid(x)
+        return s, (s * (1 - s)).detach()
+
+    def jvp(self, v: Tensor, ctx: Tensor) -> Tensor:
+        return v * ctx
+
+    def vjp(self, u: Tensor, ctx: Tensor) -> Tensor:
+        return u * ctx
+
+    def inverse(self, y: Tensor) -> Tensor:
+        return torch.logit(y)

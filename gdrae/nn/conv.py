@@ -1,0 +1,53 @@
+"""Trainable linear blocks of the coupling networks: transposed convolution, 1x1 convolution.
+
+Their Jacobian is the weight alone (the bias is a shift), so ``jvp`` applies
+the weight and ``vjp`` its adjoint.
+"""
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gdrae.nn.base import Transposable, channel_matmul
+
+
+class ConvTranspose(Transposable):
+    """``nn.ConvTranspose2d`` with bias, PyTorch's default init (kept on purpose, MODEL.md section 3).
+
+    Its adjoint is ``conv2d`` with the same weight, stride and padding.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int):
+        super().__init__()
+        self.conv = nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride, padding)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)
+
+    def jvp(self, v: Tensor, ctx: None) -> Tensor:
+        c = self.conv
+        return F.conv_transpose2d(v, c.weight, None, c.stride, c.padding)
+
+    def vjp(self, u: Tensor, ctx: None) -> Tensor:
+        c = self.conv
+        return F.conv2d(u, c.weight, None, c.stride, c.padding)
+
+
+class Conv1x1(Transposable):
+    """Trainable 1x1 convolution with bias (``nn.Conv2d``, so the model's N(0, 0.02) init applies)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 1)
+
+    def _matrix(self) -> Tensor:
+        return self.conv.weight.view(self.conv.out_channels, self.conv.in_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return channel_matmul(self._matrix(), x) + self.conv.bias.view(1, -1, 1, 1)
+
+    def jvp(self, v: Tensor, ctx: None) -> Tensor:
+        return channel_matmul(self._matrix(), v)
+
+    def vjp(self, u: Tensor, ctx: None) -> Tensor:
+        return channel_matmul(self._matrix().t(), u)

@@ -1,0 +1,64 @@
+"""Fixed (semi-)orthogonal 1x1 channel mixing.
+
+Reference: Pan, Niu, Zhang, AAAI 2023 (GDRAE), MODEL.md section 4.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from gdrae.nn.base import Transposable, channel_matmul
+
+
+def random_orthogonal(n: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """A Haar-random n x n orthogonal matrix: QR of a Gaussian, signs fixed by diag(R).
+
+    Draws from torch's default generator, so seeding torch fixes it.
+    """
+    q, r = torch.linalg.qr(torch.randn(n, n, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r)).unsqueeze(0)
+    return q.to(dtype)
+
+
+class FixedMix(Transposable):
+    """1x1 convolution by a fixed slice of an orthogonal matrix Q (a buffer, never trained).
+
+    Q has size max(in, out); the weight is its first ``out`` rows and first
+    ``in`` columns, so the map is an isometry when out >= in (then ``inverse``
+    is an exact left inverse) and a co-isometry when out < in. Pass ``q`` to
+    reuse a given matrix (the decoder's first coupling uses the transpose of
+    the first mixing).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, q: Tensor | None = None):
+        super().__init__()
+        n = max(in_channels, out_channels)
+        if q is None:
+            q = random_orthogonal(n)
+        if q.shape != (n, n):
+            raise ValueError(f"FixedMix q: expected shape ({n}, {n}), got {tuple(q.shape)}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.register_buffer("q", q.clone())
+
+    @property
+    def weight(self) -> Tensor:
+        """The (out, in) mixing matrix."""
+        return self.q[: self.out_channels, : self.in_channels]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return channel_matmul(self.weight, x)
+
+    def jvp(self, v: Tensor, ctx: None) -> Tensor:
+        return channel_matmul(self.weight, v)
+
+    def vjp(self, u: Tensor, ctx: None) -> Tensor:
+        return channel_matmul(self.weight.t(), u)
+
+    def inverse(self, y: Tensor) -> Tensor:
+        if self.out_channels < self.in_channels:
+            raise TypeError(f"FixedMix({self.in_channels}, {self.out_channels}) reduces channels: no left inverse")
+        return channel_matmul(self.weight.t(), y)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}"
