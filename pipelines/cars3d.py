@@ -85,7 +85,7 @@ def _read_car(path: Path) -> np.ndarray:
     except Exception as e:  # scipy raises many types (MatReadError, ValueError, OSError, zlib.error) for damaged files
         raise GdraeError(f"{path}: expected a readable MATLAB v5 file, got a corrupt or truncated file ({e})") from None
     if "im" not in content:
-        raise GdraeError(f"{path}: expected a variable named 'im', got {sorted(k for k in content if not k.startswith('__'))}")
+        raise GdraeError(f"{path}: expected a variable named 'im', got {sorted(name for name, _, _ in scipy.io.whosmat(path))}")
     im = content["im"]
     if im.dtype != np.uint8 or im.ndim != 5 or im.shape[:3] != (128, 128, 3):
         raise GdraeError(f"{path}: im: expected uint8 (128, 128, 3, azimuth, elevation), got {im.dtype} {im.shape}")
