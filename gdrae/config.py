@@ -111,6 +111,8 @@ class TrainConfig(_Section):
     dtype: Literal["float32", "bfloat16"] = Field("float32", description="autocast dtype of the training step")
     compile: bool = Field(False, description="torch.compile the training step")
     max_nonfinite: int = Field(20, ge=1, description="consecutive non-finite losses before the run stops")
+    diag_points: int = Field(64, ge=1, description="latent points of the geometric diagnostics at each evaluation")
+    metrics: list[str] = Field([], description="disentanglement metrics at each evaluation via gdrae.evaluate; [] for none")
 
 
 class RunConfig(_Section):
