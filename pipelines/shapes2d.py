@@ -92,6 +92,8 @@ def _member_header(path: Path, name: str, dtype: type | None) -> tuple[tuple[int
                 raise GdraeError(f"{path}: expected an array named {name!r}, got {sorted(n[:-4] for n in archive.namelist())}")
             with archive.open(f"{name}.npy") as member:
                 shape, found = _read_header(member, path, name)
+    except GdraeError:
+        raise
     except _CORRUPT as e:
         raise GdraeError(f"{path}: expected a readable .npz archive, got a corrupt or truncated file ({e})") from None
     if dtype is not None and found != np.dtype(dtype):
@@ -106,6 +108,8 @@ def _read_member(path: Path, name: str, dtype: type | None) -> np.ndarray:
         with zipfile.ZipFile(path) as archive, archive.open(f"{name}.npy") as member:
             _read_header(member, path, name)
             return _read_rows(member, path, name, found, shape)
+    except GdraeError:
+        raise
     except _CORRUPT as e:
         raise GdraeError(f"{path}: {name}: expected a readable array, got a corrupt or truncated file ({e})") from None
 
