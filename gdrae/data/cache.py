@@ -1,0 +1,290 @@
+"""Open and validate a prepared dataset cache (DESIGN.md, cache contract, schema version 1).
+
+A cache is a zarr group ``<cache_dir>/<name>.zarr`` holding ``images``
+(uint8 N, C, H, W) or ``points`` (float32 N, 2), ``factors`` (integer N, K in
+grid order) and attrs describing the factors and the raw sources.
+:func:`open_cache` checks all of that up front, so code that gets a
+:class:`Cache` can trust its shapes and its grid. Reads go through
+:class:`CheckedArray`, which turns a corrupt chunk (checksum mismatch, bad
+compression) into a one-line :class:`GdraeError` naming the cache and chunk.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from gdrae.data.grid import factors_to_index, grid_size
+from gdrae.errors import GdraeError
+
+CACHE_VERSION = 1
+REQUIRED_ATTRS = ("gdrae_cache_version", "dataset", "factor_names", "factor_sizes", "factor_values",
+                  "source", "created", "pipeline")
+# what zarr, blosc and the file system raise for a damaged or missing chunk (checksum: ValueError)
+CORRUPTION_ERRORS = (ValueError, RuntimeError, OSError)
+ROW_SHAPES = {"images": "uint8 (N, C, H, W)", "points": "float32 (N, 2)"}
+
+
+def cache_path(cache_dir: str | Path, name: str) -> Path:
+    """Where the cache of dataset ``name`` lives: ``<cache_dir>/<name>.zarr``."""
+    return Path(cache_dir) / f"{name}.zarr"
+
+
+def dataset_name(path: str | Path) -> str:
+    """The dataset name a cache path stands for (``cache/shapes2d.zarr`` -> ``shapes2d``)."""
+    name = Path(path).name
+    return name[: -len(".zarr")] if name.endswith(".zarr") else name
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
+
+
+class CheckedArray:
+    """A read-only zarr array whose read errors become a GdraeError naming the chunk.
+
+    Indexing along the first axis works as on the zarr array (``a[i]``,
+    ``a[lo:hi]``, ``a[[i, j]]``) and returns numpy arrays. ``read_chunk(i)``
+    reads one stored chunk. ``zarr`` is the underlying array for anything else.
+    """
+
+    def __init__(self, array: Any, cache: Path, name: str):
+        self.zarr = array
+        self.cache = cache
+        self.name = name
+        self.shape: tuple[int, ...] = tuple(array.shape)
+        self.dtype = np.dtype(array.dtype)
+        self.chunk_rows: int = int(array.chunks[0])
+        self.nchunks: int = -(-self.shape[0] // self.chunk_rows) if self.shape[0] else 0
+        self._chunk_file = _direct_chunk_files(array)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        """Uncompressed size in bytes."""
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+    def chunk_range(self, i: int) -> tuple[int, int]:
+        """Rows ``[lo, hi)`` stored in chunk ``i``."""
+        lo = i * self.chunk_rows
+        return lo, min(lo + self.chunk_rows, self.shape[0])
+
+    def read_chunk(self, i: int, out: np.ndarray | None = None) -> np.ndarray:
+        """The rows of chunk ``i`` (decompressed, checksum verified), written into ``out`` if given."""
+        if not 0 <= i < self.nchunks:
+            raise GdraeError(f"{self.cache}: chunk {i} of '{self.name}' does not exist: "
+                             f"expected 0..{self.nchunks - 1}, got {i}")
+        lo, hi = self.chunk_range(i)
+        if out is None:
+            out = np.empty((hi - lo, *self.shape[1:]), dtype=self.dtype)
+        out = out[:hi - lo]
+        try:
+            if self._chunk_file is not None:
+                _decode_blosc_crc32c(self._chunk_file(i), out, self.chunk_rows)
+            else:
+                from zarr.core.buffer.cpu import NDBuffer  # decode straight into the caller's buffer
+
+                self.zarr.get_basic_selection(slice(lo, hi), out=NDBuffer.from_numpy_array(out))
+        except CORRUPTION_ERRORS as exc:
+            raise self.corrupt_error([i], exc) from exc
+        return out
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        try:
+            return self.zarr[key]
+        except CORRUPTION_ERRORS as exc:
+            raise self.corrupt_error(self._bad_chunks(key), exc) from exc
+
+    def corrupt_error(self, chunks: list[int], exc: BaseException | None = None) -> GdraeError:
+        """The one-line error for corrupt chunk(s) ``chunks``."""
+        shown = ", ".join(str(c) for c in chunks[:10]) + (", ..." if len(chunks) > 10 else "")
+        lo, hi = self.chunk_range(chunks[0]) if chunks else (0, 0)
+        what = f"chunk {shown} (rows {lo}..{hi - 1})" if len(chunks) == 1 else f"{len(chunks)} chunks ({shown})"
+        cause = f" [{_one_line(exc)}]" if exc is not None else ""
+        name = dataset_name(self.cache)
+        return GdraeError(f"{self.cache}: {what} of '{self.name}' is corrupt: expected data matching its "
+                          f"checksum{cause}; rebuild with `gdrae-data prepare {name} --force`")
+
+    def _bad_chunks(self, key: Any) -> list[int]:
+        """Chunks touched by ``key`` that fail to read on their own (for the error message)."""
+        first = key[0] if isinstance(key, tuple) else key
+        rows = np.atleast_1d(np.arange(self.shape[0])[first])
+        bad = []
+        for i in np.unique(rows // self.chunk_rows):
+            lo, hi = self.chunk_range(int(i))
+            try:
+                self.zarr[lo:hi]
+            except CORRUPTION_ERRORS:
+                bad.append(int(i))
+        return bad
+
+
+def _direct_chunk_files(array: Any) -> Callable[[int], Path] | None:
+    """Chunk index -> file, when chunks can be decoded without zarr's (slower, asyncio) pipeline.
+
+    That is the layout the writer produces: a local store, chunks along the
+    first axis, codecs bytes (little-endian) -> blosc -> crc32c. Anything else
+    returns None and reads go through zarr.
+    """
+    from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec
+    from zarr.storage import LocalStore
+
+    codecs = getattr(array.metadata, "codecs", ())
+    if not (isinstance(array.store, LocalStore) and len(codecs) == 3 and sys.byteorder == "little"
+            and isinstance(codecs[0], BytesCodec) and isinstance(codecs[1], BloscCodec)
+            and isinstance(codecs[2], Crc32cCodec)):
+        return None
+    root = Path(array.store.root) / array.path
+    tail = (0,) * (array.ndim - 1)
+    return lambda i: root / array.metadata.encode_chunk_key((i, *tail))
+
+
+def _decode_blosc_crc32c(path: Path, out: np.ndarray, chunk_rows: int) -> None:
+    """Check the CRC32C trailer of one chunk file and blosc-decompress it into ``out``."""
+    import google_crc32c
+    from numcodecs import blosc
+
+    raw = path.read_bytes()
+    body = np.frombuffer(raw, dtype=np.uint8)[:-4]
+    if len(raw) < 4 or google_crc32c.value(body) != int.from_bytes(raw[-4:], "little"):
+        raise ValueError("stored and computed CRC32C checksums differ")
+    if len(out) == chunk_rows and out.flags.c_contiguous:
+        blosc.decompress(body, out)
+    else:  # the last chunk is stored full size; a caller's view may be strided
+        full = np.empty((chunk_rows, *out.shape[1:]), dtype=out.dtype)
+        blosc.decompress(body, full)
+        out[...] = full[:len(out)]
+
+
+@dataclass(frozen=True)
+class Cache:
+    """A validated cache. ``images`` or ``points`` is the data array (the other is None)."""
+
+    path: Path
+    attrs: dict
+    data: CheckedArray  # the images or points array
+    factors: np.ndarray  # (N, K) integer class indices, grid order
+    factor_names: tuple[str, ...]
+    factor_sizes: tuple[int, ...]
+    factor_values: tuple[tuple[float, ...], ...]
+
+    @property
+    def name(self) -> str:
+        return str(self.attrs["dataset"])
+
+    @property
+    def n(self) -> int:
+        return self.data.shape[0]
+
+    @property
+    def kind(self) -> str:
+        """"images" or "points"."""
+        return self.data.name
+
+    @property
+    def images(self) -> CheckedArray | None:
+        return self.data if self.data.name == "images" else None
+
+    @property
+    def points(self) -> CheckedArray | None:
+        return self.data if self.data.name == "points" else None
+
+    @property
+    def row_shape(self) -> tuple[int, ...]:
+        return self.data.shape[1:]
+
+    def bytes_on_disk(self) -> int:
+        """Total size of the cache's files."""
+        return dir_bytes(self.path)
+
+
+def dir_bytes(path: Path) -> int:
+    """Total size of the files under ``path``."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def open_cache(path: str | Path) -> Cache:
+    """Open the cache at ``path`` and validate schema version, arrays, dtypes, shapes and the grid.
+
+    Raises GdraeError when it is missing (naming the ``gdrae-data prepare``
+    command to run), incomplete or invalid.
+    """
+    import zarr  # deferred: importing zarr costs time the CLI's --help does not need
+
+    path = Path(path)
+    name = dataset_name(path)
+    rebuild = f"rebuild with `gdrae-data prepare {name} --cache-dir {path.parent} --force`"
+    if not path.exists():
+        raise GdraeError(f"cache {path} not found: expected a prepared cache; "
+                         f"run `gdrae-data prepare {name} --cache-dir {path.parent}`")
+    try:
+        group = zarr.open_group(path, mode="r")
+        attrs = dict(group.attrs)
+    except Exception as exc:
+        raise GdraeError(f"{path}: expected a zarr group (a gdrae cache), got an unreadable directory "
+                         f"[{_one_line(exc)}]; {rebuild}") from exc
+
+    missing = [k for k in REQUIRED_ATTRS if k not in attrs]
+    if missing:
+        raise GdraeError(f"{path}: attrs lack {', '.join(missing)}: expected a gdrae cache; {rebuild}")
+    version = attrs["gdrae_cache_version"]
+    if version != CACHE_VERSION:
+        raise GdraeError(f"{path}: gdrae_cache_version expected {CACHE_VERSION}, got {version!r}; {rebuild}")
+
+    names, sizes, values = attrs["factor_names"], attrs["factor_sizes"], attrs["factor_values"]
+    if not (isinstance(sizes, list) and all(isinstance(s, int) and s > 0 for s in sizes)
+            and isinstance(names, list) and len(names) == len(sizes)
+            and isinstance(values, list) and [len(v) for v in values] == list(sizes)):
+        raise GdraeError(f"{path}: factor_names/factor_sizes/factor_values expected K names, K positive sizes "
+                         f"and K value lists of those sizes, got {names!r}, {sizes!r}, "
+                         f"{[len(v) for v in values] if isinstance(values, list) else values!r}; {rebuild}")
+    n = grid_size(sizes)
+
+    members = set(group.array_keys())
+    kinds = [k for k in ROW_SHAPES if k in members]
+    if len(kinds) != 1 or "factors" not in members:
+        raise GdraeError(f"{path}: arrays expected 'factors' and one of 'images'/'points', "
+                         f"got {sorted(members)}; {rebuild}")
+    kind = kinds[0]
+    array = group[kind]
+    data = CheckedArray(array, path, kind)
+    _check_data_array(data, n, path, rebuild)
+
+    fz = group["factors"]
+    if fz.ndim != 2 or tuple(fz.shape) != (n, len(sizes)) or np.dtype(fz.dtype).kind not in "iu":
+        raise GdraeError(f"{path}: 'factors' expected integer ({n}, {len(sizes)}), "
+                         f"got {fz.dtype} {tuple(fz.shape)}; {rebuild}")
+    factors = CheckedArray(fz, path, "factors")[:]
+    try:
+        ok = np.array_equal(factors_to_index(factors, sizes), np.arange(n))
+    except ValueError:  # an index outside its factor's range
+        ok = False
+    if not ok:
+        raise GdraeError(f"{path}: 'factors' expected rows in grid order "
+                         f"(row i = unravel_index(i, {tuple(sizes)})), got another order; {rebuild}")
+
+    return Cache(path=path, attrs=attrs, data=data, factors=factors, factor_names=tuple(names),
+                 factor_sizes=tuple(int(s) for s in sizes),
+                 factor_values=tuple(tuple(float(x) for x in v) for v in values))
+
+
+def _check_data_array(data: CheckedArray, n: int, path: Path, rebuild: str) -> None:
+    """Dtype, shape, chunking and completeness of the images/points array."""
+    shape, kind = data.shape, data.name
+    good = (data.dtype == np.uint8 and len(shape) == 4 and shape[1] in (1, 3)) if kind == "images" else \
+        (data.dtype == np.float32 and len(shape) == 2 and shape[1] == 2)
+    if not good or shape[0] != n:
+        raise GdraeError(f"{path}: '{kind}' expected {ROW_SHAPES[kind]} with N = prod(factor_sizes) = {n}, "
+                         f"got {data.dtype} {shape}; {rebuild}")
+    if tuple(data.zarr.chunks[1:]) != shape[1:]:
+        raise GdraeError(f"{path}: '{kind}' expected chunks along N only, got chunks {data.zarr.chunks}; {rebuild}")
+    stored = data.zarr.nchunks_initialized
+    if stored != data.nchunks:
+        raise GdraeError(f"{path}: '{kind}' expected {data.nchunks} stored chunks, got {stored} "
+                         f"(incomplete cache); {rebuild}")

@@ -1,0 +1,272 @@
+"""Write a pipeline's rows into a cache, atomically; verify a cache chunk by chunk.
+
+:func:`prepare` runs a dataset spec's ``convert`` and streams its row blocks
+into ``<cache_dir>/.<name>.zarr.tmp-*``; only a complete, checked cache is
+renamed to ``<cache_dir>/<name>.zarr``. Any failure or interruption (Ctrl-C,
+SIGTERM) removes the temporary directory and leaves an earlier cache as it
+was. :func:`verify` re-reads every chunk (checksums) and the factor grid.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from gdrae.data.cache import CACHE_VERSION, cache_path, dir_bytes, open_cache
+from gdrae.data.grid import all_factors
+from gdrae.errors import GdraeError
+from pipelines.base import Converted, DatasetSpec
+from pipelines.registry import get_spec
+
+CHUNK_BYTES = 4 << 20  # uncompressed bytes per chunk: large enough that per-chunk overhead vanishes
+CHUNKS_PER_WRITE = 8  # chunks handed to zarr at once, so it compresses them in parallel
+FACTOR_CHUNK_ROWS = 1 << 16
+
+
+@dataclass
+class PrepareSummary:
+    """What :func:`prepare` did, for the command line's closing lines."""
+
+    name: str
+    path: Path
+    n: int
+    factor_names: list[str]
+    factor_sizes: list[int]
+    row_shape: tuple[int, ...]
+    bytes_on_disk: int
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class VerifySummary:
+    """What :func:`verify` checked."""
+
+    path: Path
+    n: int
+    nchunks: int
+    bytes_on_disk: int
+    seconds: float
+
+
+def chunk_rows_for(row_shape: tuple[int, ...], dtype: str) -> int:
+    """Rows per chunk: about CHUNK_BYTES uncompressed, a multiple of 64 (a batch size)."""
+    row_bytes = int(np.prod(row_shape)) * np.dtype(dtype).itemsize
+    return max(64, (CHUNK_BYTES // row_bytes) // 64 * 64)
+
+
+def codecs_for(dtype: str) -> list:
+    """Compression plus a CRC32C checksum, so a damaged chunk fails on read.
+
+    LZ4 inside Blosc decompresses about 2x faster than zstd here, which the
+    streaming loader needs; byte-shuffling helps float32 points.
+    """
+    from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec
+
+    shuffle = BloscShuffle.shuffle if np.dtype(dtype).itemsize > 1 else BloscShuffle.noshuffle
+    return [BloscCodec(cname="lz4", clevel=5, shuffle=shuffle), Crc32cCodec()]
+
+
+def check_raw_files(spec: DatasetSpec, raw_dir: Path) -> None:
+    """GdraeError naming the first missing raw file of ``spec`` and where to get it."""
+    missing = [f for f in spec.raw_files if not (raw_dir / f.relpath).exists()]
+    if missing:
+        more = f" (and {len(missing) - 1} more file(s) of {spec.name})" if len(missing) > 1 else ""
+        raise GdraeError(f"{raw_dir / missing[0].relpath}: raw file of dataset {spec.name} not found{more}: "
+                         f"expected it there; get it from {missing[0].source}")
+
+
+def spec_from_array(name: str, data: np.ndarray, factor_names: list[str], factor_sizes: list[int],
+                    factor_values: list[list[float]] | None = None, block_rows: int = 4096) -> DatasetSpec:
+    """A spec for rows already in memory (uint8 images N,C,H,W or float32 points N,2) in grid order.
+
+    For one's own data, small demos and tests; ``prepare(spec, ...)`` writes it like any dataset.
+    """
+    data = np.asarray(data)
+    values = factor_values or [list(map(float, range(s))) for s in factor_sizes]
+
+    def convert(raw_dir: Path) -> Converted:
+        return Converted(factor_names=list(factor_names), factor_sizes=list(factor_sizes), factor_values=values,
+                         array_name="images" if data.ndim == 4 else "points", row_shape=tuple(data.shape[1:]),
+                         dtype=str(data.dtype), blocks=(data[i:i + block_rows] for i in range(0, len(data), block_rows)),
+                         pipeline={"from": "in-memory array"})
+
+    return DatasetSpec(name=name, description=f"{name}: rows from an in-memory array", factor_names=tuple(factor_names),
+                       factor_sizes=tuple(factor_sizes), raw_files=(), convert=convert)
+
+
+def prepare(name: str | DatasetSpec, raw_dir: str | Path, cache_dir: str | Path,
+            force: bool = False, progress: bool = True, chunk_rows: int | None = None) -> PrepareSummary:
+    """Convert dataset ``name`` from ``raw_dir`` into ``<cache_dir>/<name>.zarr``.
+
+    An existing cache is an error unless ``force``; with ``force`` it is
+    replaced only once the new cache is complete. ``chunk_rows`` overrides
+    the rows per chunk (default: about CHUNK_BYTES per chunk).
+    """
+    spec = name if isinstance(name, DatasetSpec) else get_spec(name)
+    raw_dir, cache_dir = Path(raw_dir), Path(cache_dir)
+    final = cache_path(cache_dir, spec.name)
+    if final.exists() and not force:
+        raise GdraeError(f"{final}: cache exists: expected no cache, got one; "
+                         f"pass --force to replace it (kept until the new one is complete)")
+    check_raw_files(spec, raw_dir)
+    start = time.perf_counter()
+    converted = spec.convert(raw_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache_dir / f".{spec.name}.zarr.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        with _sigterm_raises():
+            write_cache(converted, tmp, spec.name, progress=progress, chunk_rows=chunk_rows)
+            _replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return PrepareSummary(name=spec.name, path=final, n=converted.n, factor_names=list(converted.factor_names),
+                          factor_sizes=list(converted.factor_sizes), row_shape=tuple(converted.row_shape),
+                          bytes_on_disk=dir_bytes(final), seconds=time.perf_counter() - start,
+                          notes=list(converted.notes))
+
+
+def write_cache(converted: Converted, path: Path, dataset: str, progress: bool = True,
+                chunk_rows: int | None = None) -> None:
+    """Write ``converted`` as a complete cache at ``path`` (a new directory), then re-open it to check it."""
+    import zarr
+
+    _check_converted(converted, dataset)
+    n, sizes = converted.n, list(converted.factor_sizes)
+    rows = chunk_rows or chunk_rows_for(converted.row_shape, converted.dtype)
+    group = zarr.open_group(path, mode="w-")
+    array = group.create_array(converted.array_name, shape=(n, *converted.row_shape), dtype=converted.dtype,
+                               chunks=(rows, *converted.row_shape), compressors=codecs_for(converted.dtype))
+    factor_rows = min(FACTOR_CHUNK_ROWS, max(n, 1))
+    factors = group.create_array("factors", shape=(n, len(sizes)), dtype="int32",
+                                 chunks=(factor_rows, len(sizes)), compressors=codecs_for("int32"))
+    factors[:] = all_factors(sizes).astype(np.int32)
+
+    bar = tqdm(total=n, unit="row", desc=f"prepare {dataset}", disable=not progress, leave=False)
+    written = 0
+    try:
+        for lo, batch in _rebatch(converted.blocks, rows * CHUNKS_PER_WRITE, converted, dataset):
+            array[lo:lo + len(batch)] = batch
+            written = lo + len(batch)
+            bar.update(len(batch))
+    finally:
+        bar.close()
+    if written != n:
+        raise GdraeError(f"pipeline {dataset}: rows expected prod(factor_sizes {tuple(sizes)}) = {n}, "
+                         f"got {written}")
+    group.attrs.update({
+        "gdrae_cache_version": CACHE_VERSION,
+        "dataset": dataset,
+        "factor_names": list(converted.factor_names),
+        "factor_sizes": sizes,
+        "factor_values": [[float(v) for v in vals] for vals in converted.factor_values],
+        "source": list(converted.sources),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "pipeline": dict(converted.pipeline),
+    })
+    open_cache(path)  # the schema and grid checks a reader will make
+
+
+def _check_converted(c: Converted, dataset: str) -> None:
+    expected = {"images": ("uint8", 3), "points": ("float32", 1)}
+    if c.array_name not in expected or (c.dtype, len(c.row_shape)) != expected[c.array_name]:
+        raise GdraeError(f"pipeline {dataset}: expected images uint8 (C, H, W) rows or points float32 (2,) rows, "
+                         f"got {c.array_name} {c.dtype} {tuple(c.row_shape)}")
+    k = len(c.factor_sizes)
+    if len(c.factor_names) != k or [len(v) for v in c.factor_values] != list(c.factor_sizes):
+        raise GdraeError(f"pipeline {dataset}: expected {k} factor names and value lists of sizes "
+                         f"{list(c.factor_sizes)}, got {len(c.factor_names)} names and sizes "
+                         f"{[len(v) for v in c.factor_values]}")
+
+
+def _rebatch(blocks: Iterator[np.ndarray], size: int, c: Converted, dataset: str) -> Iterator[tuple[int, np.ndarray]]:
+    """Regroup row blocks of any length into (first row, rows) pieces of ``size`` rows, checking each block."""
+    n, row_shape = c.n, tuple(c.row_shape)
+    buf = np.empty((size, *row_shape), dtype=c.dtype)
+    filled = lo = 0
+    for block in blocks:
+        block = np.asarray(block)
+        if block.dtype != np.dtype(c.dtype) or tuple(block.shape[1:]) != row_shape:
+            raise GdraeError(f"pipeline {dataset}: block at row {lo + filled} expected {c.dtype} (B, "
+                             f"{', '.join(map(str, row_shape))}), got {block.dtype} {block.shape}")
+        if lo + filled + len(block) > n:
+            raise GdraeError(f"pipeline {dataset}: rows expected prod(factor_sizes "
+                             f"{tuple(c.factor_sizes)}) = {n}, got more")
+        pos = 0
+        while pos < len(block):
+            if filled == 0 and len(block) - pos >= size:  # a whole piece: no copy
+                yield lo, block[pos:pos + size]
+                lo, pos = lo + size, pos + size
+                continue
+            take = min(size - filled, len(block) - pos)
+            buf[filled:filled + take] = block[pos:pos + take]
+            filled, pos = filled + take, pos + take
+            if filled == size:
+                yield lo, buf
+                lo, filled = lo + size, 0
+    if filled:
+        yield lo, buf[:filled]
+
+
+def _replace(tmp: Path, final: Path) -> None:
+    """Move the complete cache ``tmp`` to ``final``, replacing an existing one only now."""
+    if not final.exists():
+        os.rename(tmp, final)
+        return
+    old = final.with_name(f".{final.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    os.rename(final, old)
+    try:
+        os.rename(tmp, final)
+    except BaseException:
+        os.rename(old, final)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def _sigterm_raises():
+    """Turn SIGTERM into KeyboardInterrupt while writing, so cleanup runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"terminated by signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def verify(path: str | Path, progress: bool = True) -> VerifySummary:
+    """Re-read every chunk of the cache at ``path`` (checksums) and check its schema and grid.
+
+    Raises GdraeError listing the corrupt chunk(s), if any.
+    """
+    start = time.perf_counter()
+    cache = open_cache(path)
+    data = cache.data
+    bad = []
+    for i in tqdm(range(data.nchunks), unit="chunk", desc=f"verify {cache.name}", disable=not progress, leave=False):
+        try:
+            data.read_chunk(i)
+        except GdraeError:
+            bad.append(i)
+    if bad:
+        raise data.corrupt_error(bad)
+    return VerifySummary(path=cache.path, n=cache.n, nchunks=data.nchunks, bytes_on_disk=cache.bytes_on_disk(),
+                         seconds=time.perf_counter() - start)

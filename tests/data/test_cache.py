@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+import zarr
+
+from gdrae.data.cache import CACHE_VERSION, open_cache
+from gdrae.errors import GdraeError
+
+from tiny_caches import chunk_file, corrupt, decode_index
+
+
+def test_round_trip_arrays_and_attrs(make_cache):
+    cache = make_cache((5, 4, 6), chunk_rows=16)
+    assert cache.n == 120 and cache.kind == "images" and cache.points is None
+    assert cache.images.shape == (120, 3, 2, 2) and cache.images.dtype == np.uint8
+    np.testing.assert_array_equal(decode_index(cache.images[:]), np.arange(120))
+    np.testing.assert_array_equal(cache.factors, np.stack(np.unravel_index(np.arange(120), (5, 4, 6)), 1))
+    assert cache.factor_names == ("f0", "f1", "f2") and cache.factor_sizes == (5, 4, 6)
+    assert cache.factor_values[1] == (0.0, 1.0, 2.0, 3.0)
+    attrs = cache.attrs
+    assert attrs["gdrae_cache_version"] == CACHE_VERSION and attrs["dataset"] == "tiny"
+    assert set(attrs) >= {"source", "created", "pipeline", "factor_values"}
+    assert cache.data.chunk_rows == 16 and cache.data.nchunks == 8  # last chunk partial
+    np.testing.assert_array_equal(decode_index(cache.data.read_chunk(7)), np.arange(112, 120))
+    assert cache.data.zarr.chunks == (16, 3, 2, 2)  # chunked along N only
+    assert cache.bytes_on_disk() > 0
+
+
+def test_points_cache(make_cache):
+    cache = make_cache((8, 8), kind="points", name="pts")
+    assert cache.images is None and cache.points.shape == (64, 2) and cache.points.dtype == np.float32
+    np.testing.assert_array_equal(cache.points[:, 0], np.arange(64))
+
+
+def test_missing_cache_names_the_prepare_command(tmp_path):
+    with pytest.raises(GdraeError, match=r"run `gdrae-data prepare shapes3d --cache-dir .*`"):
+        open_cache(tmp_path / "shapes3d.zarr")
+
+
+def _edit_attr(cache, key, value):
+    zarr.open_group(cache.path, mode="r+").attrs[key] = value
+
+
+def test_wrong_schema_version(make_cache):
+    cache = make_cache()
+    _edit_attr(cache, "gdrae_cache_version", 99)
+    with pytest.raises(GdraeError, match="gdrae_cache_version expected 1, got 99"):
+        open_cache(cache.path)
+
+
+def test_factor_sizes_that_disagree_with_the_arrays(make_cache):
+    cache = make_cache()
+    _edit_attr(cache, "factor_sizes", [5, 4, 7])
+    _edit_attr(cache, "factor_values", [[0] * 5, [0] * 4, [0] * 7])
+    with pytest.raises(GdraeError, match=r"'images' expected uint8 \(N, C, H, W\) with N = prod\(factor_sizes\) = 140"):
+        open_cache(cache.path)
+
+
+def test_wrong_dtype_is_refused(make_cache):
+    cache = make_cache()
+    group = zarr.open_group(cache.path, mode="r+")
+    del group["images"]
+    group.create_array("images", shape=(120, 3, 2, 2), chunks=(16, 3, 2, 2), dtype="float32")[:] = 0
+    with pytest.raises(GdraeError, match=r"expected uint8 .* got float32"):
+        open_cache(cache.path)
+
+
+def test_factors_out_of_grid_order(make_cache):
+    cache = make_cache()
+    factors = zarr.open_group(cache.path, mode="r+")["factors"]
+    rows = factors[:]
+    factors[:] = rows[::-1]
+    with pytest.raises(GdraeError, match="expected rows in grid order"):
+        open_cache(cache.path)
+
+
+def test_missing_chunk_file_is_an_incomplete_cache(make_cache):
+    cache = make_cache()
+    chunk_file(cache, 3).unlink()
+    with pytest.raises(GdraeError, match="expected 8 stored chunks, got 7"):
+        open_cache(cache.path)
+
+
+def test_corrupt_chunk_fails_on_read_naming_cache_and_chunk(make_cache):
+    cache = make_cache()
+    corrupt(chunk_file(cache, 2))
+    cache = open_cache(cache.path)  # opening reads no image chunk
+    np.testing.assert_array_equal(decode_index(cache.images[:32]), np.arange(32))  # good chunks still read
+    for read in (lambda: cache.data.read_chunk(2), lambda: cache.images[40], lambda: cache.images[:],
+                 lambda: cache.images[[1, 33, 50]]):
+        with pytest.raises(GdraeError) as err:
+            read()
+        message = str(err.value)
+        assert str(cache.path) in message and "chunk 2 (rows 32..47) of 'images' is corrupt" in message
+        assert "\n" not in message
