@@ -27,7 +27,8 @@ FACTOR_NAMES = ("shape", "scale", "orientation", "pos_x", "pos_y")
 SIZES = {"shapes2d-synth": (3, 6, 40, 32, 32), "shapes2d-synth-small": (3, 6, 10, 16, 16)}
 SHAPES = ("square", "ellipse", "heart")
 IMAGE = 64
-SPRITE = 32  # canvas of one sprite; positions move its top-left corner over 0..IMAGE - SPRITE
+SPRITE = 32  # canvas of one sprite
+MAX_SHIFT = 31  # positions move the sprite's top-left corner over 0..MAX_SHIFT pixels (1-pixel steps for 32)
 UNIT = 10.0  # pixels per shape unit at scale 1
 SUPERSAMPLE = 4
 
@@ -68,12 +69,12 @@ def render_sprite(shape: str, scale: float, angle: float) -> np.ndarray:
 
 def place_everywhere(sprite: np.ndarray, n_x: int, n_y: int) -> np.ndarray:
     """``sprite`` at every (pos_x, pos_y) in grid order: uint8 (n_x * n_y, 1, IMAGE, IMAGE)."""
-    span = IMAGE - SPRITE
+    span = MAX_SHIFT  # the canvas has room for every shift on its top-left side
     canvas = np.zeros((IMAGE + span, IMAGE + span), np.uint8)
     canvas[span:span + SPRITE, span:span + SPRITE] = sprite
     windows = np.lib.stride_tricks.sliding_window_view(canvas, (IMAGE, IMAGE))  # [a, b] = canvas[a:, b:]
-    x_off = np.rint(np.linspace(0, span, n_x)).astype(int)
-    y_off = np.rint(np.linspace(0, span, n_y)).astype(int)
+    x_off = np.rint(np.linspace(0, MAX_SHIFT, n_x)).astype(int)
+    y_off = np.rint(np.linspace(0, MAX_SHIFT, n_y)).astype(int)
     # windows[a, b] starts at row a, column b: the sprite lands at row y_off, column x_off
     images = windows[(span - y_off)[None, :], (span - x_off)[:, None]]  # (n_x, n_y, IMAGE, IMAGE)
     return images.reshape(n_x * n_y, 1, IMAGE, IMAGE)

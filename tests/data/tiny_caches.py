@@ -2,7 +2,6 @@
 import numpy as np
 
 
-
 def index_images(n: int) -> np.ndarray:
     """uint8 (n, 3, 2, 2) images whose first pixel of each channel spells the row index in base 256."""
     images = np.zeros((n, 3, 2, 2), np.uint8)

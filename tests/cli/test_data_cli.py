@@ -1,0 +1,89 @@
+"""gdrae-data through click's CliRunner: exit codes and messages."""
+import pytest
+from click.testing import CliRunner
+
+from cli.data import main
+
+
+@pytest.fixture
+def run(tmp_path):
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(main, [str(a) for a in args])
+
+    return invoke
+
+
+def _one_line_error(result):
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1
+    return lines[0]
+
+
+def test_help_lists_commands_and_names(run):
+    result = run("--help")
+    assert result.exit_code == 0
+    for word in ("prepare", "list", "info", "verify", "shapes2d-synth-small", "sector2dunif"):
+        assert word in result.output
+    result = run("prepare", "--help")
+    assert result.exit_code == 0 and "--force" in result.output and "--raw-dir" in result.output
+
+
+def test_prepare_info_verify_list(run, tmp_path):
+    cache = tmp_path / "cache"
+    result = run("prepare", "sector2dunif", "--cache-dir", cache)
+    assert result.exit_code == 0, result.output
+    assert "4,096 rows of (2,), factors radius 64 x angle 64" in result.output
+    assert "on disk" in result.output
+    result = run("info", "sector2dunif", "--cache-dir", cache)
+    assert result.exit_code == 0
+    assert "points: float32 (4096, 2)" in result.output and "BloscCodec, Crc32cCodec" in result.output
+    assert "radius" in result.output and "angle" in result.output
+    result = run("verify", "sector2dunif", "--cache-dir", cache)
+    assert result.exit_code == 0 and "OK - 4,096 rows" in result.output
+    result = run("list", "--cache-dir", cache, "--raw-dir", tmp_path / "none")
+    assert result.exit_code == 0
+    lines = {line.split()[0]: line for line in result.output.splitlines()[1:] if line.strip()}
+    assert "valid" in lines["sector2dunif"] and "4,096" in lines["sector2dunif"]
+    assert "synthetic" in lines["sector2d"] and "missing" in lines["sector2d"]
+
+
+def test_prepare_twice_needs_force(run, tmp_path):
+    cache = tmp_path / "cache"
+    assert run("prepare", "sector2d", "--cache-dir", cache).exit_code == 0
+    line = _one_line_error(run("prepare", "sector2d", "--cache-dir", cache))
+    assert "sector2d.zarr: cache exists" in line and "--force" in line
+    assert run("prepare", "sector2d", "--cache-dir", cache, "--force").exit_code == 0
+
+
+def test_missing_raw_file_names_the_expected_path_and_source(run, tmp_path):
+    line = _one_line_error(run("prepare", "shapes2d", "--raw-dir", tmp_path / "Datasets", "--cache-dir", tmp_path))
+    assert str(tmp_path / "Datasets" / "dsprites" / "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz") in line
+    assert "github.com/deepmind/dsprites-dataset" in line
+    assert not (tmp_path / "shapes2d.zarr").exists()
+
+
+def test_missing_and_corrupt_caches_are_one_line_errors(run, tmp_path):
+    cache = tmp_path / "cache"
+    line = _one_line_error(run("info", "sector2d", "--cache-dir", cache))
+    assert "run `gdrae-data prepare sector2d" in line
+    assert run("prepare", "sector2d", "--cache-dir", cache).exit_code == 0
+    chunk = cache / "sector2d.zarr" / "points" / "c" / "0" / "0"
+    raw = bytearray(chunk.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    chunk.write_bytes(bytes(raw))
+    line = _one_line_error(run("verify", "sector2d", "--cache-dir", cache))
+    assert "chunk 0 (rows 0..4095) of 'points' is corrupt" in line and "prepare sector2d --force" in line
+    result = run("list", "--cache-dir", cache)
+    assert result.exit_code == 0  # list reads no chunk: the cache still opens
+    (cache / "sector2d.zarr" / "zarr.json").write_text("{")
+    result = run("list", "--cache-dir", cache)
+    assert result.exit_code == 0 and "INVALID" in result.output
+
+
+def test_unknown_name_is_a_usage_error(run):
+    result = run("prepare", "mnist")
+    assert result.exit_code == 2 and "mnist" in result.output and "shapes2d" in result.output

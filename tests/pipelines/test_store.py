@@ -1,0 +1,153 @@
+"""The cache writer: round trip, atomic replace, failures and interruptions, verify."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gdrae.data.cache import cache_path, open_cache
+from gdrae.errors import GdraeError
+from pipelines.base import Converted, DatasetSpec, RawFile
+from pipelines.store import prepare, spec_from_array, verify
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _spec(name="toy", blocks=None, sizes=(4, 6), raw_files=()):
+    """A spec of images whose pixels hold the row index; ``blocks(data)`` may replace the block iterator."""
+    n = int(np.prod(sizes))
+    data = np.broadcast_to(np.arange(n, dtype=np.uint8)[:, None, None, None], (n, 1, 3, 3)).copy()
+
+    def convert(raw_dir):
+        return Converted(factor_names=["a", "b"], factor_sizes=list(sizes),
+                         factor_values=[list(range(s)) for s in sizes], array_name="images", row_shape=(1, 3, 3),
+                         dtype="uint8", blocks=blocks(data) if blocks else iter([data[:5], data[5:]]),
+                         sources=[{"name": "toy", "bytes": 0, "sha256": None}], pipeline={"p": 1})
+
+    return DatasetSpec(name=name, description="toy", factor_names=("a", "b"), factor_sizes=sizes,
+                       raw_files=raw_files, convert=convert)
+
+
+def _failing_after(k, exc):
+    def blocks(data):
+        for i in range(0, len(data), 4):
+            if i // 4 == k:
+                raise exc
+            yield data[i:i + 4]
+    return blocks
+
+
+def test_prepare_writes_a_complete_cache_and_summary(tmp_path):
+    summary = prepare(_spec(), tmp_path / "raw", tmp_path / "cache", progress=False, chunk_rows=8)
+    assert summary.path == tmp_path / "cache" / "toy.zarr" and summary.n == 24
+    assert summary.factor_sizes == [4, 6] and summary.bytes_on_disk > 0 and summary.seconds >= 0
+    cache = open_cache(summary.path)
+    np.testing.assert_array_equal(cache.images[:, 0, 1, 1], np.arange(24))
+    assert cache.attrs["source"] == [{"name": "toy", "bytes": 0, "sha256": None}]
+    assert cache.attrs["pipeline"] == {"p": 1}
+    assert sorted(os.listdir(tmp_path / "cache")) == ["toy.zarr"]  # no temporary left
+
+
+def test_existing_cache_needs_force_and_is_checked_before_converting(tmp_path):
+    prepare(_spec(), tmp_path, tmp_path / "cache", progress=False)
+    called = []
+    spec = _spec(blocks=lambda data: called.append(1) or iter([data]))
+    with pytest.raises(GdraeError, match="toy.zarr: cache exists.*pass --force"):
+        prepare(spec, tmp_path, tmp_path / "cache", progress=False)
+    assert called == []
+
+
+@pytest.mark.parametrize("exc", [GdraeError("toy.bin: truncated"), KeyboardInterrupt(), RuntimeError("boom")])
+def test_failure_midway_leaves_no_cache_and_keeps_the_old_one(tmp_path, exc):
+    cache_dir = tmp_path / "cache"
+    with pytest.raises(type(exc)):
+        prepare(_spec(blocks=_failing_after(3, exc)), tmp_path, cache_dir, progress=False, chunk_rows=4)
+    assert os.listdir(cache_dir) == []
+    prepare(_spec(), tmp_path, cache_dir, progress=False)
+    before = open_cache(cache_path(cache_dir, "toy")).images[:]
+    with pytest.raises(type(exc)):
+        prepare(_spec(blocks=_failing_after(3, exc)), tmp_path, cache_dir, force=True, progress=False, chunk_rows=4)
+    assert os.listdir(cache_dir) == ["toy.zarr"]
+    np.testing.assert_array_equal(open_cache(cache_path(cache_dir, "toy")).images[:], before)
+
+
+def test_force_replaces_once_the_new_cache_is_complete(tmp_path):
+    cache_dir = tmp_path / "cache"
+    prepare(_spec(sizes=(4, 6)), tmp_path, cache_dir, progress=False)
+    prepare(_spec(sizes=(2, 6)), tmp_path, cache_dir, force=True, progress=False)
+    assert open_cache(cache_path(cache_dir, "toy")).factor_sizes == (2, 6)
+    assert os.listdir(cache_dir) == ["toy.zarr"]
+
+
+@pytest.mark.parametrize("blocks,message", [
+    (lambda d: iter([d[:20]]), r"rows expected prod\(factor_sizes \(4, 6\)\) = 24, got 20"),
+    (lambda d: iter([d, d[:1]]), r"rows expected prod\(factor_sizes \(4, 6\)\) = 24, got more"),
+    (lambda d: iter([d.astype(np.int16)]), r"block at row 0 expected uint8 \(B, 1, 3, 3\), got int16"),
+    (lambda d: iter([d[:, :, :2]]), r"expected uint8 \(B, 1, 3, 3\), got uint8 \(24, 1, 2, 3\)"),
+])
+def test_rows_that_do_not_fill_the_grid_are_refused(tmp_path, blocks, message):
+    with pytest.raises(GdraeError, match=message):
+        prepare(_spec(blocks=blocks), tmp_path, tmp_path / "cache", progress=False)
+    assert os.listdir(tmp_path / "cache") == []
+
+
+def test_missing_raw_file_names_path_and_source(tmp_path):
+    raw = RawFile(relpath="toy/toy.bin", source="https://example.org/toy")
+    with pytest.raises(GdraeError) as err:
+        prepare(_spec(raw_files=(raw,)), tmp_path / "Datasets", tmp_path / "cache", progress=False)
+    assert str(tmp_path / "Datasets" / "toy" / "toy.bin") in str(err.value)
+    assert "get it from https://example.org/toy" in str(err.value)
+
+
+def test_sigterm_during_prepare_leaves_no_cache_and_keeps_the_old_one(tmp_path):
+    cache_dir = tmp_path / "cache"
+    prepare(_spec(), tmp_path, cache_dir, progress=False)
+    script = textwrap.dedent(f"""
+        import sys, time
+        import numpy as np
+        sys.path.insert(0, {str(ROOT)!r})
+        from pipelines.store import prepare, spec_from_array
+        spec = spec_from_array("toy", np.zeros((24, 1, 3, 3), np.uint8), ["a", "b"], [4, 6], block_rows=1)
+        convert = spec.convert
+        def slow(raw_dir):
+            c = convert(raw_dir)
+            inner = c.blocks
+            def blocks():
+                for i, b in enumerate(inner):
+                    if i == 2:
+                        print("writing", flush=True)
+                    time.sleep(0.5)
+                    yield b
+            c.blocks = blocks()
+            return c
+        object.__setattr__(spec, "convert", slow)
+        prepare(spec, "raw", {str(cache_dir)!r}, force=True, progress=False, chunk_rows=1)
+    """)
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "writing"
+    assert any(p.name.startswith(".toy.zarr.tmp-") for p in cache_dir.iterdir())
+    child.send_signal(signal.SIGTERM)
+    child.wait(timeout=30)
+    assert child.returncode != 0
+    assert os.listdir(cache_dir) == ["toy.zarr"]
+    np.testing.assert_array_equal(open_cache(cache_path(cache_dir, "toy")).images[:, 0, 1, 1], np.arange(24))
+
+
+def test_verify_passes_and_names_corrupt_chunks(tmp_path):
+    data = np.arange(60, dtype=np.float32).reshape(30, 2)
+    spec = spec_from_array("pts", data, ["a", "b"], [5, 6])
+    prepare(spec, tmp_path, tmp_path / "cache", progress=False, chunk_rows=4)
+    path = cache_path(tmp_path / "cache", "pts")
+    summary = verify(path, progress=False)
+    assert summary.n == 30 and summary.nchunks == 8
+    for i in (1, 6):
+        chunk = path / "points" / "c" / str(i) / "0"
+        raw = bytearray(chunk.read_bytes())
+        raw[-6] ^= 0x01
+        chunk.write_bytes(bytes(raw))
+    with pytest.raises(GdraeError, match=r"pts.zarr: 2 chunks \(1, 6\) of 'points' is corrupt"):
+        verify(path, progress=False)
