@@ -1,0 +1,433 @@
+"""The training loop: one run of ``gdrae-train`` from a resolved config to a run directory.
+
+:func:`train` reads top to bottom: set up (distributed, run directory,
+seeds, model, optimiser, resume), then the loop (batch -> loss terms ->
+weighted total -> backward -> gradient all-reduce -> skip if non-finite ->
+Adam step), with logging, pictures, diagnostics and checkpoints at their
+intervals. The helpers below it are small and each does one thing.
+
+Run directory (DESIGN.md, training run contract)::
+
+    runs/<run>/config.yaml     the resolved config
+               checkpoints/    latest.pt (newest) + step-N.pt (keep_checkpoints newest)
+               tb/             TensorBoard (tensorboardX) scalars and images
+               images/         PNG pictures, one set per evaluation step
+               metrics/        diagnostics (and metrics) per evaluation step, JSON lines
+               train.log       plain text: losses, diagnostics, warnings
+
+Distributed: launched by torchrun (RANK, WORLD_SIZE, LOCAL_RANK in the
+environment) every process trains on its shard of each epoch and gradients
+are averaged with ``torch.distributed.all_reduce`` after ``backward()``; the
+model is not wrapped in DistributedDataParallel because the Jacobian term
+uses ``torch.autograd.grad(create_graph=True)`` (PyTorch issues 47562,
+63812). Rank 0 alone writes.
+
+Reference: Pan, Niu, Zhang, "Geometric Inductive Biases for Identifiable
+Unsupervised Learning of Disentangled Representations", AAAI 2023 (MODEL.md
+sections 6-8).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.distributed as tdist
+import yaml
+
+from gdrae import viz
+from gdrae.checkpoint import VERSION, read_checkpoint, rng_states, set_rng_states, write_checkpoint
+from gdrae.config import RunConfig, dump_config
+from gdrae.data.sector import sample_sector
+from gdrae.errors import GdraeError
+from gdrae.losses import weighted_total
+from gdrae.models import build_model
+
+
+class TrainingDiverged(GdraeError):
+    """max_nonfinite steps in a row had a non-finite loss; the last good checkpoint is kept."""
+
+
+def train(cfg: RunConfig, resume: bool = False) -> torch.nn.Module:
+    """Train the model of ``cfg`` into ``cfg.train.run_dir`` and return it (on its device).
+
+    ``resume`` continues from ``checkpoints/latest.pt``. A step whose loss is
+    not finite still counts (the data stream moves on) but does not update
+    the model; ``train.max_nonfinite`` of them in a row raise TrainingDiverged.
+    """
+    t = cfg.train
+    rank, world, device = setup_distributed(t.device)
+    main = rank == 0
+    run_dir = Path(t.run_dir)
+    stop, log = StopSignal(), None
+    try:
+        state = open_run_dir(run_dir, cfg, resume, write=main)  # every rank checks, rank 0 writes
+        data = open_data(cfg)
+        seed_everything(t.seed)
+        model = build_model(cfg).to(device)
+        sync_parameters(model, world)  # identical start on every rank
+        optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, betas=tuple(t.betas))
+        step = 0
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            step = state["step"]
+            set_rng_states(state["rng"])
+        if world > 1:  # every rank draws its own geometric-term samples
+            torch.manual_seed(t.seed + 7919 * rank + step)
+        batches = data.batches(step, rank, world, device)
+        loss_fn = torch.compile(model.loss_terms) if t.compile else model.loss_terms
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if t.dtype == "bfloat16" else nullcontext()
+        log = RunLog(run_dir, enabled=main, start_step=step, total_steps=t.steps)
+        log.text(f"{'resuming at' if resume else 'starting'} step {step} of {t.steps} on {device} ({world} "
+                 f"process(es)), {sum(p.numel() for p in model.parameters()):,} parameters")
+        nonfinite_in_a_row = 0
+        while step < t.steps:
+            model.train()
+            with autocast:
+                terms = loss_fn(next(batches))
+                total = weighted_total(terms, cfg.loss)
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            flags = torch.stack([~torch.isfinite(total.detach()), torch.tensor(stop.requested, device=device)])
+            if world > 1:
+                average_gradients(model, world)
+                tdist.all_reduce(flags, op=tdist.ReduceOp.MAX)
+            nonfinite, stopping = flags.tolist()  # the one host sync per step (as torch's GradScaler)
+            step += 1
+            if nonfinite:
+                nonfinite_in_a_row += 1
+                log.text(f"warning: step {step}: non-finite loss ({', '.join(nonfinite_terms(terms))}); step skipped")
+                if nonfinite_in_a_row >= t.max_nonfinite:
+                    raise TrainingDiverged(
+                        f"{run_dir}: {nonfinite_in_a_row} non-finite losses in a row at step {step} "
+                        f"(train.max_nonfinite={t.max_nonfinite}); the last good checkpoint is kept in "
+                        f"{run_dir / 'checkpoints'}: lower train.lr or check the loss weights")
+            else:
+                nonfinite_in_a_row = 0
+                optimizer.step()
+            # rank 0 writes: scalars, pictures, diagnostics, checkpoints; the last step writes all of them
+            last = step == t.steps or stopping
+            if main and (step % t.log_every == 0 or last):
+                log.losses(step, terms, total)
+            if main and (step % t.image_every == 0 or last):
+                log.images(step, snapshot_images(model, cfg, data, device))
+            if main and (step % t.eval_every == 0 or last):
+                log.diagnostics(step, evaluate_step(model, cfg))
+            if main and (step % t.ckpt_every == 0 or last):
+                write_checkpoint(run_dir / "checkpoints", checkpoint_state(model, optimizer, step, cfg), t.keep_checkpoints)
+            if stopping:
+                log.text(f"stopped by a signal at step {step}: checkpoint written; continue with --resume")
+                break
+        log.text(f"done: step {step} of {t.steps} in {log.elapsed():.1f} s")
+    finally:
+        stop.restore()
+        if log is not None:
+            log.close()
+        if world > 1:
+            tdist.destroy_process_group()
+    return model
+
+
+# ----------------------------------------------------------------------------- setup
+
+
+def setup_distributed(device: str) -> tuple[int, int, torch.device]:
+    """(rank, world_size, device): torchrun's environment if present (gloo on CPU, nccl on GPU), else one process."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise GdraeError(f"train.device: expected auto, cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise GdraeError("train.device: expected a CUDA device (train.device=cuda), got none available")
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return 0, 1, torch.device("cuda" if use_cuda else "cpu")
+    rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
+    if use_cuda:
+        torch.cuda.set_device(local)
+    tdist.init_process_group("nccl" if use_cuda else "gloo")
+    return rank, world, torch.device(f"cuda:{local}" if use_cuda else "cpu")
+
+
+def open_run_dir(run_dir: Path, cfg: RunConfig, resume: bool, write: bool = True) -> dict | None:
+    """Check (and, if ``write``, create) the run directory; returns the checkpoint to resume from, or None.
+
+    Never overwrites a run: a directory holding a checkpoint needs ``resume``;
+    ``resume`` needs a checkpoint whose data and model sections match ``cfg``.
+    """
+    latest = run_dir / "checkpoints" / "latest.pt"
+    if resume:
+        if not latest.exists():
+            raise GdraeError(f"{latest}: --resume expected a checkpoint, got none (start without --resume)")
+        state = read_checkpoint(latest)
+        for section in ("data", "model"):
+            if state["config"].get(section) != cfg.model_dump(mode="json")[section]:
+                raise GdraeError(f"{latest}: config section {section!r} differs from the checkpoint's: "
+                                 f"expected {state['config'].get(section)}, got {cfg.model_dump(mode='json')[section]}")
+        if state["step"] > cfg.train.steps:
+            raise GdraeError(f"train.steps: expected at least the checkpoint's step {state['step']}, got {cfg.train.steps}")
+    elif latest.exists():
+        raise GdraeError(f"{run_dir}: run directory already holds a checkpoint; expected --resume or a new train.run_dir")
+    else:
+        state = None
+    if not write:
+        return state
+    try:
+        for sub in ("checkpoints", "tb", "images", "metrics"):
+            (run_dir / sub).mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, run_dir / "config.yaml")
+    except OSError as exc:
+        raise GdraeError(f"{run_dir}: cannot write the run directory: {exc.strerror or exc}") from None
+    return state
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), numpy and python's random."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def sync_parameters(model: torch.nn.Module, world: int) -> None:
+    """Copy rank 0's parameters and buffers to every rank (a no-op in one process)."""
+    if world > 1:
+        for tensor in list(model.parameters()) + list(model.buffers()):
+            tdist.broadcast(tensor.data, src=0)
+
+
+def average_gradients(model: torch.nn.Module, world: int) -> None:
+    """Average gradients over ranks with one all-reduce per parameter (see the module docstring)."""
+    for p in model.parameters():
+        if p.grad is not None:
+            tdist.all_reduce(p.grad, op=tdist.ReduceOp.SUM)
+            p.grad.div_(world)
+
+
+def nonfinite_terms(terms: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the loss terms that are not finite (for the warning)."""
+    bad = [k for k, v in terms.items() if not k.startswith("monitor/") and not torch.isfinite(v).all()]
+    return bad or ["weighted total"]
+
+
+def checkpoint_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int, cfg: RunConfig) -> dict:
+    """The checkpoint dict (gdrae.checkpoint): tensors and primitives only."""
+    return {"version": VERSION, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "config": cfg.model_dump(mode="json"), "rng": rng_states()}
+
+
+class StopSignal:
+    """SIGINT/SIGTERM set ``requested``; the loop then writes a checkpoint and leaves cleanly."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: signals stay with the caller
+                pass
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+SECTOR_NAMES = {"sector2d": False, "sector2dunif": True}  # name -> uniform density on the sector
+
+
+@dataclass
+class TrainData:
+    """What the run trains on: a cache (images) or the Sector2D sampler, and a fixed sample to draw pictures of."""
+
+    cfg: RunConfig
+    cache: object | None  # gdrae.data.cache.Cache for image data, None for Sector2D
+    sample: torch.Tensor  # fixed real data (64 images in [0, 1], or 2000 points) for the pictures
+
+    def batches(self, start_step: int, rank: int, world: int, device: torch.device) -> Iterator[torch.Tensor]:
+        """Infinite stream of this rank's training batches from ``start_step``, float on ``device``.
+
+        Images: the cache loader (uint8 -> float / 255 on the device). Sector2D:
+        fresh points every step (as the paper), drawn from a generator seeded
+        by (seed, rank, step) so a resumed run draws what the straight run draws.
+        """
+        d, seed = self.cfg.data, self.cfg.train.seed
+        if self.cache is None:
+            gen = torch.Generator()
+            for step in range(start_step, 2**62):
+                gen.manual_seed(int(np.random.SeedSequence([seed, rank, step]).generate_state(1, np.uint64)[0]))
+                yield sample_sector(d.batch_size, SECTOR_NAMES[d.name], gen).to(device)
+        from gdrae.data.loader import BatchLoader
+
+        loader = BatchLoader(self.cache, d.batch_size, seed=seed, rank=rank, world_size=world, in_memory=d.in_memory)
+        for batch in loader.batches(start_step):
+            yield batch.to(device, non_blocking=True).float().div_(255.0)
+
+
+def open_data(cfg: RunConfig) -> TrainData:
+    """Open the cache (images) or check the Sector2D name; GdraeError when the config does not fit the data."""
+    d, m = cfg.data, cfg.model
+    if m.kind == "sector2d":
+        if d.name not in SECTOR_NAMES:
+            raise GdraeError(f"data.name: expected sector2d or sector2dunif for model.kind=sector2d, got {d.name!r}")
+        gen = torch.Generator().manual_seed(cfg.train.seed)
+        return TrainData(cfg, None, sample_sector(2000, SECTOR_NAMES[d.name], gen))
+    if d.name in SECTOR_NAMES:
+        raise GdraeError(f"model.kind: expected sector2d for data.name={d.name}, got {m.kind!r}")
+    from gdrae.data.cache import cache_path, open_cache
+
+    cache = open_cache(cache_path(d.cache_dir, d.name))
+    if cache.images is None:
+        raise GdraeError(f"{cache.path}: expected images for model.kind=image, got {cache.kind}")
+    channels, height, width = cache.row_shape
+    if channels != m.channels:
+        raise GdraeError(f"{cache.path}: model.channels: expected {channels} (the cache's images), got {m.channels}")
+    if (height, width) != (m.image_size, m.image_size):
+        raise GdraeError(f"{cache.path}: expected {m.image_size}x{m.image_size} images (model.image_size), "
+                         f"got {height}x{width}")
+    rows = np.sort(np.random.default_rng(cfg.train.seed).choice(cache.n, size=min(64, cache.n), replace=False))
+    sample = torch.from_numpy(cache.images[rows]).float() / 255.0
+    return TrainData(cfg, cache, sample)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def snapshot_images(model, cfg: RunConfig, data: TrainData, device: torch.device) -> dict[str, np.ndarray]:
+    """The qualitative pictures of MODEL.md section 8 as RGB arrays, keyed by name.
+
+    Uses its own generator (train.seed), so the training random stream is untouched.
+    """
+    model.eval()
+    r = cfg.model.prior_radius
+    gen = torch.Generator(device=device).manual_seed(cfg.train.seed)
+    z_many = model.sample_prior(10000, generator=gen)
+    sv_mean = torch.cat([model.predict_sv(z) for z in z_many.split(2000)]).mean(0)
+    pictures = {"sv_bars": viz.figure_to_array(viz.sv_bars(sv_mean.cpu().numpy()))}
+    real = data.sample.to(device)
+    mu = model.encode(real)
+    if cfg.model.kind == "sector2d":
+        codes = torch.from_numpy(viz.sector_grid_codes(r)).to(device)
+        fig = viz.sector_correspondence(codes.cpu().numpy(), model.decode(codes).cpu().numpy(), lines=11)
+        pictures["sector_grid"] = viz.figure_to_array(fig)
+        fig = viz.mu_scatter(mu.cpu().numpy(), real.norm(dim=1).cpu().numpy(), r)
+        pictures["sector_mu"] = viz.figure_to_array(fig)
+        return pictures
+    recon = model.decode(mu)
+    pictures["reconstruction"] = viz.reconstruction_grid(real.cpu().numpy(), recon.cpu().numpy())
+    steps = 10
+
+    def sweep(z: torch.Tensor) -> np.ndarray:  # (nz,) code -> (nz, steps, C, H, W) decoded traversal
+        codes = torch.from_numpy(viz.traversal_codes(z.cpu().numpy(), r, steps)).to(device)
+        return model.decode(codes).cpu().numpy().reshape(cfg.model.nz, steps, *real.shape[1:])
+
+    pictures["traversal_real"] = viz.traversal_grid(sweep(mu[0]), real[0].cpu().numpy(), recon[0].cpu().numpy())
+    pictures["traversal_random"] = viz.traversal_grid(sweep(model.sample_prior(1, generator=gen)[0]))
+    return pictures
+
+
+def evaluate_step(model, cfg: RunConfig) -> dict[str, float]:
+    """Geometric diagnostics (model.diagnostics), plus disentanglement metrics when train.metrics asks."""
+    model.eval()
+    values = dict(model.diagnostics(n_points=cfg.train.diag_points, seed=cfg.train.seed))
+    if cfg.train.metrics:
+        from gdrae import evaluate  # only when asked: the trainer does not depend on the evaluator
+
+        values.update(evaluate.training_metrics(model, cfg, cfg.train.metrics))
+    return values
+
+
+# ----------------------------------------------------------------------------- logging
+
+
+class RunLog:
+    """Everything a run writes besides checkpoints: train.log, TensorBoard, images/, metrics/, the progress bar.
+
+    On ranks other than 0 (``enabled=False``) every method does nothing.
+    """
+
+    def __init__(self, run_dir: Path, enabled: bool, start_step: int, total_steps: int) -> None:
+        self.enabled = enabled
+        self.run_dir = Path(run_dir)
+        self.start = time.perf_counter()
+        self.start_step = start_step
+        if not enabled:
+            return
+        from tensorboardX import SummaryWriter
+        from tqdm import tqdm
+
+        self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=start_step + 1)
+        self.file = open(self.run_dir / "train.log", "a", encoding="utf-8")
+        self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True, leave=False)
+        self.bar_step = start_step
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def text(self, line: str) -> None:
+        """One line into train.log (and above the progress bar)."""
+        if self.enabled:
+            self.file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+            self.file.flush()
+            self.bar.write(line)
+
+    def losses(self, step: int, terms: dict[str, torch.Tensor], total: torch.Tensor) -> None:
+        """Scalars of every loss term and monitor (a host sync: only every log_every steps)."""
+        if not self.enabled:
+            return
+        values = {"loss/total": float(total.detach())}
+        for name, value in terms.items():
+            value = value.detach().float().cpu()
+            if value.ndim == 0:
+                values[name if name.startswith("monitor/") else f"loss/{name}"] = float(value)
+            else:  # per-dimension monitors: one curve per latent dimension
+                for j, v in enumerate(value.tolist()):
+                    values[f"{name}/{j}"] = v
+        for name, v in values.items():
+            self.tb.add_scalar(name, v, step)
+        rate = (step - self.start_step) / max(self.elapsed(), 1e-9)
+        self.tb.add_scalar("speed/steps_per_s", rate, step)
+        short = {k.split("/", 1)[1]: v for k, v in values.items() if k.startswith("loss/")}
+        self.bar.update(step - self.bar_step)
+        self.bar_step = step
+        self.bar.set_postfix({k: f"{v:.4g}" for k, v in short.items()}, refresh=False)
+        self.text(f"step {step} " + " ".join(f"{k}={v:.6g}" for k, v in short.items())
+                  + f" recon_l1={values.get('monitor/recon_l1', float('nan')):.4g} steps/s={rate:.3g}")
+
+    def images(self, step: int, pictures: dict[str, np.ndarray]) -> None:
+        """PNG files images/<name>_<step>.png and TensorBoard images."""
+        if not self.enabled:
+            return
+        for name, array in pictures.items():
+            viz.save_png(array, self.run_dir / "images" / f"{name}_{step:07d}.png")
+            self.tb.add_image(f"images/{name}", array, step, dataformats="HWC")
+
+    def diagnostics(self, step: int, values: dict[str, float]) -> None:
+        """Geometric diagnostics (and metrics) to TensorBoard, train.log and metrics/eval.jsonl."""
+        if not self.enabled:
+            return
+        for name, v in values.items():
+            self.tb.add_scalar(f"eval/{name}", v, step)
+        with open(self.run_dir / "metrics" / "eval.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, **values}) + "\n")
+        self.text(f"eval step {step} " + " ".join(f"{k}={v:.4g}" for k, v in values.items()))
+
+    def close(self) -> None:
+        if self.enabled:
+            self.bar.close()
+            self.tb.close()
+            self.file.close()

@@ -1,0 +1,46 @@
+"""Shared fixtures of the trainer tests: a tiny image cache and tiny run configs (fast on 2 CPU cores)."""
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from gdrae.config import load_config
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_IMAGE_SIZES = (3, 2, 2, 4, 4)  # 192 procedural images, the shapes2d-synth factors on a small grid
+# image model with a few channels per layer; the architecture is otherwise the published one
+TINY_IMAGE = ["model.nz=3", "model.ncs=[8,4,4,4,4]", "model.hidden_ncs=[8,4,4,4,4]", "model.encoder_width=8",
+              "model.sv_hidden=16", "data.batch_size=4", "train.diag_points=2", "train.device=cpu"]
+TINY_SECTOR = ["model.sector2d.input_nc=16", "model.sector2d.hidden_nc=16", "model.sector2d.n_flows=1",
+               "model.sv_hidden=16", "data.batch_size=8", "train.diag_points=4", "train.device=cpu"]
+QUIET = ["train.log_every=1", "train.image_every=1000", "train.eval_every=1000", "train.ckpt_every=1000"]
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory) -> Path:
+    """A cache folder holding tiny.zarr: shapes2d-synth images on a 192-image grid."""
+    from pipelines.base import DatasetSpec
+    from pipelines.shapes2d_synth import FACTOR_NAMES, convert
+    from pipelines.store import prepare
+
+    cache_dir = tmp_path_factory.mktemp("cache")
+    spec = DatasetSpec(name="tiny", description="tiny procedural images", factor_names=FACTOR_NAMES,
+                       factor_sizes=TINY_IMAGE_SIZES, raw_files=(), convert=partial(convert, sizes=TINY_IMAGE_SIZES))
+    prepare(spec, cache_dir / "raw", cache_dir, progress=False)
+    return cache_dir
+
+
+@pytest.fixture
+def make_cfg(tmp_path, tiny_cache):
+    """make_cfg("image" | "sector", *overrides, run="run") -> RunConfig of a tiny run under tmp_path."""
+
+    def make(kind: str, *overrides: str, run: str = "run"):
+        if kind == "image":
+            base = REPO / "configs" / "demo.yaml"
+            sets = ["data.name=tiny", f"data.cache_dir={tiny_cache}", *TINY_IMAGE]
+        else:
+            base = REPO / "configs" / "sector2dunif.yaml"
+            sets = TINY_SECTOR
+        return load_config(base, [*sets, *QUIET, f"train.run_dir={tmp_path / run}", *overrides])
+
+    return make

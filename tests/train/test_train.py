@@ -1,0 +1,195 @@
+"""The training loop: run directory contents, exact resume, non-finite steps, signals, torchrun."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from gdrae import load_checkpoint
+from gdrae.checkpoint import read_checkpoint
+from gdrae.config import load_config
+from gdrae.models import GDRAE
+from gdrae.train import TrainingDiverged, train
+
+from conftest import REPO
+
+
+def _assert_same_parameters(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_image_run_writes_config_log_tb_images_diagnostics_checkpoint(make_cfg, tmp_path):
+    cfg = make_cfg("image", "train.steps=2")
+    model = train(cfg)
+    run = tmp_path / "run"
+    assert load_config(run / "config.yaml") == cfg  # resolved config round-trips
+    images = sorted(p.name for p in (run / "images").iterdir())
+    assert images == [f"{n}_0000002.png" for n in ("reconstruction", "sv_bars", "traversal_random", "traversal_real")]
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    log = (run / "train.log").read_text()
+    assert "step 1 total=" in log and "step 2 total=" in log and "eval step 2 ortho_sign=" in log
+    evals = [json.loads(line) for line in (run / "metrics" / "eval.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in evals] == [2] and {"ortho_sign", "sv_match_err", "lt_err"} <= evals[0].keys()
+    state = read_checkpoint(run / "checkpoints" / "latest.pt")
+    assert state["step"] == 2 and (run / "checkpoints" / "step-2.pt").exists()
+    _assert_same_parameters(state["model"], model.state_dict())
+
+
+def _tensorboard_tags(tb_dir) -> set[str]:
+    """Tags of every summary in the TFRecord event files under tb_dir (read with tensorboardX's protobufs)."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    tags = set()
+    for path in tb_dir.glob("events.out.tfevents.*"):
+        data, pos = path.read_bytes(), 0
+        while pos < len(data):
+            (length,) = struct.unpack("<Q", data[pos : pos + 8])
+            event = Event.FromString(data[pos + 12 : pos + 12 + length])
+            tags.update(v.tag for v in event.summary.value)
+            pos += 12 + length + 4
+    return tags
+
+
+def test_tensorboard_has_every_loss_term_monitor_image_and_diagnostic(make_cfg, tmp_path):
+    train(make_cfg("sector", "train.steps=2"))
+    tags = _tensorboard_tags(tmp_path / "run" / "tb")
+    expected = {f"loss/{k}" for k in ("total", "recon", "prior", "sn", "sv", "cap")}
+    expected |= {"monitor/recon_l1", "monitor/mu_abs/0", "monitor/mu_abs/1", "monitor/sv_mean/0", "monitor/sv_mean/1"}
+    expected |= {"eval/ortho_sign", "eval/sv_match_err", "images/sv_bars", "images/sector_grid", "images/sector_mu"}
+    assert expected <= tags, expected - tags
+
+
+def test_sector_run_pictures_and_python_api(make_cfg, tmp_path):
+    cfg = make_cfg("sector", "train.steps=3", "train.image_every=2")
+    model = train(cfg)
+    run = tmp_path / "run"
+    names = sorted(p.name for p in (run / "images").iterdir())
+    assert names == sorted(f"{n}_{s:07d}.png" for n in ("sector_grid", "sector_mu", "sv_bars") for s in (2, 3))
+    loaded, loaded_cfg = load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert loaded_cfg == cfg and isinstance(loaded, GDRAE) and not loaded.training
+    _assert_same_parameters(loaded.state_dict(), model.state_dict())
+    x = torch.rand(5, 2)
+    assert torch.equal(loaded.encode(x), model.eval().encode(x))
+
+
+@pytest.mark.parametrize("kind,n", [("sector", 3), ("image", 2)])
+def test_resume_continues_bit_for_bit(make_cfg, kind, n):
+    # pictures, diagnostics and checkpoints at steps where only one of the two runs stops must not matter
+    every = [f"train.{k}=2" for k in ("image_every", "eval_every", "ckpt_every")]
+    straight = train(make_cfg(kind, f"train.steps={2 * n}", *every, run="straight"))
+    train(make_cfg(kind, f"train.steps={n}", *every, run="split"))
+    resumed = train(make_cfg(kind, f"train.steps={2 * n}", *every, run="split"), resume=True)
+    _assert_same_parameters(straight.state_dict(), resumed.state_dict())
+
+
+def _nan_from_call(monkeypatch, calls: set[int]):
+    """Make GDRAE.loss_terms return a NaN reconstruction term on the given (1-based) calls."""
+    original, count = GDRAE.loss_terms, [0]
+
+    def loss_terms(self, x):
+        terms = original(self, x)
+        count[0] += 1
+        if count[0] in calls:
+            terms["recon"] = terms["recon"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(GDRAE, "loss_terms", loss_terms)
+
+
+def test_nonfinite_step_is_skipped_without_update(make_cfg, tmp_path, monkeypatch):
+    _nan_from_call(monkeypatch, {2})
+    train(make_cfg("sector", "train.steps=3"))
+    state = read_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")
+    assert state["step"] == 3
+    assert all(s["step"].item() == 2 for s in state["optimizer"]["state"].values())  # two Adam updates, not three
+    assert "warning: step 2: non-finite loss (recon); step skipped" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_too_many_nonfinite_steps_stop_the_run_keeping_the_good_checkpoint(make_cfg, tmp_path, monkeypatch):
+    _nan_from_call(monkeypatch, set(range(3, 100)))
+    cfg = make_cfg("sector", "train.steps=10", "train.ckpt_every=2", "train.max_nonfinite=3")
+    with pytest.raises(TrainingDiverged, match="3 non-finite losses in a row at step 5"):
+        train(cfg)
+    ckpts = tmp_path / "run" / "checkpoints"
+    good = read_checkpoint(ckpts / "step-2.pt")
+    latest = read_checkpoint(ckpts / "latest.pt")  # step 4: no update since step 2
+    assert latest["step"] == 4
+    _assert_same_parameters(latest["model"], good["model"])
+    assert all(torch.isfinite(v).all() for v in latest["model"].values())
+
+
+def test_bfloat16_autocast_switch_trains(make_cfg, tmp_path):
+    model = train(make_cfg("sector", "train.steps=2", "train.dtype=bfloat16"))
+    assert all(torch.isfinite(p).all() and p.dtype == torch.float32 for p in model.parameters())
+    assert "step 2 total=" in (tmp_path / "run" / "train.log").read_text()
+
+
+def _wait_for(predicate, timeout: float, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            out = proc.communicate(timeout=10)[0] if proc.poll() is not None else ""
+            raise AssertionError(f"condition not met (rc={proc.poll()}): {out[-2000:]}")
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_writes_checkpoint_and_exits_cleanly(make_cfg, tmp_path, sig):
+    cfg = make_cfg("sector", "train.steps=100000")
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    log = tmp_path / "run" / "train.log"
+    proc = subprocess.Popen([sys.executable, "-m", "cli.train", "--config", str(config)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for(lambda: log.exists() and "step 3 total=" in log.read_text(), 120, proc)
+        proc.send_signal(sig)
+        out = proc.communicate(timeout=120)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out[-2000:]
+    assert "Traceback" not in out
+    state = read_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")
+    assert 3 <= state["step"] < 100000
+    assert f"stopped by a signal at step {state['step']}" in log.read_text()
+    # and the run continues from there
+    resumed = train(make_cfg("sector", f"train.steps={state['step'] + 1}"), resume=True)
+    assert read_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["step"] == state["step"] + 1
+    assert all(torch.isfinite(p).all() for p in resumed.parameters())
+
+
+def test_torchrun_two_processes_on_gloo_keep_ranks_identical(make_cfg, tmp_path):
+    cfg = make_cfg("image", "train.steps=2", "train.ckpt_every=1")
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    script = tmp_path / "ddp_train.py"
+    script.write_text(
+        "import os, sys, torch\n"
+        "from gdrae.config import load_config\n"
+        "from gdrae.train import train\n"
+        "model = train(load_config(sys.argv[1]))\n"
+        "torch.save(model.state_dict(), os.path.join(sys.argv[2], f\"rank{os.environ['RANK']}.pt\"))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script), str(config), str(tmp_path)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    _assert_same_parameters(rank0, rank1)
+    _assert_same_parameters(read_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["model"], rank0)
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert log.count("starting step 0") == 1 and "(2 process(es))" in log  # rank 0 alone writes
+    initial = read_checkpoint(tmp_path / "run" / "checkpoints" / "step-1.pt")["model"]
+    assert not all(torch.equal(initial[k], rank0[k]) for k in rank0)  # it did train
