@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+
 import numpy as np
 import scipy.io
 

@@ -108,14 +108,17 @@ def grid_notes(spec: DatasetSpec, sizes: Sequence[int]) -> list[str]:
 def downscale(images: np.ndarray, size: int) -> np.ndarray:
     """(N, C, H, W) uint8 -> (N, C, size, size) uint8 with PIL's antialiasing LANCZOS filter.
 
-    Each channel is resized on its own (same result as resizing the RGB image).
+    RGB images are resized as one PIL image, other channel counts one channel at a time.
     """
     n, c = images.shape[:2]
     out = np.empty((n, c, size, size), dtype=np.uint8)
     for i in range(n):
+        if c == 3:
+            rgb = Image.fromarray(np.ascontiguousarray(images[i].transpose(1, 2, 0)))
+            out[i] = np.asarray(rgb.resize((size, size), Image.LANCZOS)).transpose(2, 0, 1)
+            continue
         for j in range(c):
-            resized = Image.fromarray(images[i, j]).resize((size, size), Image.LANCZOS)
-            out[i, j] = np.asarray(resized)
+            out[i, j] = np.asarray(Image.fromarray(images[i, j]).resize((size, size), Image.LANCZOS))
     return out
 
 

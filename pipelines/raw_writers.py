@@ -185,7 +185,7 @@ def write_norb_matrix(path: Path, array: np.ndarray) -> None:
     header = np.array([magic, array.ndim, *dims], dtype="<i4")
     with open(path, "wb") as f:
         f.write(header.tobytes())
-        f.write(np.ascontiguousarray(array, dtype=dtype).tobytes())
+        np.ascontiguousarray(array, dtype=dtype).tofile(f)
 
 
 def write_small_norb(raw_dir: Path, sizes: Sequence[int] = DEFAULT_SIZES["small_norb"], seed: int = 0) -> list[Path]:

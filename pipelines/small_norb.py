@@ -9,8 +9,8 @@ instance, elevation, azimuth (0, 2, ..., 34, halved here), lighting.
 The training and testing files hold disjoint instances and together fill
 the grid (category, instance, elevation, azimuth, lighting) exactly once, in
 no particular order: rows are REORDERED into grid order here (the labels
-give a permutation; images are gathered from memory-mapped files block by
-block), then downscaled 96 -> 64 with PIL's antialiasing LANCZOS filter.
+give a permutation; images are gathered from the files block by block),
+then downscaled 96 -> 64 with PIL's antialiasing LANCZOS filter.
 
 Reference: LeCun, Huang and Bottou, "Learning Methods for Generic Object
 Recognition with Invariance to Pose and Lighting" (CVPR 2004).
@@ -51,6 +51,8 @@ MAGIC = {  # magic number -> element type
 }
 _FACTORS = ("category", "instance", "elevation", "azimuth", "lighting")
 _SIZE = 64
+_CAMERA_BYTES = 96 * 96  # one camera's image
+_ROW_BYTES = 2 * _CAMERA_BYTES  # one stereo pair
 
 
 def read_header(path: Path) -> tuple[np.dtype, tuple[int, ...], int]:
@@ -123,16 +125,25 @@ def convert(raw_dir: Path) -> Converted:
 
 
 def _blocks(dat_paths: list[Path], counts: list[int], order: np.ndarray) -> Iterator[np.ndarray]:
-    """Camera-0 images gathered in ``order`` from the split files, downscaled, block by block."""
-    dats = [read_matrix(path, np.dtype("u1"), (n, 2, 96, 96)) for path, n in zip(dat_paths, counts)]
+    """Camera-0 images gathered in ``order`` from the split files, downscaled, block by block.
+
+    Rows are read with plain seeks rather than a memory map, so memory stays
+    bounded by one block however large the files are.
+    """
     first_row = np.cumsum([0] + counts)  # global row index where each split starts
-    for start, stop in row_blocks(len(order), BLOCK_ROWS):
-        rows = order[start:stop]
-        images = np.empty((len(rows), 1, 96, 96), dtype=np.uint8)
-        for dat, lo, hi in zip(dats, first_row[:-1], first_row[1:]):
-            mine = (rows >= lo) & (rows < hi)
-            images[mine, 0] = dat[rows[mine] - lo, 0]
-        yield downscale(images, _SIZE)
+    offsets = [read_header(path)[2] for path in dat_paths]
+    files = [open(path, "rb") for path in dat_paths]
+    try:
+        for start, stop in row_blocks(len(order), BLOCK_ROWS):
+            images = np.empty((stop - start, 1, 96, 96), dtype=np.uint8)
+            for k, row in enumerate(order[start:stop]):
+                split = int(np.searchsorted(first_row, row, side="right")) - 1
+                files[split].seek(offsets[split] + (int(row) - first_row[split]) * _ROW_BYTES)
+                images[k, 0] = np.frombuffer(files[split].read(_CAMERA_BYTES), dtype=np.uint8).reshape(96, 96)
+            yield downscale(images, _SIZE)
+    finally:
+        for f in files:
+            f.close()
 
 
 SPEC = DatasetSpec(

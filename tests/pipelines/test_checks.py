@@ -79,6 +79,10 @@ def test_downscale_matches_pil_lanczos_on_rgb_images():
     for i in range(2):
         expected = np.asarray(Image.fromarray(hwc[i]).resize((16, 16), Image.LANCZOS))
         np.testing.assert_array_equal(out[i].transpose(1, 2, 0), expected)
+    grey = checks.downscale(np.ascontiguousarray(hwc[:, None, :, :, 0]), 16)
+    for i in range(2):
+        expected = np.asarray(Image.fromarray(np.ascontiguousarray(hwc[i, :, :, 0])).resize((16, 16), Image.LANCZOS))
+        np.testing.assert_array_equal(grey[i, 0], expected)
 
 
 def test_row_blocks_cover_the_range():
