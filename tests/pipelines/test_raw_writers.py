@@ -1,5 +1,3 @@
-import subprocess
-import sys
 import zipfile
 
 import numpy as np
@@ -40,10 +38,9 @@ def test_decode_index_refuses_unknown_names():
         raw_writers.decode_index("mnist", np.zeros((1, 1, 64, 64), np.uint8))
 
 
-def test_command_line_writes_a_small_raw_set(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "pipelines.raw_writers", "cars3d", "--raw-dir", str(tmp_path),
-                             "--sizes", "1,2,2", "--seed", "3"], capture_output=True, text=True, check=True)
-    written = result.stdout.split()
+def test_command_line_writes_a_small_raw_set(tmp_path, capsys):
+    raw_writers.main(["cars3d", "--raw-dir", str(tmp_path), "--sizes", "1,2,2", "--seed", "3"])
+    written = capsys.readouterr().out.split()
     assert len(written) == 2 and all(p.startswith(str(tmp_path / "cars3d/raw/car_")) for p in written)
     converted = get_spec("cars3d").convert(tmp_path)
     assert converted.factor_sizes == [1, 2, 2]
