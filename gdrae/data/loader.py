@@ -115,9 +115,13 @@ class BatchLoader:
         """Infinite stream of batches from ``start_step``: tensors, or ``(tensor, rows)`` pairs."""
         _check_int("start_step", start_step, 0)
         produced = self._produce(start_step)
-        stream = produced if self.prefetch == 0 else _prefetched(produced, self.prefetch)
-        for batch, rows in stream:
-            yield (batch, rows) if with_indices else batch
+        # in memory a batch costs one gather, cheaper than handing it over from a thread
+        stream = produced if self.prefetch == 0 or self.in_memory else _prefetched(produced, self.prefetch)
+        try:
+            for batch, rows in stream:
+                yield (batch, rows) if with_indices else batch
+        finally:
+            stream.close()
 
     def _produce(self, step: int) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
         size = self.batch_size
