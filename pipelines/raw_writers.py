@@ -62,8 +62,8 @@ def write_dsprites(raw_dir: Path, sizes: Sequence[int] = DEFAULT_SIZES["shapes2d
                    metadata: object = None) -> list[Path]:
     """dSprites ``.npz``: imgs 0/1, latents_classes/values with the colour column, pickled metadata.
 
-    Each image shows a square placed by (pos_x, pos_y) and sized by scale; row
-    0 holds the grid index as 20 bits. ``metadata`` defaults to a dict like the
+    Each image shows a square placed by (pos_x, pos_y), sized by scale, with
+    a centred hole set by shape; row 0 holds the grid index as 20 bits. ``metadata`` defaults to a dict like the
     real file's; pass a :class:`PickleTripwire` to detect unpickling.
     """
     rng = np.random.default_rng(seed)
@@ -71,14 +71,19 @@ def write_dsprites(raw_dir: Path, sizes: Sequence[int] = DEFAULT_SIZES["shapes2d
     factors = grid_factors(sizes)
     imgs = np.zeros((n, 64, 64), dtype=np.uint8)
     jitter = int(rng.integers(0, 4))
-    for i, (_, scale, _, x, y) in enumerate(factors):
-        side = 4 + 2 * scale
-        top, left = 4 + jitter + 2 * y, 4 + jitter + 2 * x
+    for i, (shape, scale, _, x, y) in enumerate(factors):
+        side = 6 + scale
+        top = 4 + jitter + 36 * y // max(sizes[4] - 1, 1)
+        left = 4 + jitter + 36 * x // max(sizes[3] - 1, 1)
         imgs[i, top : top + side, left : left + side] = 1
+        hole = shape % (side // 2)  # shape 0: filled square, others: a centred hole
+        row, col = top + (side - hole) // 2, left + (side - hole) // 2
+        imgs[i, row : row + hole, col : col + hole] = 0
     imgs[:, 0, :20] = (np.arange(n)[:, None] >> np.arange(20)) & 1
     classes = np.column_stack([np.zeros(n, dtype=np.int64), factors]).astype(np.int64)
     if metadata is None:
-        metadata = {"title": "dSprites dataset (small test copy)", "latents_names": ("color", "shape", "scale", "orientation", "posX", "posY"),
+        metadata = {"title": "dSprites dataset (small test copy)",
+                    "latents_names": ("color", "shape", "scale", "orientation", "posX", "posY"),
                     "latents_sizes": np.array([1, *sizes])}
     path = Path(raw_dir) / shapes2d.RAW.relpath
     path.parent.mkdir(parents=True, exist_ok=True)
