@@ -130,7 +130,7 @@ def prepare(name: str | DatasetSpec, raw_dir: str | Path, cache_dir: str | Path,
             write_cache(converted, tmp, spec.name, progress=progress, chunk_rows=chunk_rows)
             _replace(tmp, final)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_tree(tmp)
         raise
     return PrepareSummary(name=spec.name, path=final, n=converted.n, factor_names=list(converted.factor_names),
                           factor_sizes=list(converted.factor_sizes), row_shape=tuple(converted.row_shape),
@@ -233,6 +233,23 @@ def _replace(tmp: Path, final: Path) -> None:
         os.rename(old, final)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove_tree(path: Path, settle_s: float = 0.2, limit_s: float = 5.0) -> None:
+    """Remove ``path`` and make sure it stays gone for ``settle_s``: after an interruption zarr's
+    I/O thread may still be finishing a write into it."""
+    deadline = time.monotonic() + limit_s
+    absent_since = None
+    while time.monotonic() < deadline:
+        now = time.monotonic()
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            absent_since = None
+        elif absent_since is None:
+            absent_since = now
+        elif now - absent_since >= settle_s:
+            return
+        time.sleep(0.02)
 
 
 @contextmanager
