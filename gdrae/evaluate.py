@@ -1,0 +1,426 @@
+"""Evaluation: encode a cache once, compute every metric from that code table, add the geometry.
+
+The cache holds every combination of its factors exactly once, in grid
+order, so one encoding pass gives the representation of any factor
+combination: ``codes[ravel_multi_index(factors)]``. :func:`code_table` makes
+that pass (batched, no_grad, on the model's device) and stores the table as
+``<out>/codes/step-<N>-<cache id>.npy``, so a second evaluation of the same
+checkpoint on the same cache encodes nothing. :func:`evaluate` runs the
+chosen metrics of :mod:`gdrae.metrics` on the table and the geometric
+diagnostics (MODEL.md section 8) on random latent points, and returns flat
+keys such as ``hist20/mig``, ``dci/disentanglement``, ``geometry/ortho_sign``.
+
+:func:`evaluate_checkpoint` is what ``gdrae-eval`` does: load a checkpoint
+safely, find and check its cache, evaluate, and write ``metrics/step-N.json``,
+a row of ``metrics/metrics.csv`` and two pictures under ``images/`` (a
+traversal sheet and the codes x factors mutual-information heat map).
+The trainer's periodic evaluation calls :func:`training_metrics`.
+
+Reference: METRICS.md (definitions, defaults); Locatello et al., "Challenging
+Common Assumptions in the Unsupervised Learning of Disentangled
+Representations", ICML 2019 (encode once, metrics as lookups).
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from gdrae.errors import GdraeError
+
+# name accepted by --metrics / train.metrics -> what it computes (shown in --help)
+METRICS: dict[str, str] = {
+    "histogram": "histogram family at each bin count: mig, mig_misum, jemmig, migsup, modularity, dcimig",
+    "beta_vae": "BetaVAE score (train/eval accuracy)",
+    "factor_vae": "FactorVAE score (train/eval accuracy, active dims)",
+    "mig": "MIG as in disentanglement_lib (sampled, 20 bins)",
+    "dci": "DCI disentanglement, completeness, informativeness",
+    "sap": "SAP score",
+    "irs": "interventional robustness score",
+    "modularity_explicitness": "modularity and explicitness",
+    "geometry": "geometric diagnostics at random latent points: ortho_sign, sv_match_err, lt_err",
+}
+METRIC_NAMES: tuple[str, ...] = tuple(METRICS)
+NBINS: tuple[int, ...] = (3, 5, 10, 20, 50)  # the histogram family's bin counts (METRICS.md A)
+HEATMAP_BINS = 20  # bin count of the mutual-information heat map
+ENCODE_BATCH = 1024  # rows per encoder call
+
+
+# ----------------------------------------------------------------------------- the code table
+
+
+def cache_id(cache) -> str:
+    """A short name for a cache's content: dataset name + hash of its sources, creation time and pipeline.
+
+    Two caches with the same id were written from the same raw files by the
+    same pipeline run, so a stored code table for one is valid for the other.
+    """
+    a = cache.attrs
+    key = json.dumps({k: a.get(k) for k in ("dataset", "factor_sizes", "source", "created", "pipeline")},
+                     sort_keys=True, default=str)
+    return f"{a['dataset']}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of the model's parameters."""
+    return next(model.parameters()).device
+
+
+def _as_input(rows: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Cache rows -> encoder input: uint8 images become floats in [0, 1]; points stay float32."""
+    x = torch.from_numpy(rows).to(device, non_blocking=True)
+    if x.dtype != torch.uint8:
+        return x
+    return x.float().div_(255.0).contiguous(memory_format=torch.channels_last)
+
+
+@torch.no_grad()
+def encode_cache(model: torch.nn.Module, cache, batch_size: int = ENCODE_BATCH, progress: bool = True) -> np.ndarray:
+    """Encode every row of ``cache`` once, in grid order: the code table (N, nz) float32 of mu.
+
+    Reads one stored chunk ahead in a thread (decompression overlaps the
+    encoder) and feeds the encoder ``batch_size`` rows at a time.
+    """
+    from tqdm import tqdm
+
+    data = cache.data
+    device = model_device(model)
+    codes = np.empty((cache.n, model.nz), dtype=np.float32)
+    was_training = model.training
+    model.eval()
+    images = data.name == "images"
+    if images:  # convolutions run about 2x faster on channels-last weights (CPU); restored below
+        model.encoder.to(memory_format=torch.channels_last)
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool, \
+                tqdm(total=cache.n, unit="row", desc=f"encode {cache.name}", disable=not progress, leave=False) as bar:
+            pending = pool.submit(data.read_chunk, 0) if data.nchunks else None
+            for i in range(data.nchunks):
+                rows = pending.result()
+                pending = pool.submit(data.read_chunk, i + 1) if i + 1 < data.nchunks else None
+                lo, _ = data.chunk_range(i)
+                for start in range(0, len(rows), batch_size):
+                    mu = model.encode(_as_input(rows[start:start + batch_size], device))
+                    codes[lo + start:lo + start + len(mu)] = mu.float().cpu().numpy()
+                bar.update(len(rows))
+    finally:
+        model.train(was_training)
+        if images:
+            model.encoder.to(memory_format=torch.contiguous_format)
+    return codes
+
+
+def code_table(model: torch.nn.Module, cache, code_dir: str | Path | None = None, step: int | None = None,
+               batch_size: int = ENCODE_BATCH, progress: bool = True) -> np.ndarray:
+    """The code table of ``model`` on ``cache``, reused from ``code_dir`` when stored there.
+
+    With ``code_dir`` and ``step`` the table lives in
+    ``<code_dir>/step-<step>-<cache id>.npy``: read when present (checked
+    against the cache size and the latent size), written atomically
+    otherwise. Without them the cache is encoded in memory.
+    """
+    if code_dir is None or step is None:
+        return encode_cache(model, cache, batch_size, progress)
+    path = Path(code_dir) / f"step-{step}-{cache_id(cache)}.npy"
+    if path.exists():
+        return _read_codes(path, cache.n, model.nz)
+    codes = encode_cache(model, cache, batch_size, progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, codes, allow_pickle=False)
+    os.replace(tmp, path)
+    return codes
+
+
+def _read_codes(path: Path, n: int, nz: int) -> np.ndarray:
+    try:
+        codes = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise GdraeError(f"{path}: unreadable code table ({' '.join(str(exc).split())[:120]}); "
+                         f"delete it to encode again") from None
+    if codes.shape != (n, nz) or codes.dtype.kind != "f":
+        raise GdraeError(f"{path}: code table expected float ({n}, {nz}) (cache rows, latent size), "
+                         f"got {codes.dtype} {codes.shape}; delete it to encode again")
+    return codes
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def check_metric_names(names: Sequence[str], source: str = "metrics") -> list[str]:
+    """The names, checked against :data:`METRIC_NAMES` (GdraeError naming the first unknown one)."""
+    names = list(names)
+    for name in names:
+        if name not in METRICS:
+            raise GdraeError(f"{source}: expected metric names from {', '.join(METRIC_NAMES)}, got {name!r}")
+    return names
+
+
+def evaluate(model: torch.nn.Module, cache, metrics: Sequence[str] | None = None, nbins: Sequence[int] = NBINS,
+             seed: int = 0, *, codes: np.ndarray | None = None, code_dir: str | Path | None = None,
+             step: int | None = None, options: Mapping[str, Mapping[str, Any]] | None = None,
+             diag_points: int = 64, progress: bool = True) -> dict[str, float]:
+    """Metrics ``metrics`` (default: all of :data:`METRIC_NAMES`) of ``model`` on ``cache``, flat keys.
+
+    Every metric reads the one code table (``codes`` if given, else
+    :func:`code_table` with ``code_dir``/``step``): exactly one encoding pass,
+    none when the table is stored. ``seed`` seeds every sampled metric and
+    the diagnostics' latent points, so the same seed gives the same numbers.
+    ``options`` passes keyword arguments per metric name (e.g.
+    ``{"dci": {"num_train": 1000}}``); ``histogram`` options go to every bin count.
+    """
+    from gdrae import metrics as m
+
+    names = check_metric_names(METRIC_NAMES if metrics is None else metrics)
+    options = options or {}
+    if codes is None and any(n != "geometry" for n in names):
+        codes = code_table(model, cache, code_dir, step, progress=progress)
+    sizes = tuple(cache.factor_sizes)
+    results: dict[str, float] = {}
+    for name in names:
+        kwargs = dict(options.get(name, {}))
+        if name == "histogram":
+            for b in nbins:
+                results.update(_prefixed(f"hist{b}", m.histogram_family(codes, sizes, nbins=b, seed=seed, **kwargs)))
+        elif name == "geometry":
+            was_training = model.training
+            model.eval()
+            try:
+                values = model.diagnostics(n_points=kwargs.pop("n_points", diag_points), seed=seed)
+            finally:
+                model.train(was_training)
+            results.update(_prefixed("geometry", values))
+        else:  # the disentanglement_lib family: gdrae.metrics.<name>(codes, factor_sizes, seed, **options)
+            results.update(_prefixed(name, getattr(m, name)(codes, sizes, seed=seed, **kwargs)))
+    return results
+
+
+def _prefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, float]:
+    return {f"{prefix}/{k}": float(v) for k, v in values.items()}
+
+
+def training_metrics(model: torch.nn.Module, cfg, metrics: Sequence[str]) -> dict[str, float]:
+    """The disentanglement metrics the trainer logs at an evaluation step (``train.metrics``).
+
+    Opens the run's cache (``data.cache_dir``/``data.name``; Sector2D needs
+    its prepared grid too) and evaluates with ``train.seed``: one encoding
+    pass, kept in memory. The trainer logs the geometric diagnostics itself,
+    so "geometry" is skipped here.
+    """
+    names = [n for n in check_metric_names(metrics, "train.metrics") if n != "geometry"]
+    if not names:
+        return {}
+    return evaluate(model, open_run_cache(cfg), names, seed=cfg.train.seed, progress=False)
+
+
+# ----------------------------------------------------------------------------- checkpoint and cache
+
+
+def open_run_cache(cfg, cache_dir: str | Path | None = None, source: str = "checkpoint"):
+    """Open the cache a run was trained on (in ``cache_dir`` or the config's) and check they belong together."""
+    from gdrae.data.cache import cache_path, open_cache
+
+    cache = open_cache(cache_path(cfg.data.cache_dir if cache_dir is None else cache_dir, cfg.data.name))
+    check_compatible(cfg, cache, source)
+    return cache
+
+
+def check_compatible(cfg, cache, source: str = "checkpoint") -> None:
+    """GdraeError unless the cache fits the run's config: dataset name, images vs points, channels, size."""
+    m = cfg.model
+    where = f"{source} and cache {cache.path}"
+    if cache.name != cfg.data.name:
+        raise GdraeError(f"{where} do not belong together: dataset expected {cfg.data.name!r} "
+                         f"(data.name), got {cache.name!r}")
+    expected_kind = "points" if m.kind == "sector2d" else "images"
+    if cache.kind != expected_kind:
+        raise GdraeError(f"{where} do not belong together: expected {expected_kind} for model.kind={m.kind}, "
+                         f"got {cache.kind}")
+    if m.kind == "sector2d":
+        return
+    channels, height, width = cache.row_shape
+    if channels != m.channels:
+        raise GdraeError(f"{where} do not belong together: channels expected {m.channels} (model.channels), "
+                         f"got {channels}")
+    if (height, width) != (m.image_size, m.image_size):
+        raise GdraeError(f"{where} do not belong together: image size expected {m.image_size}x{m.image_size} "
+                         f"(model.image_size), got {height}x{width}")
+
+
+def run_dir_of(ckpt: str | Path) -> Path:
+    """The run directory of a checkpoint: the parent of ``checkpoints/``, else the file's folder."""
+    ckpt = Path(ckpt)
+    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+
+
+@dataclass
+class Report:
+    """What :func:`evaluate_checkpoint` computed and wrote."""
+
+    step: int
+    results: dict[str, float]
+    files: list[Path] = field(default_factory=list)
+
+
+def evaluate_checkpoint(ckpt: str | Path, metrics: Sequence[str] | None = None, cache_dir: str | Path | None = None,
+                        out: str | Path | None = None, seed: int = 0, device: str = "cpu",
+                        nbins: Sequence[int] = NBINS, options: Mapping[str, Mapping[str, Any]] | None = None,
+                        images: bool = True, progress: bool = True) -> Report:
+    """``gdrae-eval``: evaluate checkpoint ``ckpt`` on its cache and write the results under ``out``.
+
+    ``out`` defaults to the checkpoint's run directory; it receives
+    ``codes/`` (the stored code table), ``metrics/step-N.json``,
+    ``metrics/metrics.csv`` and, with ``images``, ``images/eval-step-N-*.png``.
+    """
+    from gdrae.checkpoint import load_checkpoint, read_checkpoint
+
+    names = check_metric_names(METRIC_NAMES if metrics is None else metrics)
+    step = int(read_checkpoint(ckpt)["step"])
+    model, cfg = load_checkpoint(ckpt, map_location=device)
+    cache = open_run_cache(cfg, cache_dir, source=f"checkpoint {ckpt}")
+    out = run_dir_of(ckpt) if out is None else Path(out)
+    codes = code_table(model, cache, out / "codes", step, progress=progress)
+    results = evaluate(model, cache, names, nbins, seed, codes=codes, options=options,
+                       diag_points=cfg.train.diag_points, progress=progress)
+    provenance = {"checkpoint": str(ckpt), "cache": str(cache.path), "cache_id": cache_id(cache), "seed": seed}
+    files = write_metrics(out / "metrics", step, results, provenance)
+    if images:
+        files += write_images(model, cfg, cache, codes, out / "images", step, seed)
+    return Report(step, results, files)
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def write_metrics(metrics_dir: str | Path, step: int, results: Mapping[str, float],
+                  provenance: Mapping[str, Any] | None = None) -> list[Path]:
+    """Write ``step-<step>.json`` and update ``metrics.csv`` (one row per step, rows by step).
+
+    The CSV's columns are ``step`` then metric keys in first-seen order; a
+    new key adds a column at the end (earlier rows get empty cells); a step
+    evaluated again updates its own row, keeping the values it does not
+    recompute. Both files are written atomically.
+    """
+    metrics_dir = Path(metrics_dir)
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    json_path = metrics_dir / f"step-{step}.json"
+    record = {"step": step, **dict(provenance or {}), "metrics": dict(results)}
+    _write_atomic(json_path, json.dumps(record, indent=2) + "\n")
+
+    csv_path = metrics_dir / "metrics.csv"
+    columns, rows = ["step"], {}
+    if csv_path.exists():
+        with open(csv_path, newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames and reader.fieldnames[0] == "step":
+                columns = list(reader.fieldnames)
+                for row in reader:
+                    rows[int(row["step"])] = row
+    columns += [k for k in results if k not in columns]
+    row = rows.setdefault(step, {"step": str(step)})
+    row.update({k: repr(float(v)) for k, v in results.items()})
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    for s in sorted(rows):
+        writer.writerow(rows[s])
+    _write_atomic(csv_path, text.getvalue())
+    return [json_path, csv_path]
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def format_table(results: Mapping[str, float]) -> str:
+    """A readable two-column table of results, one metric group per block."""
+    width = max((len(k) for k in results), default=0)
+    lines, group = [], None
+    for key, value in results.items():
+        head = key.split("/", 1)[0]
+        if group is not None and head != group:
+            lines.append("")
+        group = head
+        lines.append(f"{key:<{width}}  {value:.4f}")
+    return "\n".join(lines)
+
+
+@torch.no_grad()
+def write_images(model: torch.nn.Module, cfg, cache, codes: np.ndarray, images_dir: str | Path, step: int,
+                 seed: int = 0) -> list[Path]:
+    """The pictures people read faster than tables, as PNG files under ``images_dir``.
+
+    ``eval-step-N-mi.png``: I(z_j; v_k) at 20 bins (codes x factors). Images:
+    ``eval-step-N-traversal.png``, one row per latent sweeping the prior box
+    from a real image (chosen by ``seed``) after its reconstruction. Sector2D:
+    ``eval-step-N-grid.png`` (latent grid on the data plane) and
+    ``eval-step-N-mu.png`` (codes of the cache's grid, coloured by radius).
+    Uses the code table: no extra encoding.
+    """
+    from gdrae import viz
+    from gdrae.metrics import mutual_info_matrix
+
+    images_dir = Path(images_dir)
+    images_dir.mkdir(parents=True, exist_ok=True)
+    device, r = model_device(model), cfg.model.prior_radius
+    was_training = model.training
+    model.eval()
+    pictures = {}
+    mi = mutual_info_matrix(codes, cache.factor_sizes, nbins=HEATMAP_BINS)
+    pictures["mi"] = viz.figure_to_array(mi_heatmap(mi, cache.factor_names))
+    try:
+        if cache.kind == "points":
+            grid = viz.sector_grid_codes(r)
+            decoded = model.decode(torch.from_numpy(grid).to(device)).cpu().numpy()
+            pictures["grid"] = viz.figure_to_array(viz.sector_correspondence(grid, decoded, lines=11))
+            radius = np.linalg.norm(cache.points[:], axis=1)
+            pictures["mu"] = viz.figure_to_array(viz.mu_scatter(codes, radius, r))
+        else:
+            index = int(np.random.RandomState(seed).randint(cache.n))
+            real = cache.images[index].astype(np.float32) / 255.0
+            mu = codes[index]
+            sweep = torch.from_numpy(viz.traversal_codes(mu, r, 10)).to(device)
+            decoded = model.decode(torch.cat([torch.from_numpy(mu[None]).to(device), sweep])).cpu().numpy()
+            sweeps = decoded[1:].reshape(len(mu), 10, *real.shape)
+            pictures["traversal"] = viz.traversal_grid(sweeps, real, decoded[0])
+    finally:
+        model.train(was_training)
+    paths = []
+    for name, array in pictures.items():
+        paths.append(images_dir / f"eval-step-{step}-{name}.png")
+        viz.save_png(array, paths[-1])
+    return paths
+
+
+def mi_heatmap(mi: np.ndarray, factor_names: Sequence[str]):
+    """Heat map of a mutual-information matrix (codes x factors, nats) with the values written in."""
+    from matplotlib.figure import Figure
+
+    mi = np.asarray(mi, dtype=np.float64)
+    d, k = mi.shape
+    fig = Figure(figsize=(1.2 + 0.9 * k, 1.0 + 0.38 * d), dpi=100)
+    ax = fig.add_subplot()
+    im = ax.imshow(mi, cmap="viridis", aspect="auto", vmin=0.0)
+    ax.set_xticks(np.arange(k), list(factor_names), rotation=30, ha="right")
+    ax.set_yticks(np.arange(d), [f"z{j}" for j in range(d)])
+    top = mi.max() if mi.size else 0.0
+    for j in range(d):
+        for i in range(k):
+            ax.text(i, j, f"{mi[j, i]:.2f}", ha="center", va="center", fontsize=7,
+                    color="black" if top and mi[j, i] > 0.6 * top else "white")
+    ax.set_title(f"I(z_j; v_k), nats, {HEATMAP_BINS} bins")
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    return fig
