@@ -16,10 +16,11 @@ Run directory (DESIGN.md, training run contract)::
                train.log       plain text: losses, diagnostics, warnings
 
 Distributed: launched by torchrun (RANK, WORLD_SIZE, LOCAL_RANK in the
-environment) every process trains on its shard of each epoch and gradients
-are averaged with ``torch.distributed.all_reduce`` after ``backward()``; the
-model is not wrapped in DistributedDataParallel because the Jacobian term
-uses ``torch.autograd.grad(create_graph=True)`` (PyTorch issues 47562,
+environment), every process trains on its shard of each epoch
+(``data.batch_size`` is per process) and gradients are averaged with
+``torch.distributed.all_reduce`` after ``backward()``. The model is not
+wrapped in DistributedDataParallel, which is known to give errors or wrong
+gradients with Jacobian-style double differentiation (PyTorch issues 47562,
 63812). Rank 0 alone writes.
 
 Reference: Pan, Niu, Zhang, "Geometric Inductive Biases for Identifiable
@@ -71,7 +72,7 @@ def train(cfg: RunConfig, resume: bool = False) -> torch.nn.Module:
     stop, log = StopSignal(), None
     try:
         state = open_run_dir(run_dir, cfg, resume, write=main)  # every rank checks, rank 0 writes
-        data = open_data(cfg)
+        data, metrics = open_data(cfg), metrics_hook(cfg)
         seed_everything(t.seed)
         model = build_model(cfg).to(device)
         sync_parameters(model, world)  # identical start on every rank
@@ -122,7 +123,7 @@ def train(cfg: RunConfig, resume: bool = False) -> torch.nn.Module:
             if main and (step % t.image_every == 0 or last):
                 log.images(step, snapshot_images(model, cfg, data, device))
             if main and (step % t.eval_every == 0 or last):
-                log.diagnostics(step, evaluate_step(model, cfg))
+                log.diagnostics(step, evaluate_step(model, cfg, metrics))
             if main and (step % t.ckpt_every == 0 or last):
                 write_checkpoint(run_dir / "checkpoints", checkpoint_state(model, optimizer, step, cfg), t.keep_checkpoints)
             if stopping:
@@ -340,14 +341,32 @@ def snapshot_images(model, cfg: RunConfig, data: TrainData, device: torch.device
     return pictures
 
 
-def evaluate_step(model, cfg: RunConfig) -> dict[str, float]:
-    """Geometric diagnostics (model.diagnostics), plus disentanglement metrics when train.metrics asks."""
+METRICS_HOOK = ("gdrae.evaluate", "training_metrics")  # (module, function(model, cfg, names) -> dict[str, float])
+
+
+def metrics_hook(cfg: RunConfig):
+    """The evaluator's metric function when train.metrics asks for metrics, else None.
+
+    Looked up at run start (not import time): the trainer does not depend on the evaluator.
+    """
+    if not cfg.train.metrics:
+        return None
+    import importlib
+
+    module, name = METRICS_HOOK
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise GdraeError(f"train.metrics: expected {module}.{name} to compute {cfg.train.metrics}, got none; "
+                         f"set train.metrics=[] or run gdrae-eval on the checkpoint") from None
+
+
+def evaluate_step(model, cfg: RunConfig, metrics=None) -> dict[str, float]:
+    """Geometric diagnostics (model.diagnostics), plus the disentanglement metrics of ``metrics_hook``."""
     model.eval()
     values = dict(model.diagnostics(n_points=cfg.train.diag_points, seed=cfg.train.seed))
-    if cfg.train.metrics:
-        from gdrae import evaluate  # only when asked: the trainer does not depend on the evaluator
-
-        values.update(evaluate.training_metrics(model, cfg, cfg.train.metrics))
+    if metrics is not None:
+        values.update(metrics(model, cfg, cfg.train.metrics))
     return values
 
 

@@ -193,3 +193,27 @@ def test_torchrun_two_processes_on_gloo_keep_ranks_identical(make_cfg, tmp_path)
     assert log.count("starting step 0") == 1 and "(2 process(es))" in log  # rank 0 alone writes
     initial = read_checkpoint(tmp_path / "run" / "checkpoints" / "step-1.pt")["model"]
     assert not all(torch.equal(initial[k], rank0[k]) for k in rank0)  # it did train
+
+
+def test_metrics_hook_is_called_at_each_evaluation_when_asked(make_cfg, tmp_path, monkeypatch):
+    import types
+
+    calls = []
+
+    def training_metrics(model, cfg, names):
+        calls.append(list(names))
+        return {"fake_score": 0.5}
+
+    monkeypatch.setitem(sys.modules, "gdrae.evaluate", types.SimpleNamespace(training_metrics=training_metrics))
+    train(make_cfg("sector", "train.steps=2", "train.eval_every=1", "train.metrics=[mig]"))
+    assert calls == [["mig"], ["mig"]]
+    evals = (tmp_path / "run" / "metrics" / "eval.jsonl").read_text().splitlines()
+    assert all(json.loads(line)["fake_score"] == 0.5 for line in evals)
+
+
+def test_metrics_without_an_evaluator_is_a_clear_error(make_cfg, monkeypatch):
+    from gdrae.errors import GdraeError
+
+    monkeypatch.setitem(sys.modules, "gdrae.evaluate", None)  # import fails
+    with pytest.raises(GdraeError, match=r"train.metrics: expected gdrae.evaluate.training_metrics"):
+        train(make_cfg("sector", "train.steps=1", "train.metrics=[mig]"))
