@@ -90,6 +90,7 @@ class BatchLoader:
                              f"(rows per rank of {self.cache.n} rows over {world_size} rank(s)), got {batch_size}")
         self.in_memory = self.data.nbytes <= memory_limit if in_memory == "auto" else in_memory
         self._array = self._load_all() if self.in_memory else None
+        self._last_epoch: tuple[int, np.ndarray, np.ndarray] | None = None
         self._pool = None if self.in_memory else ThreadPoolExecutor(READ_THREADS, thread_name_prefix="gdrae-read")
 
     def __len__(self) -> int:
@@ -99,17 +100,22 @@ class BatchLoader:
     def epoch_rows(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         """This rank's rows of ``epoch`` in batch order (``len(self) * batch_size`` of them) and the
         positions where a new window begins (reading boundaries)."""
+        cached = self._last_epoch  # batch_indices(step) is called step after step: keep one epoch
+        if cached is not None and cached[0] == epoch:
+            return cached[1], cached[2]
         order, starts = epoch_order(self.cache.n, self.data.chunk_rows, self.window_chunks, self.seed, epoch)
         lo = self.rank * self.rows_per_rank
         hi = lo + self.batches_per_epoch * self.batch_size
         cuts = starts[(starts > lo) & (starts < hi)] - lo
-        return order[lo:hi], np.concatenate(([0], cuts, [hi - lo]))
+        rows, cuts = order[lo:hi], np.concatenate(([0], cuts, [hi - lo]))
+        self._last_epoch = (epoch, rows, cuts)
+        return rows, cuts
 
     def batch_indices(self, step: int) -> np.ndarray:
         """Rows of batch ``step`` of the infinite stream."""
         epoch, b = divmod(step, self.batches_per_epoch)
         rows, _ = self.epoch_rows(epoch)
-        return rows[b * self.batch_size:(b + 1) * self.batch_size]
+        return rows[b * self.batch_size:(b + 1) * self.batch_size].copy()
 
     def batches(self, start_step: int = 0, with_indices: bool = False) -> Iterator:
         """Infinite stream of batches from ``start_step``: tensors, or ``(tensor, rows)`` pairs."""
