@@ -13,9 +13,11 @@ Resume. :meth:`BatchLoader.batches` is an infinite stream over epochs;
 batch ``s`` is the same whether the stream starts at 0 or at ``s``, and
 starting at ``s`` reads no image data of the batches before it.
 
-Reading. Streaming mode decompresses the chunks a window needs in a
-background thread (blosc and zarr release the GIL) while the trainer works;
-``in_memory`` mode loads the whole array once. Both give identical batches.
+Reading. Streaming mode decompresses the chunks a window needs (each once,
+two at a time, into a reused buffer) in a background thread while the
+trainer works; blosc releases the GIL. ``in_memory`` mode loads the whole
+array once and gathers each batch in the caller's thread. Both give
+identical batches.
 Batches are torch uint8 (B, C, H, W) images or float32 (B, 2) points; the
 trainer converts them on its device.
 """
@@ -130,12 +132,15 @@ class BatchLoader:
             stream.close()
 
     def _produce(self, step: int) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
+        """(batch, rows) from batch ``step`` on, window by window. An epoch holds a whole number of
+        batches, so a batch that spans two windows (the ``carry``) never spans two epochs."""
         size = self.batch_size
+        buf = None  # streaming: the chunks of the current window, decompressed; reused
         while True:
             epoch, b = divmod(step, self.batches_per_epoch)
             rows, cuts = self.epoch_rows(epoch)
             pos = b * size
-            carry, buf = None, None  # rows of a batch that spans two windows; reused chunk buffer
+            carry = None  # the first rows of a batch that spans two windows
             for lo, hi in zip(cuts[:-1], cuts[1:]):
                 if hi <= pos:
                     continue
