@@ -130,6 +130,9 @@ def prepare(name: str | DatasetSpec, raw_dir: str | Path, cache_dir: str | Path,
             write_cache(converted, tmp, spec.name, progress=progress, chunk_rows=chunk_rows)
             _replace(tmp, final)
     except BaseException:
+        close = getattr(converted.blocks, "close", None)
+        if close is not None:  # a generator may hold the raw file open
+            close()
         _remove_tree(tmp)
         raise
     return PrepareSummary(name=spec.name, path=final, n=converted.n, factor_names=list(converted.factor_names),
