@@ -4,6 +4,7 @@ Reference: Pan, Niu, Zhang, AAAI 2023 (GDRAE), injective flow decoder.
 """
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from gdrae.nn import (
@@ -61,6 +62,15 @@ def sector2d_flow(nz: int, input_nc: int, hidden_nc: int, n_flows: int) -> Chain
     return Chain(layers)
 
 
+def _as_image(p: Tensor) -> Tensor:
+    """(B, nz) -> (B, nz, 1, 1) in channels-last layout, which the whole flow then keeps.
+
+    Channels-last makes every fixed mixing one matrix product without copies
+    and runs the convolutions several times faster on CPU.
+    """
+    return p[:, :, None, None].contiguous(memory_format=torch.channels_last)
+
+
 class FlowDecoder(Transposable):
     """Phi: p (B, nz) -> (B, *out_shape), the flow followed by a sigmoid for images.
 
@@ -77,20 +87,21 @@ class FlowDecoder(Transposable):
 
     def pre_activation(self, p: Tensor) -> Tensor:
         """Flow output before the final sigmoid, (B, *out_shape)."""
-        return self.flow(p[:, :, None, None])
+        return self.flow(_as_image(p))
 
     def forward(self, p: Tensor) -> Tensor:
         return self.head(self.pre_activation(p))
 
     def linearize(self, p: Tensor) -> tuple[Tensor, Ctx]:
-        h, flow_ctx = self.flow.linearize(p[:, :, None, None])
+        h, flow_ctx = self.flow.linearize(_as_image(p))
         y, head_ctx = self.head.linearize(h)
         return y, (flow_ctx, head_ctx)
 
     def jvp(self, v: Tensor, ctx: Ctx) -> Tensor:
-        return self.head.jvp(self.flow.jvp(v[:, :, None, None], ctx[0]), ctx[1])
+        return self.head.jvp(self.flow.jvp(_as_image(v), ctx[0]), ctx[1])
 
     def vjp(self, u: Tensor, ctx: Ctx) -> Tensor:
+        u = u.contiguous(memory_format=torch.channels_last)
         return self.flow.vjp(self.head.vjp(u, ctx[1]), ctx[0]).flatten(1)
 
     def inverse(self, y: Tensor) -> Tensor:

@@ -88,10 +88,8 @@ class Chain(Transposable):
 def channel_matmul(weight: Tensor, x: Tensor) -> Tensor:
     """Apply a (out, in) matrix to the channels of ``x`` (B, in, H, W): a 1x1 convolution.
 
-    A matrix product rather than ``conv2d`` so that a transposed or sliced
-    weight needs no copy.
+    One matrix product over the channel axis. Zero-copy for channels-last
+    tensors (the decoder's layout, see ``FlowDecoder``) and the result is
+    channels-last too; a transposed or sliced weight needs no copy either.
     """
-    b, c, h, w = x.shape
-    if h == 1 and w == 1:
-        return (x.reshape(b, c) @ weight.t()).reshape(b, -1, 1, 1)
-    return torch.matmul(weight, x.reshape(b, c, h * w)).reshape(b, -1, h, w)
+    return (x.permute(0, 2, 3, 1) @ weight.t()).permute(0, 3, 1, 2)

@@ -1,0 +1,72 @@
+"""Time the full GDRAE training step: loss_terms + weighted_total + backward + Adam step.
+
+Data is random and already on the device; warm-up steps are excluded; on
+CUDA the clock is synchronised only around the timed loop. Prints steps/s,
+peak memory and a last line ``ms_per_step=<number>``.
+
+    python bench/train_step.py --config configs/shapes2d.yaml --device cpu --steps 6
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import torch
+
+from gdrae.config import load_config
+from gdrae.losses import weighted_total
+from gdrae.models import build_model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--set", action="append", default=[], help="config override KEY=VALUE")
+    args = parser.parse_args()
+
+    cfg = load_config(args.config, args.set)
+    batch = args.batch_size or cfg.data.batch_size
+    device = torch.device(args.device)
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, betas=tuple(cfg.train.betas))
+    m = cfg.model
+    if m.kind == "image":
+        x = (torch.rand(batch, m.channels, m.image_size, m.image_size, device=device) > 0.5).float()
+    else:
+        x = torch.rand(batch, 2, device=device) + 1
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss = weighted_total(model.loss_terms(x), cfg.loss)
+        loss.backward()
+        opt.step()
+
+    for _ in range(args.warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    ms = 1000 * elapsed / args.steps
+    if device.type == "cuda":
+        peak = f"peak_cuda_mem_mib={torch.cuda.max_memory_allocated() / 2**20:.0f}"
+    else:
+        peak = f"peak_rss_mib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
+    print(f"config={args.config} device={args.device} batch={batch} threads={torch.get_num_threads()} "
+          f"steps={args.steps} steps_per_s={1000 / ms:.2f} {peak}")
+    print(f"ms_per_step={ms:.1f}")
+
+
+if __name__ == "__main__":
+    main()

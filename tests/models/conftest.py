@@ -1,0 +1,50 @@
+import pytest
+import torch
+
+from gdrae.models import GDRAE, ImageEncoder, PointEncoder, SingularValuePredictor, image_decoder, init_weights_
+from gdrae.models import sector2d_decoder
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread avoids OpenMP synchronisation costs (large on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# A tiny image flow with every kind of stage of the real one: 8x8 output, 4 channels.
+TINY_IMAGE = dict(nz=3, init_size=2, ncs=[8, 4, 4], hidden_ncs=[6, 4, 4], middle_ns_flows=[1, 1])
+TINY_SECTOR = dict(nz=2, input_nc=6, hidden_nc=5, n_flows=2)
+
+
+@pytest.fixture
+def tiny_image_decoder():
+    torch.manual_seed(0)
+    return image_decoder(**TINY_IMAGE).double()
+
+
+@pytest.fixture
+def tiny_sector_decoder():
+    torch.manual_seed(0)
+    dec = sector2d_decoder(**TINY_SECTOR).double()
+    # the published 1x1 convs start at N(0, 0.02); larger weights make the check meaningful
+    for prm in dec.parameters():
+        torch.nn.init.normal_(prm, 0, 0.5)
+    return dec
+
+
+def tiny_gdrae(kind: str) -> GDRAE:
+    """A float64 GDRAE small enough for dense checks (image data 8x8 is not encodable: image
+    encoders take 64x64, so the image variant uses the real encoder on 64x64 input)."""
+    torch.manual_seed(0)
+    if kind == "image":
+        encoder, decoder = ImageEncoder(1, 3, 8), image_decoder(**TINY_IMAGE)
+        model = GDRAE("image", encoder, decoder, SingularValuePredictor(3, 8), nz=3, data_channels=1,
+                      sigma=0.01, prior_radius=1.0, sn_power=5)
+    else:
+        encoder, decoder = PointEncoder(2, hidden=8), sector2d_decoder(**TINY_SECTOR)
+        model = GDRAE("sector2d", encoder, decoder, SingularValuePredictor(2, 8), nz=2, data_channels=2,
+                      sigma=0.0, prior_radius=1.0, sn_power=5)
+    init_weights_(model)
+    return model.double()

@@ -1,0 +1,132 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gdrae.nn import (
+    AdditiveCoupling, Chain, ConcatZero, Conv1x1, ConvTranspose, FixedMix, ReLU, Sigmoid, Squeeze, Unsqueeze,
+)
+from gdrae.nn.testing import assert_jacobian_products
+
+
+def _coupling():
+    return AdditiveCoupling(Chain([Squeeze(2), FixedMix(8, 6), ConvTranspose(6, 3, 4, 2, 1), ReLU(), FixedMix(3, 2)]))
+
+
+# (block factory, input shape): every block goes through the same autograd check.
+BLOCKS = {
+    "fixedmix_up": (lambda: FixedMix(3, 7), (2, 3, 4, 4)),
+    "fixedmix_down": (lambda: FixedMix(7, 3), (2, 7, 4, 4)),
+    "fixedmix_square": (lambda: FixedMix(5, 5), (2, 5, 1, 1)),
+    "squeeze": (lambda: Squeeze(2), (2, 3, 4, 6)),
+    "unsqueeze": (lambda: Unsqueeze(2), (2, 8, 3, 3)),
+    "concat_zero": (lambda: ConcatZero(), (2, 3, 4, 4)),
+    "conv_transpose_s2": (lambda: ConvTranspose(3, 4, 4, 2, 1), (2, 3, 4, 4)),
+    "conv_transpose_1x1_to_4x4": (lambda: ConvTranspose(3, 5, 4, 1, 0), (2, 3, 1, 1)),
+    "conv1x1": (lambda: Conv1x1(6, 4), (2, 6, 1, 1)),
+    "relu": (lambda: ReLU(), (2, 3, 4, 4)),
+    "sigmoid": (lambda: Sigmoid(), (2, 3, 4, 4)),
+    "coupling": (_coupling, (2, 4, 4, 4)),
+    "chain": (lambda: Chain([FixedMix(4, 16), Unsqueeze(2), _coupling(), Sigmoid()]), (2, 4, 2, 2)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BLOCKS))
+def test_jacobian_products_match_autograd(name):
+    torch.manual_seed(0)
+    factory, shape = BLOCKS[name]
+    layer = factory().double()
+    x = torch.randn(*shape, dtype=torch.float64)
+    assert_jacobian_products(layer, x)
+    # channels-last inputs (the decoder's layout) give the same products
+    assert_jacobian_products(layer, x.contiguous(memory_format=torch.channels_last))
+
+
+def test_helper_detects_a_wrong_transpose():
+    class WrongVjp(FixedMix):
+        def vjp(self, u, ctx):
+            return super().vjp(u, ctx) * 1.001
+
+    layer = WrongVjp(3, 5).double()
+    with pytest.raises(AssertionError, match="vjp"):
+        assert_jacobian_products(layer, torch.randn(2, 3, 2, 2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("n_in,n_out", [(3, 7), (7, 3), (5, 5)])
+def test_fixed_mix_is_a_fixed_semi_orthogonal_buffer(n_in, n_out):
+    torch.manual_seed(1)
+    mix = FixedMix(n_in, n_out).double()
+    w = mix.weight
+    assert w.shape == (n_out, n_in)
+    gram = w.t() @ w if n_out >= n_in else w @ w.t()
+    # drawn in float64, stored in float32: orthogonal to float32 precision
+    torch.testing.assert_close(gram, torch.eye(min(n_in, n_out), dtype=torch.float64), atol=1e-6, rtol=0)
+    assert list(mix.parameters()) == []
+    assert mix.q.shape == (max(n_in, n_out),) * 2 and "q" in mix.state_dict()
+
+
+def test_fixed_mix_is_drawn_from_the_seed():
+    torch.manual_seed(3)
+    a = FixedMix(4, 6).q
+    torch.manual_seed(3)
+    assert torch.equal(a, FixedMix(4, 6).q)
+
+
+def test_squeeze_channel_order():
+    s = 2
+    x = torch.arange(2 * 4 * 4, dtype=torch.float64).view(1, 2, 4, 4)
+    y = Squeeze(s)(x)
+    assert y.shape == (1, 8, 2, 2)
+    for c in range(2):
+        for i in range(s):
+            for j in range(s):
+                torch.testing.assert_close(y[0, c * s * s + i * s + j], x[0, c, i::s, j::s])
+    torch.testing.assert_close(Unsqueeze(s)(y), x)
+
+
+def test_concat_zero_pads_with_zeros():
+    x = torch.randn(2, 3, 2, 2)
+    y = ConcatZero()(x)
+    assert y.shape == (2, 6, 2, 2) and torch.equal(y[:, :3], x) and not y[:, 3:].any()
+
+
+def test_coupling_output_is_a_plus_net():
+    torch.manual_seed(2)
+    layer = _coupling().double()
+    x = torch.randn(2, 4, 4, 4, dtype=torch.float64)
+    y = layer(x)
+    torch.testing.assert_close(y[:, :2], x[:, :2])
+    torch.testing.assert_close(y[:, 2:], x[:, 2:] + layer.net(x[:, :2]))
+
+
+@pytest.mark.parametrize(
+    "factory,shape",
+    [
+        (lambda: FixedMix(3, 7), (2, 3, 2, 2)),
+        (lambda: FixedMix(5, 5), (2, 5, 2, 2)),
+        (lambda: Squeeze(2), (2, 3, 4, 4)),
+        (lambda: Unsqueeze(2), (2, 8, 2, 2)),
+        (lambda: ConcatZero(), (2, 3, 2, 2)),
+        (lambda: Sigmoid(), (2, 3, 2, 2)),
+        (_coupling, (2, 4, 4, 4)),
+    ],
+)
+def test_injective_blocks_have_left_inverses(factory, shape):
+    torch.manual_seed(4)
+    layer = factory().double()
+    x = torch.randn(*shape, dtype=torch.float64)
+    torch.testing.assert_close(layer.inverse(layer(x)), x, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("layer", [ReLU(), FixedMix(7, 3), ConvTranspose(3, 4, 4, 2, 1), Conv1x1(3, 3)])
+def test_non_injective_blocks_have_no_inverse(layer):
+    with pytest.raises(TypeError, match="left inverse"):
+        layer.inverse(torch.randn(1, 3, 2, 2))
+
+
+def test_relu_slopes_are_detached_masks():
+    x = torch.tensor([[-1.0, 2.0]], requires_grad=True).view(1, 2, 1, 1)
+    _, slope = ReLU().linearize(x)
+    assert not slope.requires_grad and slope.flatten().tolist() == [0.0, 1.0]
+    _, s = Sigmoid().linearize(x)
+    torch.testing.assert_close(s, (torch.sigmoid(x) * (1 - torch.sigmoid(x))).detach())
+    assert F.relu(x).shape == x.shape
