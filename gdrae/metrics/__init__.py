@@ -6,7 +6,8 @@ observations looks codes up in that table. Each function returns a dict of
 floats (keys as in DESIGN.md). Definitions and defaults: METRICS.md.
 
 - :func:`histogram_family` - the GDRAE original's histogram metrics, exact
-  over the whole grid (mig, mig_misum, jemmig, migsup, modularity, dcimig).
+  over the whole grid (mig, mig_misum, jemmig, migsup, modularity, dcimig);
+  :func:`histogram_mi` gives the mutual-information matrix behind them.
 - disentanglement_lib family (Locatello et al. 2019 study defaults, seeded
   with ``numpy.random.RandomState(seed)``): :func:`beta_vae`,
   :func:`factor_vae`, :func:`mig`, :func:`dci`, :func:`sap`, :func:`irs`,
@@ -15,11 +16,11 @@ floats (keys as in DESIGN.md). Definitions and defaults: METRICS.md.
 from gdrae.metrics.betavae import beta_vae
 from gdrae.metrics.dci import dci
 from gdrae.metrics.factorvae import factor_vae
-from gdrae.metrics.histogram import histogram_family
+from gdrae.metrics.histogram import histogram_family, histogram_mi
 from gdrae.metrics.irs import irs
 from gdrae.metrics.mig import mig
 from gdrae.metrics.modularity import modularity_explicitness
 from gdrae.metrics.sap import sap
 
-__all__ = ["beta_vae", "dci", "factor_vae", "histogram_family", "irs", "mig",
+__all__ = ["beta_vae", "dci", "factor_vae", "histogram_family", "histogram_mi", "irs", "mig",
            "modularity_explicitness", "sap"]

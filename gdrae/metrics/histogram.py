@@ -86,16 +86,8 @@ def histogram_family(codes, factor_sizes, nbins: int = 20, max_samples: int | No
     replacement, seeded by ``seed``), as the original did with 10000.
     Returns ``{"mig", "mig_misum", "jemmig", "migsup", "modularity", "dcimig"}``.
     """
-    codes, sizes = check_inputs(codes, factor_sizes)
-    nbins = check_count("nbins", nbins, 2)
-    bins = bins_mean_std(codes, nbins)
-    if max_samples is None:
-        h_z, h_cond = _entropies_exact(bins, sizes, nbins)
-    else:
-        max_samples = check_count("max_samples", max_samples)
-        h_z, h_cond = _entropies_sampled(bins, sizes, nbins, max_samples,
-                                         np.random.RandomState(seed))
-    mi = np.clip(h_z[:, None] - h_cond, 0.0, None)
+    mi, h_cond, sizes = _mi_and_conditional_entropy(codes, factor_sizes, nbins, max_samples, seed)
+    nbins = int(nbins)
     h_v = np.log(np.asarray(sizes, dtype=np.float64))
     return {
         "mig": mig_from_mi(mi, h_v),
@@ -105,6 +97,34 @@ def histogram_family(codes, factor_sizes, nbins: int = 20, max_samples: int | No
         "modularity": modularity_from_mi(mi),
         "dcimig": dcimig_from_mi(mi, h_v),
     }
+
+
+def histogram_mi(codes, factor_sizes, nbins: int = 20, max_samples: int | None = None,
+                 seed: int = 0) -> np.ndarray:
+    """The mutual information I(z_j; v_k) (D, K), nats, behind :func:`histogram_family`.
+
+    One column per entry of ``factor_sizes``: a factor with a single value
+    carries no information and gets a zero column (the scores leave it out).
+    """
+    mi, _, _ = _mi_and_conditional_entropy(codes, factor_sizes, nbins, max_samples, seed)
+    varying = np.array([int(s) > 1 for s in factor_sizes])
+    full = np.zeros((mi.shape[0], len(varying)))
+    full[:, varying] = mi
+    return full
+
+
+def _mi_and_conditional_entropy(codes, factor_sizes, nbins, max_samples, seed):
+    """I(z_j; v_k) and H(z_j | v_k) (D, K') over the K' factors that vary, and their sizes."""
+    codes, sizes = check_inputs(codes, factor_sizes)
+    nbins = check_count("nbins", nbins, 2)
+    bins = bins_mean_std(codes, nbins)
+    if max_samples is None:
+        h_z, h_cond = _entropies_exact(bins, sizes, nbins)
+    else:
+        max_samples = check_count("max_samples", max_samples)
+        h_z, h_cond = _entropies_sampled(bins, sizes, nbins, max_samples,
+                                         np.random.RandomState(seed))
+    return np.clip(h_z[:, None] - h_cond, 0.0, None), h_cond, sizes
 
 
 def _code_keys(bins: np.ndarray, nbins: int) -> np.ndarray:
