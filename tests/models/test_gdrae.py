@@ -1,0 +1,152 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from gdrae.config import config_from_dict
+from gdrae.losses import bce_recon, prior_penalty, squared_error, weighted_total
+from gdrae.models import SingularValuePredictor, build_model
+
+from conftest import tiny_gdrae
+
+PUBLISHED = {  # MODEL.md section 9: trainable parameters (encoder, decoder couplings, sv predictor, capacity)
+    "shapes2d": ({"model": {"channels": 1, "encoder_width": 128}}, 2_055_748, 247_882),
+    "faces_small_norb": ({"model": {"channels": 1, "encoder_width": 256}}, 2_188_228, 380_362),
+    "shapes3d_cars3d": ({"model": {"channels": 3, "encoder_width": 256}}, 2_189_252, 381_386),
+    "sector2d": ({"model": {"kind": "sector2d", "nz": 2}}, 5_258_756, 1_054_722),
+}
+
+
+def _count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_parameter_counts_match_the_published_architecture(name):
+    raw, total, encoder = PUBLISHED[name]
+    model = build_model(config_from_dict(raw))
+    assert _count(model) == total
+    assert _count(model.encoder) == encoder
+    assert _count(model.decoder) == (3_150_336 if name == "sector2d" else 737_776)
+    assert _count(model.sv_predictor) == (1_053_697 if name == "sector2d" else 1_070_089)
+
+
+def test_initialisation():
+    torch.manual_seed(0)
+    model = build_model(config_from_dict({}))
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            assert abs(m.weight.std().item() - 0.02) < 0.004 and not m.bias.any()
+        if isinstance(m, nn.ConvTranspose2d):  # PyTorch's default: uniform within 1/sqrt(fan_in)
+            fan_in = m.weight.shape[1] * m.weight[0, 0].numel()
+            assert m.weight.abs().max() <= 1 / math.sqrt(fan_in) and m.bias.abs().max() > 0
+    assert model.log_capacity.item() == 0
+
+
+def test_predicted_log_singular_values_sum_to_zero():
+    torch.manual_seed(1)
+    net = SingularValuePredictor(4, 16).double()
+    for prm in net.parameters():
+        nn.init.normal_(prm, 0, 1)
+    logsv = net(torch.randn(7, 4, dtype=torch.float64))
+    assert logsv.shape == (7, 4) and logsv.abs().max() > 0.1
+    torch.testing.assert_close(logsv.sum(1), torch.zeros(7, dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(logsv[:, -1], -logsv[:, :-1].sum(1))
+
+
+def test_image_model_encode_decode_predict_sv():
+    torch.manual_seed(2)
+    model = tiny_gdrae("image")
+    x = torch.rand(3, 1, 8, 8, dtype=torch.float64)
+    assert model.encode(x).shape == (3, 3)
+    z = torch.rand(5, 3, dtype=torch.float64) * 2 - 1
+    with torch.no_grad():
+        model.log_capacity.fill_(0.7)
+    img = model.decode(z)
+    assert img.shape == (5, 1, 8, 8) and ((img > 0) & (img < 1)).all()
+    torch.testing.assert_close(img, model.decoder(math.exp(0.7) * z)[:, :1])  # decoder sees exp(c) z
+    sv = model.predict_sv(z)
+    torch.testing.assert_close(sv.prod(1), torch.ones(5, dtype=torch.float64))
+
+
+def test_sector2d_model_decodes_points():
+    model = tiny_gdrae("sector2d")
+    z = torch.rand(4, 2, dtype=torch.float64)
+    out = model.decode(z)
+    assert out.shape == (4, 2)
+    torch.testing.assert_close(out, model.decoder(z)[:, :2, 0, 0])
+
+
+@pytest.mark.parametrize("kind", ["image", "sector2d"])
+def test_loss_terms_keys_values_and_reproducibility(kind):
+    model = tiny_gdrae(kind)
+    x = torch.rand(4, 1, 8, 8, dtype=torch.float64) if kind == "image" else torch.rand(4, 2, dtype=torch.float64)
+    torch.manual_seed(3)
+    terms = model.loss_terms(x)
+    expected = {"recon", "prior", "sn", "sv", "cap"} | ({"norm_sv"} if kind == "image" else set())
+    assert {k for k in terms if not k.startswith("monitor/")} == expected
+    for key in expected:
+        assert terms[key].shape == () and torch.isfinite(terms[key])
+    assert terms["monitor/mu_abs"].shape == (model.nz,) and terms["monitor/sv_mean"].shape == (model.nz,)
+    assert all(not v.requires_grad for k, v in terms.items() if k.startswith("monitor/"))
+    assert terms["cap"] is model.log_capacity
+    assert 0 <= terms["sv"] <= math.log(model.nz) + 1e-12
+    torch.manual_seed(3)
+    again = model.loss_terms(x)
+    for key in expected:
+        assert torch.equal(terms[key], again[key])
+    torch.manual_seed(4)
+    assert not torch.equal(model.loss_terms(x)["sn"], terms["sn"])  # fresh prior batch and u0
+
+
+def test_data_terms_on_the_code():
+    model = tiny_gdrae("image")
+    model.sigma = 0.0  # deterministic code, so the term can be recomputed
+    with torch.no_grad():
+        model.log_capacity.fill_(0.2)
+    x = torch.rand(2, 1, 8, 8, dtype=torch.float64)
+    terms = model.loss_terms(x)
+    mu = model.encode(x)
+    logits = model.decoder.pre_activation(math.exp(0.2) * mu)[:, :1]
+    torch.testing.assert_close(terms["recon"], bce_recon(logits, x))
+    torch.testing.assert_close(terms["prior"], prior_penalty(mu, 1.0))
+    torch.testing.assert_close(terms["monitor/recon_l1"], (torch.sigmoid(logits) - x).abs().mean())
+
+    points = tiny_gdrae("sector2d")
+    y = torch.rand(3, 2, dtype=torch.float64) * 3
+    terms = points.loss_terms(y)
+    torch.testing.assert_close(terms["recon"], squared_error(points.decode(points.encode(y)), y))
+    torch.testing.assert_close(terms["prior"], prior_penalty(points.encode(y), 1.0))
+
+
+def test_every_parameter_gets_a_finite_gradient():
+    torch.manual_seed(5)
+    cfg = config_from_dict({"model": {"kind": "sector2d", "nz": 2, "sector2d": {"input_nc": 8, "hidden_nc": 6}},
+                            "loss": {"norm_sv": None}})
+    model = build_model(cfg).double()
+    x = torch.rand(8, 2, dtype=torch.float64) + 1
+    weighted_total(model.loss_terms(x), cfg.loss).backward()
+    for name, prm in model.named_parameters():
+        assert prm.grad is not None and torch.isfinite(prm.grad).all(), name
+    assert model.log_capacity.grad != 0
+
+
+def test_diagnostics():
+    model = tiny_gdrae("sector2d")
+    state = torch.get_rng_state()
+    d = model.diagnostics(n_points=16)
+    assert torch.equal(state, torch.get_rng_state())  # training randomness untouched
+    assert set(d) == {"ortho_sign", "sv_match_err", "lt_err"}
+    assert all(isinstance(v, float) and math.isfinite(v) for v in d.values())
+    assert d["lt_err"] < 1e-12 and d["ortho_sign"] > 0
+    assert d == model.diagnostics(n_points=16)
+
+
+def test_ortho_sign_is_zero_for_orthogonal_columns():
+    """A decoder without couplings is a product of isometries: J^T J = exp(0)^2 I."""
+    torch.manual_seed(6)
+    cfg = config_from_dict({"model": {"kind": "sector2d", "nz": 2, "sector2d": {"input_nc": 8, "n_flows": 0}}})
+    model = build_model(cfg).double()
+    d = model.diagnostics(n_points=8)
+    assert d["ortho_sign"] < 1e-6
