@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from gdrae.errors import GdraeError
 from gdrae.metrics.information import bins_mean_std, entropy_from_counts
 from gdrae.metrics.mig import mig_from_mi, top_two
 from gdrae.metrics.modularity import modularity_from_mi
