@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from gdrae.metrics import histogram_family
+from gdrae.metrics import histogram_family, histogram_mi
 from gdrae.metrics.histogram import dcimig_from_mi, jemmig_from, mig_misum_from_mi, migsup_from_mi
 
 KEYS = {"mig", "mig_misum", "jemmig", "migsup", "modularity", "dcimig"}
@@ -21,6 +21,7 @@ def test_tiny_grid_by_hand(grid):
     jemmig = (0.0 + (np.log(3) - h1) / (np.log(3) + np.log(2))) / 2   # factor 0: (ln2 - ln2)/..
     migsup = (1.0 + h1 / np.log(3)) / 2
     dcimig = (np.log(2) + h1) / (np.log(2) + np.log(3))
+    assert np.allclose(histogram_mi(codes, (2, 3), nbins=2), [[np.log(2), 0.0], [0.0, h1]])
     scores = histogram_family(codes, (2, 3), nbins=2)
     assert scores == pytest.approx({"mig": mig, "mig_misum": 1.0, "jemmig": jemmig,
                                     "migsup": migsup, "modularity": 1.0, "dcimig": dcimig})
