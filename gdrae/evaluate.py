@@ -370,7 +370,7 @@ def write_images(model: torch.nn.Module, cfg, cache, codes: np.ndarray, images_d
     Uses the code table: no extra encoding.
     """
     from gdrae import viz
-    from gdrae.metrics import mutual_info_matrix
+    from gdrae.metrics import histogram_mi
 
     images_dir = Path(images_dir)
     images_dir.mkdir(parents=True, exist_ok=True)
@@ -378,7 +378,7 @@ def write_images(model: torch.nn.Module, cfg, cache, codes: np.ndarray, images_d
     was_training = model.training
     model.eval()
     pictures = {}
-    mi = mutual_info_matrix(codes, cache.factor_sizes, nbins=HEATMAP_BINS)
+    mi = histogram_mi(codes, cache.factor_sizes, nbins=HEATMAP_BINS)
     pictures["mi"] = viz.figure_to_array(mi_heatmap(mi, cache.factor_names))
     try:
         if cache.kind == "points":

@@ -1,0 +1,182 @@
+"""gdrae.evaluate: one encoding pass, the stored code table, metric orchestration, outputs."""
+import csv
+import json
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from evalkit import SIZES, block_images, make_cache, tiny_config
+from gdrae import evaluate as ev
+from gdrae.errors import GdraeError
+from gdrae.models import build_model
+
+# sample counts small enough for a 60-image grid and a quick test
+QUICK = {
+    "beta_vae": {"batch_size": 8, "num_train": 50, "num_eval": 30},
+    "factor_vae": {"batch_size": 8, "num_train": 50, "num_eval": 30, "num_variance_estimate": 60},
+    "mig": {"num_train": 200},
+    "dci": {"num_train": 100, "num_test": 50},
+    "sap": {"num_train": 100, "num_test": 50},
+    "irs": {"num_train": 200},
+    "modularity_explicitness": {"num_train": 100, "num_test": 50},
+    "geometry": {"n_points": 4},
+}
+ALL_BUT_DCI = [n for n in ev.METRIC_NAMES if n != "dci"]  # DCI's boosted trees cost seconds even here
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return make_cache(tmp_path_factory.mktemp("cache"), chunk_rows=16)
+
+
+@pytest.fixture
+def model(tmp_path):
+    torch.manual_seed(0)
+    return build_model(tiny_config("image", tmp_path, tmp_path / "run"))
+
+
+class Counter:
+    """Wraps model.encode, counting calls and rows."""
+
+    def __init__(self, model):
+        self.calls = self.rows = 0
+        self._encode = model.encode
+        model.encode = self
+
+    def __call__(self, x):
+        self.calls += 1
+        self.rows += len(x)
+        return self._encode(x)
+
+
+def test_code_table_is_mu_of_every_image_in_grid_order(model, cache):
+    codes = ev.encode_cache(model, cache, batch_size=7, progress=False)
+    images = torch.from_numpy(block_images()).float() / 255
+    with torch.no_grad():
+        expected = model.encode(images).numpy()
+    assert codes.shape == (60, 3) and codes.dtype == np.float32
+    np.testing.assert_allclose(codes, expected, rtol=1e-5, atol=1e-6)
+    # batches that straddle chunks and batches smaller than chunks give the same table
+    np.testing.assert_array_equal(codes, ev.encode_cache(model, cache, batch_size=1000, progress=False))
+
+
+def test_one_encoding_pass_per_evaluation(model, cache):
+    counter = Counter(model)
+    results = ev.evaluate(model, cache, seed=0, options=QUICK, progress=False)
+    assert counter.rows == cache.n  # every image exactly once, whatever the number of metrics
+    assert counter.calls == 4  # one call per 16-row chunk
+    for key in ("hist3/mig", "hist50/dcimig", "hist20/mig_misum", "beta_vae/eval_accuracy",
+                "factor_vae/num_active_dims", "mig/discrete_mig", "dci/disentanglement", "sap/sap_score",
+                "irs/irs", "modularity_explicitness/explicitness_score_test", "geometry/ortho_sign",
+                "geometry/sv_match_err"):
+        assert key in results
+    assert all(isinstance(v, float) and math.isfinite(v) for v in results.values())
+
+
+def test_stored_codes_are_reused(model, cache, tmp_path):
+    counter = Counter(model)
+    first = ev.evaluate(model, cache, ["histogram"], code_dir=tmp_path / "codes", step=7, progress=False)
+    assert counter.rows == cache.n
+    stored = tmp_path / "codes" / f"step-7-{ev.cache_id(cache)}.npy"
+    assert stored.is_file() and not list((tmp_path / "codes").glob(".*"))  # no temporary left behind
+    second = ev.evaluate(model, cache, ["histogram"], code_dir=tmp_path / "codes", step=7, progress=False)
+    assert counter.rows == cache.n  # nothing encoded the second time
+    assert first == second
+    ev.evaluate(model, cache, ["histogram"], code_dir=tmp_path / "codes", step=8, progress=False)
+    assert counter.rows == 2 * cache.n  # another step is another model
+
+
+def test_same_seed_same_numbers(model, cache):
+    a = ev.evaluate(model, cache, ALL_BUT_DCI, seed=3, options=QUICK, progress=False)
+    b = ev.evaluate(model, cache, ALL_BUT_DCI, seed=3, options=QUICK, progress=False)
+    assert a == b
+    c = ev.evaluate(model, cache, ["geometry"], seed=4, options=QUICK, progress=False)
+    assert c["geometry/ortho_sign"] != a["geometry/ortho_sign"]  # the seed picks the latent points
+
+
+def test_geometry_alone_encodes_nothing(model, cache):
+    counter = Counter(model)
+    results = ev.evaluate(model, cache, ["geometry"], diag_points=3, progress=False)
+    assert counter.rows == 0
+    assert set(results) == {"geometry/ortho_sign", "geometry/sv_match_err", "geometry/lt_err"}
+
+
+def test_single_valued_factor_gives_finite_numbers(model, tmp_path):
+    flat = make_cache(tmp_path, "flat", sizes=(1, 4, 5))
+    results = ev.evaluate(model, flat, seed=0, options=QUICK, progress=False)
+    assert results and all(math.isfinite(v) for v in results.values())
+
+
+def test_unknown_metric_name(model, cache):
+    with pytest.raises(GdraeError, match="expected metric names from .*got 'mgi'"):
+        ev.evaluate(model, cache, ["histogram", "mgi"], progress=False)
+
+
+def test_stored_table_of_another_latent_size_is_an_error(model, cache, tmp_path):
+    path = tmp_path / f"step-1-{ev.cache_id(cache)}.npy"
+    np.save(path, np.zeros((cache.n, 5), np.float32))
+    with pytest.raises(GdraeError, match=r"expected float \(60, 3\).*got float32 \(60, 5\)"):
+        ev.code_table(model, cache, tmp_path, step=1, progress=False)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"name": "other"}, "dataset expected 'other'"),
+    ({"channels": 3}, "channels expected 3"),
+    ({"kind": "sector2d"}, "expected points for model.kind=sector2d, got images"),
+])
+def test_checkpoint_and_cache_must_belong_together(cache, tmp_path, change, message):
+    cfg = tiny_config("sector2d" if change.get("kind") else "image", tmp_path, tmp_path / "run",
+                      name=change.get("name", "tiny2d"))
+    if "channels" in change:
+        cfg.model.channels = change["channels"]
+    with pytest.raises(GdraeError, match=message):
+        ev.check_compatible(cfg, cache)
+
+
+def test_image_size_must_match(tmp_path):
+    small = make_cache(tmp_path, "tiny2d", side=32)
+    with pytest.raises(GdraeError, match="image size expected 64x64 .*got 32x32"):
+        ev.check_compatible(tiny_config("image", tmp_path, tmp_path / "run"), small)
+
+
+def test_cache_id_follows_content():
+    attrs = {"dataset": "tiny2d", "factor_sizes": [3, 4, 5], "source": [], "pipeline": {},
+             "created": "2026-01-01T00:00:00+00:00"}
+    same = ev.cache_id(SimpleNamespace(attrs=dict(attrs)))
+    assert same.startswith("tiny2d-") and same == ev.cache_id(SimpleNamespace(attrs=dict(attrs)))
+    assert same != ev.cache_id(SimpleNamespace(attrs={**attrs, "created": "2026-01-02T00:00:00+00:00"}))
+    assert same != ev.cache_id(SimpleNamespace(attrs={**attrs, "source": [{"name": "x", "sha256": "ab"}]}))
+
+
+def test_metrics_files(tmp_path):
+    d = tmp_path / "metrics"
+    ev.write_metrics(d, 10, {"hist20/mig": 0.5, "dci/disentanglement": 0.25}, {"seed": 0})
+    ev.write_metrics(d, 20, {"hist20/mig": 0.75, "sap/sap_score": 0.125})
+    ev.write_metrics(d, 10, {"sap/sap_score": 0.0625})  # the same step again: its row is updated
+    with open(d / "metrics.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["step", "hist20/mig", "dci/disentanglement", "sap/sap_score"]  # header once, new key at the end
+    assert rows[1:] == [["10", "0.5", "0.25", "0.0625"], ["20", "0.75", "", "0.125"]]
+    record = json.loads((d / "step-20.json").read_text())
+    assert record["step"] == 20 and record["metrics"] == {"hist20/mig": 0.75, "sap/sap_score": 0.125}
+    assert json.loads((d / "step-10.json").read_text())["metrics"] == {"sap/sap_score": 0.0625}
+
+
+def test_format_table_groups_by_metric():
+    text = ev.format_table({"hist20/mig": 0.5, "hist20/jemmig": 0.25, "dci/completeness": 1.0})
+    assert text.splitlines() == ["hist20/mig        0.5000", "hist20/jemmig     0.2500", "",
+                                 "dci/completeness  1.0000"]
+
+
+def test_histogram_mi_has_a_column_per_factor():
+    from gdrae.data.grid import all_factors
+    from gdrae.metrics import histogram_family, histogram_mi
+
+    codes = all_factors((1, 4, 5)).astype(float)  # a perfect code, with a constant first dimension
+    mi = histogram_mi(codes, (1, 4, 5), nbins=20)
+    # every value of a varying factor falls in its own bin: I(z_k; v_k) = H(v_k) = log n_k, else 0
+    np.testing.assert_allclose(mi, np.diag([0.0, np.log(4), np.log(5)]), atol=1e-12)
+    assert histogram_family(codes, (1, 4, 5))["mig"] == pytest.approx(1.0)
