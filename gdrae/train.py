@@ -100,11 +100,11 @@ def train(cfg: RunConfig, resume: bool = False) -> torch.nn.Module:
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             flags = torch.stack([~torch.isfinite(total.detach()), torch.tensor(stop.requested, device=device)])
-            if world > 1:
-                average_gradients(model, world)
-                tdist.all_reduce(flags, op=tdist.ReduceOp.MAX)
-            nonfinite, stopping = flags.tolist()  # the one host sync per step (as torch's GradScaler)
+            if world > 1:  # any rank's non-finite loss or signal stops every rank
+                flags = average_gradients(model, flags, world)
+            nonfinite, stopping = (flags > 0).tolist()  # the one host sync per step (as torch's GradScaler)
             step += 1
+            log.advance(step)
             if nonfinite:
                 nonfinite_in_a_row += 1
                 log.text(f"warning: step {step}: non-finite loss ({', '.join(nonfinite_terms(terms))}); step skipped")
@@ -162,17 +162,21 @@ def open_run_dir(run_dir: Path, cfg: RunConfig, resume: bool, write: bool = True
     """Check (and, if ``write``, create) the run directory; returns the checkpoint to resume from, or None.
 
     Never overwrites a run: a directory holding a checkpoint needs ``resume``;
-    ``resume`` needs a checkpoint whose data and model sections match ``cfg``.
+    ``resume`` needs a checkpoint with the same model section and data.name.
     """
     latest = run_dir / "checkpoints" / "latest.pt"
     if resume:
         if not latest.exists():
             raise GdraeError(f"{latest}: --resume expected a checkpoint, got none (start without --resume)")
         state = read_checkpoint(latest)
-        for section in ("data", "model"):
-            if state["config"].get(section) != cfg.model_dump(mode="json")[section]:
-                raise GdraeError(f"{latest}: config section {section!r} differs from the checkpoint's: "
-                                 f"expected {state['config'].get(section)}, got {cfg.model_dump(mode='json')[section]}")
+        saved, now = state["config"], cfg.model_dump(mode="json")
+        changed = [f"model.{k}" for k in now["model"] if saved["model"].get(k) != now["model"][k]]
+        changed += ["data.name"] if saved["data"]["name"] != now["data"]["name"] else []
+        if changed:
+            key = changed[0]
+            section, name = key.split(".")
+            raise GdraeError(f"{latest}: {key}: expected the checkpoint's value {saved[section].get(name)!r} "
+                             f"to resume, got {now[section][name]!r}")
         if state["step"] > cfg.train.steps:
             raise GdraeError(f"train.steps: expected at least the checkpoint's step {state['step']}, got {cfg.train.steps}")
     elif latest.exists():
@@ -204,12 +208,19 @@ def sync_parameters(model: torch.nn.Module, world: int) -> None:
             tdist.broadcast(tensor.data, src=0)
 
 
-def average_gradients(model: torch.nn.Module, world: int) -> None:
-    """Average gradients over ranks with one all-reduce per parameter (see the module docstring)."""
-    for p in model.parameters():
-        if p.grad is not None:
-            tdist.all_reduce(p.grad, op=tdist.ReduceOp.SUM)
-            p.grad.div_(world)
+def average_gradients(model: torch.nn.Module, flags: torch.Tensor, world: int) -> torch.Tensor:
+    """Average the gradients over ranks and sum ``flags``, in one all-reduce; returns the summed flags.
+
+    Not DistributedDataParallel: see the module docstring.
+    """
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads] + [flags.to(grads[0].dtype)])
+    tdist.all_reduce(flat, op=tdist.ReduceOp.SUM)
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g)).div_(world)
+        offset += g.numel()
+    return flat[offset:]
 
 
 def nonfinite_terms(terms: dict[str, torch.Tensor]) -> list[str]:
@@ -225,7 +236,7 @@ def checkpoint_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, s
 
 
 class StopSignal:
-    """SIGINT/SIGTERM set ``requested``; the loop then writes a checkpoint and leaves cleanly."""
+    """SIGINT/SIGTERM set ``requested``; the loop then writes a checkpoint and leaves cleanly (exit 0)."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -238,6 +249,7 @@ class StopSignal:
 
     def _handle(self, signum, frame) -> None:
         self.requested = True
+        self.restore()  # a second Ctrl-C stops at once, without a checkpoint
 
     def restore(self) -> None:
         for sig, handler in self._previous.items():
@@ -397,6 +409,12 @@ class RunLog:
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
+    def advance(self, step: int) -> None:
+        """Move the progress bar to ``step`` (no host sync: the losses on it change every log_every steps)."""
+        if self.enabled:
+            self.bar.update(step - self.bar_step)
+            self.bar_step = step
+
     def text(self, line: str) -> None:
         """One line into train.log (and above the progress bar)."""
         if self.enabled:
@@ -421,8 +439,6 @@ class RunLog:
         rate = (step - self.start_step) / max(self.elapsed(), 1e-9)
         self.tb.add_scalar("speed/steps_per_s", rate, step)
         short = {k.split("/", 1)[1]: v for k, v in values.items() if k.startswith("loss/")}
-        self.bar.update(step - self.bar_step)
-        self.bar_step = step
         self.bar.set_postfix({k: f"{v:.4g}" for k, v in short.items()}, refresh=False)
         self.text(f"step {step} " + " ".join(f"{k}={v:.6g}" for k, v in short.items())
                   + f" recon_l1={values.get('monitor/recon_l1', float('nan')):.4g} steps/s={rate:.3g}")

@@ -43,7 +43,7 @@ def test_resume_needs_a_checkpoint(make_cfg):
 def test_resume_refuses_a_changed_model(make_cfg, tmp_path):
     train(make_cfg("sector", "train.steps=1"))
     before = _snapshot(tmp_path / "run")
-    with pytest.raises(GdraeError, match="config section 'model' differs from the checkpoint's"):
+    with pytest.raises(GdraeError, match="model.sv_hidden: expected the checkpoint's value 16 to resume, got 8"):
         train(make_cfg("sector", "train.steps=2", "model.sv_hidden=8"), resume=True)
     assert _snapshot(tmp_path / "run") == before
 
