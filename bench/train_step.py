@@ -2,7 +2,8 @@
 
 Data is random and already on the device; warm-up steps are excluded; on
 CUDA the clock is synchronised only around the timed loop. Prints steps/s,
-peak memory and a last line ``ms_per_step=<number>``.
+peak memory, process CPU time per step (all threads: on a busy machine,
+compare it at --threads 1) and a last line ``ms_per_step=<number>``.
 
     python bench/train_step.py --config configs/shapes2d.yaml --device cpu --steps 6
 """
@@ -26,8 +27,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--set", action="append", default=[], help="config override KEY=VALUE")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     cfg = load_config(args.config, args.set)
     batch = args.batch_size or cfg.data.batch_size
@@ -52,19 +56,20 @@ def main() -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(args.steps):
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
+    cpu_ms = 1000 * (time.process_time() - cpu_start) / args.steps  # all threads; robust to a busy machine
     ms = 1000 * elapsed / args.steps
     if device.type == "cuda":
         peak = f"peak_cuda_mem_mib={torch.cuda.max_memory_allocated() / 2**20:.0f}"
     else:
         peak = f"peak_rss_mib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
     print(f"config={args.config} device={args.device} batch={batch} threads={torch.get_num_threads()} "
-          f"steps={args.steps} steps_per_s={1000 / ms:.2f} {peak}")
+          f"steps={args.steps} steps_per_s={1000 / ms:.2f} cpu_ms_per_step={cpu_ms:.1f} {peak}")
     print(f"ms_per_step={ms:.1f}")
 
 
