@@ -28,6 +28,7 @@ import io
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -95,28 +96,46 @@ def encode_cache(model: torch.nn.Module, cache, batch_size: int = ENCODE_BATCH, 
     data = cache.data
     device = model_device(model)
     codes = np.empty((cache.n, model.nz), dtype=np.float32)
+    layout = _channels_last(model.encoder) if data.name == "images" else nullcontext()
+    with _eval_mode(model), layout, ThreadPoolExecutor(max_workers=1) as pool, \
+            tqdm(total=cache.n, unit="row", desc=f"encode {cache.name}", disable=not progress, leave=False) as bar:
+        pending = pool.submit(data.read_chunk, 0) if data.nchunks else None
+        for i in range(data.nchunks):
+            rows = pending.result()
+            pending = pool.submit(data.read_chunk, i + 1) if i + 1 < data.nchunks else None
+            lo, _ = data.chunk_range(i)
+            for start in range(0, len(rows), batch_size):
+                mu = model.encode(_as_input(rows[start:start + batch_size], device))
+                codes[lo + start:lo + start + len(mu)] = mu.float().cpu().numpy()
+            bar.update(len(rows))
+    return codes
+
+
+@contextmanager
+def _eval_mode(model: torch.nn.Module):
+    """The model in eval mode inside, its previous mode restored after (the trainer's model keeps training)."""
     was_training = model.training
     model.eval()
-    images = data.name == "images"
-    if images:  # convolutions run about 2x faster on channels-last weights (CPU); restored below
-        model.encoder.to(memory_format=torch.channels_last)
     try:
-        with ThreadPoolExecutor(max_workers=1) as pool, \
-                tqdm(total=cache.n, unit="row", desc=f"encode {cache.name}", disable=not progress, leave=False) as bar:
-            pending = pool.submit(data.read_chunk, 0) if data.nchunks else None
-            for i in range(data.nchunks):
-                rows = pending.result()
-                pending = pool.submit(data.read_chunk, i + 1) if i + 1 < data.nchunks else None
-                lo, _ = data.chunk_range(i)
-                for start in range(0, len(rows), batch_size):
-                    mu = model.encode(_as_input(rows[start:start + batch_size], device))
-                    codes[lo + start:lo + start + len(mu)] = mu.float().cpu().numpy()
-                bar.update(len(rows))
+        yield model
     finally:
         model.train(was_training)
-        if images:
-            model.encoder.to(memory_format=torch.contiguous_format)
-    return codes
+
+
+@contextmanager
+def _channels_last(module: torch.nn.Module):
+    """Convolution weights in channels-last layout inside (about 1.6x faster encoding on CPU), as before after.
+
+    The parameters stay the same objects with the same values, so an
+    optimiser holding them is unaffected.
+    """
+    was_contiguous = all(p.is_contiguous() for p in module.parameters())
+    module.to(memory_format=torch.channels_last)
+    try:
+        yield module
+    finally:
+        if was_contiguous:
+            module.to(memory_format=torch.contiguous_format)
 
 
 def code_table(model: torch.nn.Module, cache, code_dir: str | Path | None = None, step: int | None = None,
@@ -193,12 +212,8 @@ def evaluate(model: torch.nn.Module, cache, metrics: Sequence[str] | None = None
             for b in nbins:
                 results.update(_prefixed(f"hist{b}", m.histogram_family(codes, sizes, nbins=b, seed=seed, **kwargs)))
         elif name == "geometry":
-            was_training = model.training
-            model.eval()
-            try:
+            with _eval_mode(model):
                 values = model.diagnostics(n_points=kwargs.pop("n_points", diag_points), seed=seed)
-            finally:
-                model.train(was_training)
             results.update(_prefixed("geometry", values))
         else:  # the disentanglement_lib family: gdrae.metrics.<name>(codes, factor_sizes, seed, **options)
             results.update(_prefixed(name, getattr(m, name)(codes, sizes, seed=seed, **kwargs)))
@@ -375,12 +390,9 @@ def write_images(model: torch.nn.Module, cfg, cache, codes: np.ndarray, images_d
     images_dir = Path(images_dir)
     images_dir.mkdir(parents=True, exist_ok=True)
     device, r = model_device(model), cfg.model.prior_radius
-    was_training = model.training
-    model.eval()
-    pictures = {}
     mi = histogram_mi(codes, cache.factor_sizes, nbins=HEATMAP_BINS)
-    pictures["mi"] = viz.figure_to_array(mi_heatmap(mi, cache.factor_names))
-    try:
+    pictures = {"mi": viz.figure_to_array(mi_heatmap(mi, cache.factor_names))}
+    with _eval_mode(model):
         if cache.kind == "points":
             grid = viz.sector_grid_codes(r)
             decoded = model.decode(torch.from_numpy(grid).to(device)).cpu().numpy()
@@ -395,8 +407,6 @@ def write_images(model: torch.nn.Module, cfg, cache, codes: np.ndarray, images_d
             decoded = model.decode(torch.cat([torch.from_numpy(mu[None]).to(device), sweep])).cpu().numpy()
             sweeps = decoded[1:].reshape(len(mu), 10, *real.shape)
             pictures["traversal"] = viz.traversal_grid(sweeps, real, decoded[0])
-    finally:
-        model.train(was_training)
     paths = []
     for name, array in pictures.items():
         paths.append(images_dir / f"eval-step-{step}-{name}.png")
