@@ -5,6 +5,7 @@ the weight and ``vjp`` its adjoint.
 """
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -51,3 +52,35 @@ class Conv1x1(Transposable):
 
     def vjp(self, u: Tensor, ctx: None) -> Tensor:
         return channel_matmul(self._matrix().t(), u)
+
+
+class MixedConvTranspose(Transposable):
+    """A fixed 1x1 mixing followed by a transposed convolution, run as one transposed convolution.
+
+    The same map as ``Chain([mix, conv])``: the mixing matrix (h, c) is
+    contracted into the kernel (h, out, k, k), giving a kernel with c input
+    channels. In the image decoder c < h (the mixing is an isometry that
+    widens), so every pass of the decoder, its Jacobian products included,
+    does fewer multiply-adds; the gradient still reaches ``conv``'s weight.
+    """
+
+    def __init__(self, mix: Transposable, conv: ConvTranspose):
+        super().__init__()
+        self.mix = mix
+        self.conv = conv
+
+    def weight(self) -> Tensor:
+        """The fused kernel (c, out, k, k)."""
+        return torch.einsum("hc,hokl->cokl", self.mix.weight, self.conv.conv.weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        c = self.conv.conv
+        return F.conv_transpose2d(x, self.weight(), c.bias, c.stride, c.padding)
+
+    def jvp(self, v: Tensor, ctx: None) -> Tensor:
+        c = self.conv.conv
+        return F.conv_transpose2d(v, self.weight(), None, c.stride, c.padding)
+
+    def vjp(self, u: Tensor, ctx: None) -> Tensor:
+        c = self.conv.conv
+        return F.conv2d(u, self.weight(), None, c.stride, c.padding)

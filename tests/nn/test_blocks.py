@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from gdrae.nn import (
-    AdditiveCoupling, Chain, ConcatZero, Conv1x1, ConvTranspose, FixedMix, ReLU, Sigmoid, Squeeze, Unsqueeze,
+    AdditiveCoupling, Chain, ConcatZero, Conv1x1, ConvTranspose, FixedMix, MixedConvTranspose, ReLU, Sigmoid, Squeeze, Unsqueeze,
 )
 from gdrae.nn.testing import assert_jacobian_products
 
@@ -23,6 +23,7 @@ BLOCKS = {
     "conv_transpose_s2": (lambda: ConvTranspose(3, 4, 4, 2, 1), (2, 3, 4, 4)),
     "conv_transpose_1x1_to_4x4": (lambda: ConvTranspose(3, 5, 4, 1, 0), (2, 3, 1, 1)),
     "conv1x1": (lambda: Conv1x1(6, 4), (2, 6, 1, 1)),
+    "mixed_conv_transpose": (lambda: MixedConvTranspose(FixedMix(3, 5), ConvTranspose(5, 4, 4, 2, 1)), (2, 3, 4, 4)),
     "relu": (lambda: ReLU(), (2, 3, 4, 4)),
     "sigmoid": (lambda: Sigmoid(), (2, 3, 4, 4)),
     "coupling": (_coupling, (2, 4, 4, 4)),
@@ -39,6 +40,16 @@ def test_jacobian_products_match_autograd(name):
     assert_jacobian_products(layer, x)
     # channels-last inputs (the decoder's layout) give the same products
     assert_jacobian_products(layer, x.contiguous(memory_format=torch.channels_last))
+
+
+def test_mixed_conv_transpose_is_the_mixing_then_the_convolution():
+    torch.manual_seed(5)
+    mix, conv = FixedMix(3, 5).double(), ConvTranspose(5, 4, 4, 2, 1).double()
+    fused = MixedConvTranspose(mix, conv)
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64)
+    torch.testing.assert_close(fused(x), conv(mix(x)))
+    fused(x).square().sum().backward()
+    assert conv.conv.weight.grad.abs().sum() > 0 and conv.conv.bias.grad.abs().sum() > 0
 
 
 def test_helper_detects_a_wrong_transpose():
@@ -117,7 +128,11 @@ def test_injective_blocks_have_left_inverses(factory, shape):
     torch.testing.assert_close(layer.inverse(layer(x)), x, atol=1e-6, rtol=1e-6)
 
 
-@pytest.mark.parametrize("layer", [ReLU(), FixedMix(7, 3), ConvTranspose(3, 4, 4, 2, 1), Conv1x1(3, 3)])
+@pytest.mark.parametrize(
+    "layer",
+    [ReLU(), FixedMix(7, 3), ConvTranspose(3, 4, 4, 2, 1), Conv1x1(3, 3),
+     MixedConvTranspose(FixedMix(3, 5), ConvTranspose(5, 4, 4, 2, 1))],
+)
 def test_non_injective_blocks_have_no_inverse(layer):
     with pytest.raises(TypeError, match="left inverse"):
         layer.inverse(torch.randn(1, 3, 2, 2))
