@@ -19,14 +19,14 @@ def _metric_list(ctx: click.Context, param: click.Parameter, value: str | None) 
     return names
 
 
-_METRICS_HELP = "Comma-separated metrics to compute (default: all): " + "; ".join(
-    f"{name} ({what})" for name, what in METRICS.items())
+_METRICS_EPILOG = "\b\nMetrics (--metrics):\n" + "\n".join(f"  {name:<25}{what}" for name, what in METRICS.items())
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(context_settings={"help_option_names": ["-h", "--help"]}, epilog=_METRICS_EPILOG)
 @click.option("--ckpt", "ckpt", required=True, type=click.Path(dir_okay=False),
               help="Checkpoint to evaluate, e.g. runs/demo/checkpoints/latest.pt.")
-@click.option("--metrics", "metrics", callback=_metric_list, metavar="NAME,...", help=_METRICS_HELP)
+@click.option("--metrics", "metrics", callback=_metric_list, metavar="NAME,...",
+              help=f"Comma-separated metrics to compute (default: all): {', '.join(METRIC_NAMES)}.")
 @click.option("--cache-dir", type=click.Path(file_okay=False),
               help="Folder holding <dataset>.zarr (default: data.cache_dir of the checkpoint's config).")
 @click.option("--out", type=click.Path(file_okay=False),

@@ -40,7 +40,7 @@ from gdrae.errors import GdraeError
 
 # name accepted by --metrics / train.metrics -> what it computes (shown in --help)
 METRICS: dict[str, str] = {
-    "histogram": "histogram family at each bin count: mig, mig_misum, jemmig, migsup, modularity, dcimig",
+    "histogram": "histogram family at 3/5/10/20/50 bins: mig, mig_misum, jemmig, migsup, modularity, dcimig",
     "beta_vae": "BetaVAE score (train/eval accuracy)",
     "factor_vae": "FactorVAE score (train/eval accuracy, active dims)",
     "mig": "MIG as in disentanglement_lib (sampled, 20 bins)",
@@ -48,7 +48,7 @@ METRICS: dict[str, str] = {
     "sap": "SAP score",
     "irs": "interventional robustness score",
     "modularity_explicitness": "modularity and explicitness",
-    "geometry": "geometric diagnostics at random latent points: ortho_sign, sv_match_err, lt_err",
+    "geometry": "ortho_sign, sv_match_err, lt_err at random latent points (MODEL.md section 8)",
 }
 METRIC_NAMES: tuple[str, ...] = tuple(METRICS)
 NBINS: tuple[int, ...] = (3, 5, 10, 20, 50)  # the histogram family's bin counts (METRICS.md A)
