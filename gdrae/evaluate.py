@@ -4,8 +4,8 @@ The cache holds every combination of its factors exactly once, in grid
 order, so one encoding pass gives the representation of any factor
 combination: ``codes[ravel_multi_index(factors)]``. :func:`code_table` makes
 that pass (batched, no_grad, on the model's device) and stores the table as
-``<out>/codes/step-<N>-<cache id>.npy``, so a second evaluation of the same
-checkpoint on the same cache encodes nothing. :func:`evaluate` runs the
+``<out>/codes/step-<N>-<cache id>-<encoder id>.npy``, so a second evaluation
+of the same checkpoint on the same cache encodes nothing. :func:`evaluate` runs the
 chosen metrics of :mod:`gdrae.metrics` on the table and the geometric
 diagnostics (MODEL.md section 8) on random latent points, and returns flat
 keys such as ``hist20/mig``, ``dci/disentanglement``, ``geometry/ortho_sign``.
@@ -69,6 +69,21 @@ def cache_id(cache) -> str:
     key = json.dumps({k: a.get(k) for k in ("dataset", "factor_sizes", "source", "created", "pipeline")},
                      sort_keys=True, default=str)
     return f"{a['dataset']}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+def encoder_id(model: torch.nn.Module) -> str:
+    """A short hash of the encoder's weights: the code table depends on nothing else of the model."""
+    digest = hashlib.sha256()
+    for name, tensor in model.encoder.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:8]
+
+
+def code_path(code_dir: str | Path, step: int, cache, model: torch.nn.Module) -> Path:
+    """Where the code table of ``model`` at ``step`` on ``cache`` is stored:
+    ``<code_dir>/step-<step>-<cache id>-<encoder id>.npy``."""
+    return Path(code_dir) / f"step-{step}-{cache_id(cache)}-{encoder_id(model)}.npy"
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -142,14 +157,15 @@ def code_table(model: torch.nn.Module, cache, code_dir: str | Path | None = None
                batch_size: int = ENCODE_BATCH, progress: bool = True) -> np.ndarray:
     """The code table of ``model`` on ``cache``, reused from ``code_dir`` when stored there.
 
-    With ``code_dir`` and ``step`` the table lives in
-    ``<code_dir>/step-<step>-<cache id>.npy``: read when present (checked
-    against the cache size and the latent size), written atomically
-    otherwise. Without them the cache is encoded in memory.
+    With ``code_dir`` and ``step`` the table lives at :func:`code_path`
+    (keyed by step, cache content and encoder weights, so a table is never
+    reused for another model or cache): read when present (checked against
+    the cache size and the latent size), written atomically otherwise.
+    Without them the cache is encoded in memory.
     """
     if code_dir is None or step is None:
         return encode_cache(model, cache, batch_size, progress)
-    path = Path(code_dir) / f"step-{step}-{cache_id(cache)}.npy"
+    path = code_path(code_dir, step, cache, model)
     if path.exists():
         return _read_codes(path, cache.n, model.nz)
     codes = encode_cache(model, cache, batch_size, progress)

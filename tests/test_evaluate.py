@@ -90,13 +90,17 @@ def test_stored_codes_are_reused(model, cache, tmp_path):
     counter = Counter(model)
     first = ev.evaluate(model, cache, ["histogram"], code_dir=tmp_path / "codes", step=7, progress=False)
     assert counter.rows == cache.n
-    stored = tmp_path / "codes" / f"step-7-{ev.cache_id(cache)}.npy"
+    stored = tmp_path / "codes" / f"step-7-{ev.cache_id(cache)}-{ev.encoder_id(model)}.npy"
     assert stored.is_file() and not list((tmp_path / "codes").glob(".*"))  # no temporary left behind
     second = ev.evaluate(model, cache, ["histogram"], code_dir=tmp_path / "codes", step=7, progress=False)
     assert counter.rows == cache.n  # nothing encoded the second time
     assert first == second
     ev.evaluate(model, cache, ["histogram"], code_dir=tmp_path / "codes", step=8, progress=False)
     assert counter.rows == 2 * cache.n  # another step is another model
+    with torch.no_grad():
+        model.encoder.net[0].bias.add_(1.0)  # other weights under the same step (e.g. another run, same --out)
+    ev.evaluate(model, cache, ["histogram"], code_dir=tmp_path / "codes", step=8, progress=False)
+    assert counter.rows == 3 * cache.n
 
 
 def test_same_seed_same_numbers(model, cache):
@@ -126,8 +130,7 @@ def test_unknown_metric_name(model, cache):
 
 
 def test_stored_table_of_another_latent_size_is_an_error(model, cache, tmp_path):
-    path = tmp_path / f"step-1-{ev.cache_id(cache)}.npy"
-    np.save(path, np.zeros((cache.n, 5), np.float32))
+    np.save(ev.code_path(tmp_path, 1, cache, model), np.zeros((cache.n, 5), np.float32))
     with pytest.raises(GdraeError, match=r"expected float \(60, 3\).*got float32 \(60, 5\)"):
         ev.code_table(model, cache, tmp_path, step=1, progress=False)
 
