@@ -168,8 +168,8 @@ def code_table(model: torch.nn.Module, cache, code_dir: str | Path | None = None
     path = code_path(code_dir, step, cache, model)
     if path.exists():
         return _read_codes(path, cache.n, model.nz)
+    path.parent.mkdir(parents=True, exist_ok=True)  # before the encoding pass: fail early
     codes = encode_cache(model, cache, batch_size, progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
         np.save(f, codes, allow_pickle=False)
@@ -320,13 +320,17 @@ def evaluate_checkpoint(ckpt: str | Path, metrics: Sequence[str] | None = None, 
     model, cfg = load_checkpoint(ckpt, map_location=device)
     cache = open_run_cache(cfg, cache_dir, source=f"checkpoint {ckpt}")
     out = run_dir_of(ckpt) if out is None else Path(out)
-    codes = code_table(model, cache, out / "codes", step, progress=progress)
-    results = evaluate(model, cache, names, nbins, seed, codes=codes, options=options,
-                       diag_points=cfg.train.diag_points, progress=progress)
-    provenance = {"checkpoint": str(ckpt), "cache": str(cache.path), "cache_id": cache_id(cache), "seed": seed}
-    files = write_metrics(out / "metrics", step, results, provenance)
-    if images:
-        files += write_images(model, cfg, cache, codes, out / "images", step, seed)
+    try:
+        codes = code_table(model, cache, out / "codes", step, progress=progress)
+        results = evaluate(model, cache, names, nbins, seed, codes=codes, options=options,
+                           diag_points=cfg.train.diag_points, progress=progress)
+        provenance = {"checkpoint": str(ckpt), "cache": str(cache.path), "cache_id": cache_id(cache), "seed": seed}
+        files = write_metrics(out / "metrics", step, results, provenance)
+        if images:
+            files += write_images(model, cfg, cache, codes, out / "images", step, seed)
+    except OSError as exc:  # the cache's own read errors are GdraeErrors already
+        raise GdraeError(f"{out}: cannot write the evaluation results there: "
+                         f"{exc.strerror or exc} ({exc.filename or out})") from None
     return Report(step, results, files)
 
 

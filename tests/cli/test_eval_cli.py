@@ -117,6 +117,13 @@ def test_missing_cache_says_what_to_prepare(image_run, tmp_path):
                    "not found", "gdrae-data prepare tiny2d")
 
 
+def test_unwritable_out_dir(image_run, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    one_line_error(run("--ckpt", image_run[0], "--metrics", "histogram", "--out", blocker / "out"),
+                   "cannot write the evaluation results")
+
+
 def test_corrupt_checkpoint(image_run, tmp_path):
     bad = tmp_path / "checkpoints" / "latest.pt"
     bad.parent.mkdir()
