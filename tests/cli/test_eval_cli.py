@@ -45,7 +45,8 @@ def run(*args):
 def one_line_error(result, *fragments):
     assert result.exit_code == 1
     assert isinstance(result.exception, SystemExit)  # a ClickException, not an unhandled error
-    lines = result.output.strip().splitlines()
+    # what a terminal shows: a progress bar (tqdm, leave=False) is overwritten by carriage returns
+    lines = [line.split("\r")[-1] for line in result.output.strip().split("\n")]
     assert len(lines) == 1, result.output
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
@@ -122,6 +123,16 @@ def test_unwritable_out_dir(image_run, tmp_path):
     blocker.write_text("not a folder")
     one_line_error(run("--ckpt", image_run[0], "--metrics", "histogram", "--out", blocker / "out"),
                    "cannot write the evaluation results")
+
+
+def test_corrupt_cache_chunk(image_run, tmp_path):
+    shutil.copytree(image_run[1] / "tiny2d.zarr", tmp_path / "tiny2d.zarr")
+    chunk = next(f for f in sorted((tmp_path / "tiny2d.zarr" / "images").rglob("*")) if f.is_file() and f.name != "zarr.json")
+    raw = bytearray(chunk.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    chunk.write_bytes(bytes(raw))
+    one_line_error(run("--ckpt", image_run[0], "--cache-dir", tmp_path, "--out", tmp_path / "out"),
+                   "is corrupt", "gdrae-data prepare tiny2d --force")
 
 
 def test_corrupt_checkpoint(image_run, tmp_path):
