@@ -30,7 +30,6 @@ sections 6-8).
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import signal
@@ -43,7 +42,6 @@ from typing import Iterator
 import numpy as np
 import torch
 import torch.distributed as tdist
-import yaml
 
 from gdrae import viz
 from gdrae.checkpoint import VERSION, read_checkpoint, rng_states, set_rng_states, write_checkpoint

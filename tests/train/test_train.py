@@ -5,8 +5,8 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -17,7 +17,7 @@ from gdrae.config import load_config
 from gdrae.models import GDRAE
 from gdrae.train import TrainingDiverged, train
 
-from conftest import REPO
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _assert_same_parameters(a: dict, b: dict) -> None:
