@@ -47,6 +47,9 @@ class GDRAE(nn.Module):
         self.sigma = sigma
         self.prior_radius = prior_radius
         self.sn_power = sn_power
+        # how the power iteration applies A (jacobian.spectral_estimate): "auto" picks the
+        # cheaper route; "matrix_free" is the plain reference. Same numbers either way.
+        self.spectral_method = "auto"
 
     def encode(self, x: Tensor) -> Tensor:
         """Posterior mean mu (B, nz)."""
@@ -99,7 +102,7 @@ class GDRAE(nn.Module):
         p = torch.exp(c) * self.sample_prior(x.shape[0])
         logsv = self.sv_predictor(p)
         u0 = torch.randn(x.shape[0], *self.decoder.out_shape, device=p.device, dtype=p.dtype)
-        sn = spectral_estimate(self.decoder, p, torch.exp(-logsv), self.sn_power, u0)
+        sn = spectral_estimate(self.decoder, p, torch.exp(-logsv), self.sn_power, u0, self.spectral_method)
 
         terms = {
             "recon": recon,
