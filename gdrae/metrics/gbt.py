@@ -29,15 +29,18 @@ sorted once, the samples of every node stay grouped in that order, and every
 candidate split of a level is scored with one cumulative sum over the
 presorted gradients.
 
-Ties. scikit-learn visits features in a random order per node and keeps the
-first strictly better split, so between exactly equally good splits on
-different features its choice depends on ``random_state`` (with
-disentanglement_lib's ``random_state=None`` it is not reproducible at all),
-and its sums round differently from these. Here splits whose score is within
-a relative 1e-11 of the best count as tied and the lowest feature index, then
-the lowest threshold, wins. With continuous codes exact ties practically never
-occur and the model equals scikit-learn's; with discrete codes (for example
-duplicated codes) tied features can trade importance between the two.
+Ties. scikit-learn visits features in a random order per node (seeded per
+tree from ``random_state``) and keeps the first strictly better split. Here
+splits within a relative 1e-11 of the best count as tied and the feature
+scikit-learn would visit first wins (its generator is replayed in
+``_visit_ranks``, assuming no feature is constant inside a node), then the
+lowest threshold. Where scikit-learn's own sums of an exactly tied pair round
+differently (for example splitting one sample off the top of a node by two
+features, which happens in the first rounds, when gradients take two values),
+its pick follows that rounding and this one can differ; the trees then
+diverge and predictions and importances agree only approximately. Discrete
+codes (constant features inside nodes, duplicated codes) tie more often.
+disentanglement_lib passes no ``random_state``, so there its ties are random.
 
 Reference: Friedman 2001, "Greedy Function Approximation: A Gradient Boosting
 Machine"; scikit-learn ``GradientBoostingClassifier`` (1.9 defaults);
