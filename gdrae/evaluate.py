@@ -4,11 +4,12 @@ The cache holds every combination of its factors exactly once, in grid
 order, so one encoding pass gives the representation of any factor
 combination: ``codes[ravel_multi_index(factors)]``. :func:`code_table` makes
 that pass (batched, no_grad, on the model's device) and stores the table as
-``<out>/codes/step-<N>-<cache id>-<encoder id>.npy``, so a second evaluation
-of the same checkpoint on the same cache encodes nothing. :func:`evaluate` runs the
-chosen metrics of :mod:`gdrae.metrics` on the table and the geometric
-diagnostics (MODEL.md section 8) on random latent points, and returns flat
-keys such as ``hist20/mig``, ``dci/disentanglement``, ``geometry/ortho_sign``.
+``<out>/codes/step-<N>-<cache id>-<encoder id>.npy``, so a second
+evaluation of the same checkpoint on the same cache encodes nothing.
+:func:`evaluate` runs the chosen metrics of :mod:`gdrae.metrics` on the
+table and the geometric diagnostics (MODEL.md section 8) on random latent
+points, and returns flat keys such as ``hist20/mig``,
+``dci/disentanglement``, ``geometry/ortho_sign``.
 
 :func:`evaluate_checkpoint` is what ``gdrae-eval`` does: load a checkpoint
 safely, find and check its cache, evaluate, and write ``metrics/step-N.json``,
