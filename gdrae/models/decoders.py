@@ -8,10 +8,10 @@ import torch
 from torch import Tensor
 
 from gdrae.nn import (
-    AdditiveCoupling, Chain, ConcatZero, Conv1x1, ConvTranspose, FixedMix, MixedConvTranspose, ReLU, Sigmoid, Squeeze,
+    AdditiveCoupling, Chain, ConcatZero, Conv1x1, ConvTranspose, FixedMix, MixedConvTranspose, ProductMix, ReLU, Sigmoid, Squeeze,
     Transposable, Unsqueeze,
 )
-from gdrae.nn.base import Ctx
+from gdrae.nn.base import Ctx, channel_matmul
 
 
 def image_flow(nz: int, init_size: int, ncs: list[int], hidden_ncs: list[int], middle_ns_flows: list[int]) -> Chain:
@@ -53,13 +53,19 @@ def image_flow(nz: int, init_size: int, ncs: list[int], hidden_ncs: list[int], m
 
 
 def sector2d_flow(nz: int, input_nc: int, hidden_nc: int, n_flows: int) -> Chain:
-    """The Sector2D flow: (B, nz, 1, 1) -> (B, input_nc, 1, 1), couplings with 1x1-conv MLPs."""
-    layers: list[Transposable] = [FixedMix(nz, input_nc)]
-    for _ in range(n_flows):
-        layers += [
-            FixedMix(input_nc, input_nc),
-            AdditiveCoupling(Chain([Conv1x1(input_nc // 2, hidden_nc), ReLU(), Conv1x1(hidden_nc, input_nc // 2)])),
-        ]
+    """The Sector2D flow: (B, nz, 1, 1) -> (B, input_nc, 1, 1), couplings with 1x1-conv MLPs.
+
+    The first mixing (nz -> input_nc) and the first flow step's mixing run as
+    one thin product matrix (``ProductMix``), the same map.
+    """
+    first = FixedMix(nz, input_nc)
+    layers: list[Transposable] = [] if n_flows else [first]
+    for step in range(n_flows):
+        mix = FixedMix(input_nc, input_nc)
+        layers.append(ProductMix(first, mix) if step == 0 else mix)
+        layers.append(
+            AdditiveCoupling(Chain([Conv1x1(input_nc // 2, hidden_nc), ReLU(), Conv1x1(hidden_nc, input_nc // 2)]))
+        )
     layers.append(FixedMix(input_nc, input_nc))
     return Chain(layers)
 
@@ -87,9 +93,22 @@ class FlowDecoder(Transposable):
         self.out_shape = tuple(out_shape)
         self.head = Chain([Sigmoid()] if sigmoid else [])
 
-    def pre_activation(self, p: Tensor) -> Tensor:
-        """Flow output before the final sigmoid, (B, *out_shape)."""
-        return self.flow(_as_image(p))
+    def pre_activation(self, p: Tensor, n_channels: int | None = None) -> Tensor:
+        """Flow output before the final sigmoid, (B, *out_shape), or only its first ``n_channels``.
+
+        With ``n_channels`` and a flow that ends in a fixed mixing (both
+        published decoders), that mixing computes only the rows needed: the
+        reconstruction uses 2 of Sector2D's 1024 outputs.
+        """
+        if n_channels is None:
+            return self.flow(_as_image(p))
+        *body, last = self.flow.layers
+        x = _as_image(p)
+        for layer in body:
+            x = layer(x)
+        if isinstance(last, FixedMix):
+            return channel_matmul(last.weight[:n_channels], x)
+        return last(x)[:, :n_channels]
 
     def forward(self, p: Tensor) -> Tensor:
         return self.head(self.pre_activation(p))

@@ -60,10 +60,8 @@ class GDRAE(nn.Module):
 
     def _data_logits(self, z: Tensor) -> Tensor:
         """Decoder output restricted to the data: image logits (before sigmoid) or 2-D points."""
-        out = self.decoder.pre_activation(self._to_p(z))
-        if self.kind == "image":
-            return out[:, : self.data_channels]
-        return out[:, : self.data_channels].flatten(1)
+        out = self.decoder.pre_activation(self._to_p(z), self.data_channels)
+        return out if self.kind == "image" else out.flatten(1)
 
     def decode(self, z: Tensor) -> Tensor:
         """Images in [0, 1] (B, C, H, W), or points (B, 2) for Sector2D."""

@@ -62,3 +62,37 @@ class FixedMix(Transposable):
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}"
+
+
+class ProductMix(Transposable):
+    """Two fixed mixings in a row, ``second(first(x))``, run as one 1x1 mixing by their product matrix.
+
+    The product (second.weight @ first.weight) is formed on every call, so it
+    follows the buffers; it is cheap when ``first`` is thin (the Sector2D
+    decoder's first mixing has nz = 2 input channels), and then every pass
+    saves a full-width mixing.
+    """
+
+    def __init__(self, first: FixedMix, second: FixedMix):
+        super().__init__()
+        if second.in_channels != first.out_channels:
+            raise ValueError(f"ProductMix: expected second.in_channels {first.out_channels}, got {second.in_channels}")
+        self.first = first
+        self.second = second
+
+    @property
+    def weight(self) -> Tensor:
+        """The (second.out, first.in) product matrix."""
+        return self.second.weight @ self.first.weight
+
+    def forward(self, x: Tensor) -> Tensor:
+        return channel_matmul(self.weight, x)
+
+    def jvp(self, v: Tensor, ctx: None) -> Tensor:
+        return channel_matmul(self.weight, v)
+
+    def vjp(self, u: Tensor, ctx: None) -> Tensor:
+        return channel_matmul(self.weight.t(), u)
+
+    def inverse(self, y: Tensor) -> Tensor:
+        return self.first.inverse(self.second.inverse(y))

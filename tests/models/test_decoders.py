@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from gdrae.config import config_from_dict
@@ -53,3 +54,11 @@ def test_published_decoder_output_and_mixing_buffers():
     dec = build_model(config_from_dict({})).decoder
     assert dec.out_shape == (4, 64, 64)
     assert sum(b.numel() for b in dec.buffers()) == 2_363_168  # MODEL.md section 9
+
+
+@pytest.mark.parametrize("which", ["tiny_image_decoder", "tiny_sector_decoder"])
+def test_first_channels_only_equal_the_sliced_output(which, request):
+    dec = request.getfixturevalue(which)
+    torch.manual_seed(7)
+    p = torch.randn(4, 3 if which == "tiny_image_decoder" else 2, dtype=torch.float64)
+    torch.testing.assert_close(dec.pre_activation(p, 2), dec.pre_activation(p)[:, :2])

@@ -3,7 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from gdrae.nn import (
-    AdditiveCoupling, Chain, ConcatZero, Conv1x1, ConvTranspose, FixedMix, MixedConvTranspose, ReLU, Sigmoid, Squeeze, Unsqueeze,
+    AdditiveCoupling, Chain, ConcatZero, Conv1x1, ConvTranspose, FixedMix, MixedConvTranspose, ProductMix, ReLU, Sigmoid, Squeeze,
+    Unsqueeze,
 )
 from gdrae.nn.testing import assert_jacobian_products
 
@@ -24,6 +25,7 @@ BLOCKS = {
     "conv_transpose_1x1_to_4x4": (lambda: ConvTranspose(3, 5, 4, 1, 0), (2, 3, 1, 1)),
     "conv1x1": (lambda: Conv1x1(6, 4), (2, 6, 1, 1)),
     "mixed_conv_transpose": (lambda: MixedConvTranspose(FixedMix(3, 5), ConvTranspose(5, 4, 4, 2, 1)), (2, 3, 4, 4)),
+    "product_mix": (lambda: ProductMix(FixedMix(2, 6), FixedMix(6, 6)), (2, 2, 1, 1)),
     "relu": (lambda: ReLU(), (2, 3, 4, 4)),
     "sigmoid": (lambda: Sigmoid(), (2, 3, 4, 4)),
     "coupling": (_coupling, (2, 4, 4, 4)),
@@ -50,6 +52,15 @@ def test_mixed_conv_transpose_is_the_mixing_then_the_convolution():
     torch.testing.assert_close(fused(x), conv(mix(x)))
     fused(x).square().sum().backward()
     assert conv.conv.weight.grad.abs().sum() > 0 and conv.conv.bias.grad.abs().sum() > 0
+
+
+def test_product_mix_is_the_two_mixings_in_a_row():
+    torch.manual_seed(6)
+    first, second = FixedMix(2, 6).double(), FixedMix(6, 6).double()
+    both = ProductMix(first, second)
+    x = torch.randn(3, 2, 1, 1, dtype=torch.float64)
+    torch.testing.assert_close(both(x), second(first(x)))
+    torch.testing.assert_close(both.inverse(both(x)), x)
 
 
 def test_helper_detects_a_wrong_transpose():
