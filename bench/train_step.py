@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile(model.loss_terms), as train.compile")
     parser.add_argument("--set", action="append", default=[], help="config override KEY=VALUE")
     args = parser.parse_args()
     if args.threads:
@@ -45,14 +46,18 @@ def main() -> None:
     else:
         x = torch.rand(batch, 2, device=device) + 1
 
+    loss_terms = torch.compile(model.loss_terms) if args.compile else model.loss_terms
+
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        loss = weighted_total(model.loss_terms(x), cfg.loss)
+        loss = weighted_total(loss_terms(x), cfg.loss)
         loss.backward()
         opt.step()
 
+    compile_start = time.perf_counter()
     for _ in range(args.warmup):
         step()
+    warmup_s = time.perf_counter() - compile_start
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -69,7 +74,7 @@ def main() -> None:
     else:
         peak = f"peak_rss_mib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
     print(f"config={args.config} device={args.device} batch={batch} threads={torch.get_num_threads()} "
-          f"steps={args.steps} steps_per_s={1000 / ms:.2f} cpu_ms_per_step={cpu_ms:.1f} {peak}")
+          f"compile={args.compile} warmup_s={warmup_s:.1f} steps={args.steps} steps_per_s={1000 / ms:.2f} cpu_ms_per_step={cpu_ms:.1f} {peak}")
     print(f"ms_per_step={ms:.1f}")
 
 
