@@ -351,24 +351,21 @@ def snapshot_images(model, cfg: RunConfig, data: TrainData, device: torch.device
     return pictures
 
 
-METRICS_HOOK = ("gdrae.evaluate", "training_metrics")  # (module, function(model, cfg, names) -> dict[str, float])
-
-
 def metrics_hook(cfg: RunConfig):
-    """The evaluator's metric function when train.metrics asks for metrics, else None.
+    """``gdrae.evaluate.training_metrics`` when train.metrics asks for metrics, else None.
 
-    Looked up at run start (not import time): the trainer does not depend on the evaluator.
+    The names and the run's cache are checked here, at run start, so a typo or
+    a missing cache stops the run before its first step, not at its first
+    evaluation. Imported lazily: plain training needs neither the metrics nor
+    scikit-learn.
     """
     if not cfg.train.metrics:
         return None
-    import importlib
+    from gdrae import evaluate
 
-    module, name = METRICS_HOOK
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        raise GdraeError(f"train.metrics: expected {module}.{name} to compute {cfg.train.metrics}, got none; "
-                         f"set train.metrics=[] or run gdrae-eval on the checkpoint") from None
+    evaluate.check_metric_names(cfg.train.metrics, "train.metrics")
+    evaluate.open_run_cache(cfg, source="train.metrics")
+    return evaluate.training_metrics
 
 
 def evaluate_step(model, cfg: RunConfig, metrics=None) -> dict[str, float]:

@@ -212,7 +212,7 @@ def test_torchrun_two_processes_on_gloo_keep_ranks_identical(make_cfg, tmp_path)
 
 
 def test_metrics_hook_is_called_at_each_evaluation_when_asked(make_cfg, tmp_path, monkeypatch):
-    import types
+    from gdrae import evaluate
 
     calls = []
 
@@ -220,16 +220,19 @@ def test_metrics_hook_is_called_at_each_evaluation_when_asked(make_cfg, tmp_path
         calls.append(list(names))
         return {"fake_score": 0.5}
 
-    monkeypatch.setitem(sys.modules, "gdrae.evaluate", types.SimpleNamespace(training_metrics=training_metrics))
+    monkeypatch.setattr(evaluate, "training_metrics", training_metrics)
+    monkeypatch.setattr(evaluate, "open_run_cache", lambda cfg, source: None)  # Sector2D trains without a cache
     train(make_cfg("sector", "train.steps=2", "train.eval_every=1", "train.metrics=[mig]"))
     assert calls == [["mig"], ["mig"]]
     evals = (tmp_path / "run" / "metrics" / "eval.jsonl").read_text().splitlines()
     assert all(json.loads(line)["fake_score"] == 0.5 for line in evals)
 
 
-def test_metrics_without_an_evaluator_is_a_clear_error(make_cfg, monkeypatch):
+def test_metric_problems_stop_the_run_before_its_first_step(make_cfg, tmp_path):
     from gdrae.errors import GdraeError
 
-    monkeypatch.setitem(sys.modules, "gdrae.evaluate", None)  # import fails
-    with pytest.raises(GdraeError, match=r"train.metrics: expected gdrae.evaluate.training_metrics"):
-        train(make_cfg("sector", "train.steps=1", "train.metrics=[mig]"))
+    with pytest.raises(GdraeError, match=r"train.metrics: expected metric names from .*got 'migg'"):
+        train(make_cfg("sector", "train.steps=1", "train.metrics=[migg]"))
+    with pytest.raises(GdraeError, match=r"gdrae-data prepare"):  # metrics need the run's cache
+        train(make_cfg("sector", "train.steps=1", "train.metrics=[mig]", f"data.cache_dir={tmp_path / 'none'}"))
+    assert not (tmp_path / "run" / "checkpoints" / "latest.pt").exists()
