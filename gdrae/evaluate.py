@@ -412,7 +412,7 @@ def write_images(model: torch.nn.Module, cfg, cache, codes: np.ndarray, images_d
     images_dir.mkdir(parents=True, exist_ok=True)
     device, r = model_device(model), cfg.model.prior_radius
     mi = histogram_mi(codes, cache.factor_sizes, nbins=HEATMAP_BINS)
-    pictures = {"mi": viz.figure_to_array(mi_heatmap(mi, cache.factor_names))}
+    pictures = {"mi": viz.figure_to_array(viz.mi_heatmap(mi, cache.factor_names, HEATMAP_BINS))}
     with _eval_mode(model):
         if cache.kind == "points":
             grid = viz.sector_grid_codes(r)
@@ -433,25 +433,3 @@ def write_images(model: torch.nn.Module, cfg, cache, codes: np.ndarray, images_d
         paths.append(images_dir / f"eval-step-{step}-{name}.png")
         viz.save_png(array, paths[-1])
     return paths
-
-
-def mi_heatmap(mi: np.ndarray, factor_names: Sequence[str]):
-    """Heat map of a mutual-information matrix (codes x factors, nats) with the values written in."""
-    from matplotlib.figure import Figure
-
-    mi = np.asarray(mi, dtype=np.float64)
-    d, k = mi.shape
-    fig = Figure(figsize=(1.2 + 0.9 * k, 1.0 + 0.38 * d), dpi=100)
-    ax = fig.add_subplot()
-    im = ax.imshow(mi, cmap="viridis", aspect="auto", vmin=0.0)
-    ax.set_xticks(np.arange(k), list(factor_names), rotation=30, ha="right")
-    ax.set_yticks(np.arange(d), [f"z{j}" for j in range(d)])
-    top = mi.max() if mi.size else 0.0
-    for j in range(d):
-        for i in range(k):
-            ax.text(i, j, f"{mi[j, i]:.2f}", ha="center", va="center", fontsize=7,
-                    color="black" if top and mi[j, i] > 0.6 * top else "white")
-    ax.set_title(f"I(z_j; v_k), nats, {HEATMAP_BINS} bins")
-    fig.colorbar(im, ax=ax, shrink=0.8)
-    fig.tight_layout()
-    return fig

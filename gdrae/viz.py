@@ -11,6 +11,8 @@ MODEL.md section 8.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only, never a window
@@ -141,6 +143,26 @@ def mu_scatter(mu: np.ndarray, colour: np.ndarray, radius: float) -> Figure:
     ax.set_aspect("equal")
     ax.set_title("encoded mu (colour: data radius)")
     fig.colorbar(sc, ax=ax, shrink=0.8)
+    return fig
+
+
+def mi_heatmap(mi: np.ndarray, factor_names: Sequence[str], nbins: int) -> Figure:
+    """Heat map of a mutual-information matrix (codes x factors, nats) with the values written in."""
+    mi = np.asarray(mi, dtype=np.float64)
+    d, k = mi.shape
+    fig = Figure(figsize=(1.2 + 0.9 * k, 1.0 + 0.38 * d), dpi=100)
+    ax = fig.add_subplot()
+    im = ax.imshow(mi, cmap="viridis", aspect="auto", vmin=0.0)
+    ax.set_xticks(np.arange(k), list(factor_names), rotation=30, ha="right")
+    ax.set_yticks(np.arange(d), [f"z{j}" for j in range(d)])
+    top = mi.max() if mi.size else 0.0
+    for j in range(d):
+        for i in range(k):
+            ax.text(i, j, f"{mi[j, i]:.2f}", ha="center", va="center", fontsize=7,
+                    color="black" if top and mi[j, i] > 0.6 * top else "white")
+    ax.set_title(f"I(z_j; v_k), nats, {nbins} bins")
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.tight_layout()
     return fig
 
 
