@@ -8,8 +8,8 @@ import torch
 from torch import Tensor
 
 from gdrae.nn import (
-    AdditiveCoupling, Chain, ConcatZero, Conv1x1, ConvTranspose, FixedMix, MixedConvTransposeReLU, ProductMix, ReLU,
-    Sigmoid, Squeeze, Transposable, Unsqueeze,
+    AdditiveCoupling, Chain, ConcatZero, Conv1x1, ConvTranspose, FixedMix, MixedConvTranspose, ProductMix, ReLU, Sigmoid, Squeeze,
+    Transposable, Unsqueeze,
 )
 from gdrae.nn.base import Ctx, channel_matmul
 
@@ -40,10 +40,11 @@ def image_flow(nz: int, init_size: int, ncs: list[int], hidden_ncs: list[int], m
                 FixedMix(nc, nc),
                 AdditiveCoupling(Chain([
                     Squeeze(2),
-                    # FixedMix(2 * nc, hidden_ncs[i]), ConvTranspose, ReLU, run as one rectified convolution
-                    MixedConvTransposeReLU(
+                    # FixedMix(2 * nc, hidden_ncs[i]) then ConvTranspose, run as one convolution
+                    MixedConvTranspose(
                         FixedMix(2 * nc, hidden_ncs[i]), ConvTranspose(hidden_ncs[i], hidden_ncs[i + 1], 4, 2, 1)
                     ),
+                    ReLU(),
                     FixedMix(hidden_ncs[i + 1], nc // 2),
                 ])),
             ]

@@ -84,27 +84,3 @@ class MixedConvTranspose(Transposable):
     def vjp(self, u: Tensor, ctx: None) -> Tensor:
         c = self.conv.conv
         return F.conv2d(u, self.weight(), None, c.stride, c.padding)
-
-
-class MixedConvTransposeReLU(MixedConvTranspose):
-    """``MixedConvTranspose`` followed by a ReLU: the same map as ``Chain([mix, conv, ReLU()])``.
-
-    The ReLU and its slope multiplication act in place on the convolution's
-    freshly made output, so the largest feature maps of the image decoder
-    (16 channels at 64x64) are not copied once more in every pass. In place is
-    safe for autograd: a convolution does not keep its output for backward.
-    """
-
-    def forward(self, x: Tensor) -> Tensor:
-        return super().forward(x).relu_()
-
-    def linearize(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        h = super().forward(x)
-        mask = (h > 0).to(h.dtype).detach()
-        return h.relu_(), mask
-
-    def jvp(self, v: Tensor, ctx: Tensor) -> Tensor:
-        return super().jvp(v, None).mul_(ctx)
-
-    def vjp(self, u: Tensor, ctx: Tensor) -> Tensor:
-        return super().vjp(u * ctx, None)

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from gdrae.nn import (
-    AdditiveCoupling, Chain, ConcatZero, Conv1x1, ConvTranspose, FixedMix, MixedConvTranspose, MixedConvTransposeReLU, ProductMix, ReLU, Sigmoid, Squeeze,
+    AdditiveCoupling, Chain, ConcatZero, Conv1x1, ConvTranspose, FixedMix, MixedConvTranspose, ProductMix, ReLU, Sigmoid, Squeeze,
     Unsqueeze,
 )
 from gdrae.nn.testing import assert_jacobian_products
@@ -25,9 +25,6 @@ BLOCKS = {
     "conv_transpose_1x1_to_4x4": (lambda: ConvTranspose(3, 5, 4, 1, 0), (2, 3, 1, 1)),
     "conv1x1": (lambda: Conv1x1(6, 4), (2, 6, 1, 1)),
     "mixed_conv_transpose": (lambda: MixedConvTranspose(FixedMix(3, 5), ConvTranspose(5, 4, 4, 2, 1)), (2, 3, 4, 4)),
-    "mixed_conv_transpose_relu": (
-        lambda: MixedConvTransposeReLU(FixedMix(3, 5), ConvTranspose(5, 4, 4, 2, 1)), (2, 3, 4, 4)
-    ),
     "product_mix": (lambda: ProductMix(FixedMix(2, 6), FixedMix(6, 6)), (2, 2, 1, 1)),
     "relu": (lambda: ReLU(), (2, 3, 4, 4)),
     "sigmoid": (lambda: Sigmoid(), (2, 3, 4, 4)),
@@ -55,21 +52,6 @@ def test_mixed_conv_transpose_is_the_mixing_then_the_convolution():
     torch.testing.assert_close(fused(x), conv(mix(x)))
     fused(x).square().sum().backward()
     assert conv.conv.weight.grad.abs().sum() > 0 and conv.conv.bias.grad.abs().sum() > 0
-
-
-def test_mixed_conv_transpose_relu_is_the_chain_it_replaces():
-    torch.manual_seed(7)
-    mix, conv = FixedMix(3, 5).double(), ConvTranspose(5, 4, 4, 2, 1).double()
-    fused, chain = MixedConvTransposeReLU(mix, conv), Chain([mix, conv, ReLU()])
-    x = torch.randn(2, 3, 4, 4, dtype=torch.float64)
-    (y, mask), (y_ref, ctx_ref) = fused.linearize(x), chain.linearize(x)
-    torch.testing.assert_close(y, y_ref)
-    assert (mask == 0).any() and (mask == 1).any()
-    v, u = torch.randn_like(x), torch.randn_like(y)
-    v_copy, u_copy = v.clone(), u.clone()
-    torch.testing.assert_close(fused.jvp(v, mask), chain.jvp(v, ctx_ref))
-    torch.testing.assert_close(fused.vjp(u, mask), chain.vjp(u, ctx_ref))
-    assert torch.equal(v, v_copy) and torch.equal(u, u_copy)  # the caller's tensors are left alone
 
 
 def test_product_mix_is_the_two_mixings_in_a_row():
