@@ -20,7 +20,22 @@ def random_orthogonal(n: int, dtype: torch.dtype = torch.float32) -> Tensor:
     return q.to(dtype)
 
 
-class FixedMix(Transposable):
+class _ChannelMap(Transposable):
+    """A fixed linear 1x1 channel map given by ``self.weight`` (out, in): its Jacobian is the weight itself."""
+
+    weight: Tensor
+
+    def forward(self, x: Tensor) -> Tensor:
+        return channel_matmul(self.weight, x)
+
+    def jvp(self, v: Tensor, ctx: None) -> Tensor:
+        return channel_matmul(self.weight, v)
+
+    def vjp(self, u: Tensor, ctx: None) -> Tensor:
+        return channel_matmul(self.weight.t(), u)
+
+
+class FixedMix(_ChannelMap):
     """1x1 convolution by a fixed slice of an orthogonal matrix Q (a buffer, never trained).
 
     Q has size max(in, out); the weight is its first ``out`` rows and first
@@ -46,15 +61,6 @@ class FixedMix(Transposable):
         """The (out, in) mixing matrix."""
         return self.q[: self.out_channels, : self.in_channels]
 
-    def forward(self, x: Tensor) -> Tensor:
-        return channel_matmul(self.weight, x)
-
-    def jvp(self, v: Tensor, ctx: None) -> Tensor:
-        return channel_matmul(self.weight, v)
-
-    def vjp(self, u: Tensor, ctx: None) -> Tensor:
-        return channel_matmul(self.weight.t(), u)
-
     def inverse(self, y: Tensor) -> Tensor:
         if self.out_channels < self.in_channels:
             raise TypeError(f"FixedMix({self.in_channels}, {self.out_channels}) reduces channels: no left inverse")
@@ -64,7 +70,7 @@ class FixedMix(Transposable):
         return f"{self.in_channels}, {self.out_channels}"
 
 
-class ProductMix(Transposable):
+class ProductMix(_ChannelMap):
     """Two fixed mixings in a row, ``second(first(x))``, run as one 1x1 mixing by their product matrix.
 
     The product (second.weight @ first.weight) is formed on every call, so it
@@ -84,15 +90,6 @@ class ProductMix(Transposable):
     def weight(self) -> Tensor:
         """The (second.out, first.in) product matrix."""
         return self.second.weight @ self.first.weight
-
-    def forward(self, x: Tensor) -> Tensor:
-        return channel_matmul(self.weight, x)
-
-    def jvp(self, v: Tensor, ctx: None) -> Tensor:
-        return channel_matmul(self.weight, v)
-
-    def vjp(self, u: Tensor, ctx: None) -> Tensor:
-        return channel_matmul(self.weight.t(), u)
 
     def inverse(self, y: Tensor) -> Tensor:
         return self.first.inverse(self.second.inverse(y))
