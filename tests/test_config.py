@@ -12,12 +12,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DATASETS = ["cars3d", "faces", "sector2d", "sector2dunif", "shapes2d", "shapes3d", "small_norb"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("name", DATASETS)

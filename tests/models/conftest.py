@@ -6,12 +6,8 @@ from gdrae.models import GDRAE, PointEncoder, SingularValuePredictor, image_deco
 from gdrae.models import sector2d_decoder
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP synchronisation costs (large on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _single_thread(one_thread):
+    """Every test here runs on one thread (the fixture is in tests/conftest.py)."""
 
 
 # A tiny image flow with every kind of stage of the real one: 8x8 output, 4 channels.
