@@ -8,7 +8,7 @@ from gdrae.config import config_from_dict
 from gdrae.losses import bce_recon, prior_penalty, squared_error, weighted_total
 from gdrae.models import SingularValuePredictor, build_model
 
-from conftest import tiny_gdrae
+from tiny_models import tiny_gdrae
 
 PUBLISHED = {  # MODEL.md section 9: trainable parameters (encoder, decoder couplings, sv predictor, capacity)
     "shapes2d": ({"model": {"channels": 1, "encoder_width": 128}}, 2_055_748, 247_882),
