@@ -18,6 +18,8 @@ class ConvTranspose(Transposable):
     Its adjoint is ``conv2d`` with the same weight, stride and padding.
     """
 
+    weights_in_jacobian = True
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int):
         super().__init__()
         self.conv = nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride, padding)
@@ -36,6 +38,8 @@ class ConvTranspose(Transposable):
 
 class Conv1x1(Transposable):
     """Trainable 1x1 convolution with bias (``nn.Conv2d``, so the model's N(0, 0.02) init applies)."""
+
+    weights_in_jacobian = True
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
@@ -64,14 +68,29 @@ class MixedConvTranspose(Transposable):
     does fewer multiply-adds; the gradient still reaches ``conv``'s weight.
     """
 
+    weights_in_jacobian = True
+
     def __init__(self, mix: Transposable, conv: ConvTranspose):
         super().__init__()
         self.mix = mix
         self.conv = conv
 
     def weight(self) -> Tensor:
-        """The fused kernel (c, out, k, k)."""
-        return torch.einsum("hc,hokl->cokl", self.mix.weight, self.conv.conv.weight)
+        """The fused kernel (c, out, k, k).
+
+        Without autograd (the power iteration's constant passes) the kernel is
+        kept until the weight or the mixing changes (in-place updates bump
+        ``_version``), so the passes of one step contract it once.
+        """
+        w, q = self.conv.conv.weight, self.mix.weight
+        if torch.is_grad_enabled() and w.requires_grad:
+            return torch.einsum("hc,hokl->cokl", q, w)
+        key = (w.data_ptr(), w._version, q.data_ptr(), q._version, w.dtype)
+        if getattr(self, "_cache_key", None) != key:
+            with torch.no_grad(), torch.autocast(w.device.type, enabled=False):
+                self._cache = torch.einsum("hc,hokl->cokl", q, w)
+            self._cache_key = key
+        return self._cache
 
     def forward(self, x: Tensor) -> Tensor:
         c = self.conv.conv

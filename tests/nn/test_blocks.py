@@ -54,6 +54,21 @@ def test_mixed_conv_transpose_is_the_mixing_then_the_convolution():
     assert conv.conv.weight.grad.abs().sum() > 0 and conv.conv.bias.grad.abs().sum() > 0
 
 
+
+def test_mixed_conv_transpose_kernel_follows_in_place_weight_updates():
+    torch.manual_seed(7)
+    fused = MixedConvTranspose(FixedMix(3, 5), ConvTranspose(5, 4, 4, 2, 1)).double()
+    v = torch.randn(2, 3, 4, 4, dtype=torch.float64)
+    with torch.no_grad():
+        before = fused.jvp(v, None)
+        assert fused.weight() is fused.weight()  # kept between constant passes
+        fused.conv.conv.weight.add_(0.5)  # as an optimizer step does
+        after = fused.jvp(v, None)
+    assert not torch.allclose(before, after)
+    reference = Chain([fused.mix, fused.conv])
+    torch.testing.assert_close(after, reference.jvp(v, [None, None]))
+
+
 def test_product_mix_is_the_two_mixings_in_a_row():
     torch.manual_seed(6)
     first, second = FixedMix(2, 6).double(), FixedMix(6, 6).double()
