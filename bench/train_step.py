@@ -18,6 +18,7 @@ import torch
 from gdrae.config import load_config
 from gdrae.losses import weighted_total
 from gdrae.models import build_model
+from gdrae.train import keep_freed_memory
 
 
 def main() -> None:
@@ -30,15 +31,22 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--compile", action="store_true", help="torch.compile(model.loss_terms), as train.compile")
     parser.add_argument("--set", action="append", default=[], help="config override KEY=VALUE")
+    parser.add_argument("--spectral-method", default="auto", choices=["auto", "reference", "matrix_free", "dense"],
+                        help="route of the power iteration (gdrae.models.jacobian.spectral_estimate)")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="leave malloc's defaults (gdrae-train sets keep_freed_memory on CPU)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.device == "cpu" and not args.system_malloc:
+        keep_freed_memory()
 
     cfg = load_config(args.config, args.set)
     batch = args.batch_size or cfg.data.batch_size
     device = torch.device(args.device)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg).to(device)
+    model.spectral_method = args.spectral_method
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, betas=tuple(cfg.train.betas))
     m = cfg.model
     if m.kind == "image":
@@ -74,7 +82,7 @@ def main() -> None:
     else:
         peak = f"peak_rss_mib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
     print(f"config={args.config} device={args.device} batch={batch} threads={torch.get_num_threads()} "
-          f"compile={args.compile} warmup_s={warmup_s:.1f} steps={args.steps} steps_per_s={1000 / ms:.2f} cpu_ms_per_step={cpu_ms:.1f} {peak}")
+          f"compile={args.compile} spectral={args.spectral_method} warmup_s={warmup_s:.1f} steps={args.steps} steps_per_s={1000 / ms:.2f} cpu_ms_per_step={cpu_ms:.1f} {peak}")
     print(f"ms_per_step={ms:.1f}")
 
 

@@ -48,7 +48,7 @@ class GDRAE(nn.Module):
         self.prior_radius = prior_radius
         self.sn_power = sn_power
         # how the power iteration applies A (jacobian.spectral_estimate): "auto" picks the
-        # cheaper route; "matrix_free" is the plain reference. Same numbers either way.
+        # cheaper route; "reference" is the plain reading. Same numbers either way.
         self.spectral_method = "auto"
 
     def encode(self, x: Tensor) -> Tensor:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gdrae.nn.base import Ctx, Transposable
+from gdrae.nn.base import Ctx, Tape, Transposable
 
 
 def normalize(x: Tensor) -> Tensor:
@@ -29,29 +29,37 @@ def spectral_estimate(
     gradient reaches ``w`` and the decoder weights, not the point ``p``, and
     the activation slopes are constants.
 
-    Two routes compute the same numbers (to float rounding) and gradients;
-    ``method`` picks one ("auto": the one with fewer decoder passes, see
-    :func:`dense_route_is_cheaper`):
+    Three routes compute the same numbers and gradients (to float rounding);
+    ``method`` picks one ("auto": "dense" when it needs fewer decoder passes,
+    see :func:`dense_route_is_cheaper`, else "matrix_free"):
 
-    - "matrix_free": every product with A or A^T is a pass through the
-      decoder's ``jvp`` / ``vjp`` (2K - 1 constant passes at batch B);
+    - "reference": the plain reading of the definition. Every product with A
+      or A^T is a pass through the decoder's ``jvp`` / ``vjp`` (2K - 1
+      constant passes at batch B); u_K is a ``jvp`` with autograd on, whose
+      backward is another ``vjp`` pass plus the weight gradients.
+    - "matrix_free": the same passes, but the backward ``vjp`` is not run: the
+      last constant pass v_K = A^T normalize(u_{K-1}) already carries
+      u_{K-1}'s cotangent through every block, so a :class:`Tape` keeps it
+      at the weighted blocks and the gradient is assembled from those.
     - "dense": the nz columns A e_j from one ``jvp`` pass at batch nz·B, then
-      the K - 1 constant rounds as small matrix products (nz + 1 passes).
-
-    The last product u_K = A normalize(v_K) is a decoder ``jvp`` in both.
+      the constant rounds as small matrix products (nz + 1 passes); u_K as in
+      "reference".
 
     Reference: Pan, Niu, Zhang, AAAI 2023 (GDRAE), spectral-norm term; MODEL.md section 6.
     """
     if method == "auto":
         method = "dense" if dense_route_is_cheaper(p.shape[1], n_steps) else "matrix_free"
-    if method not in ("dense", "matrix_free"):
-        raise ValueError(f"spectral_estimate method: expected 'auto', 'dense' or 'matrix_free', got {method!r}")
+    if method not in ("reference", "matrix_free", "dense"):
+        raise ValueError(
+            f"spectral_estimate method: expected 'auto', 'reference', 'matrix_free' or 'dense', got {method!r}")
+    if method == "matrix_free":
+        return _taped_estimate(phi, p, w, n_steps, u0)
     w_const = w.detach()
     with torch.no_grad():
         _, ctx = phi.linearize(p.detach())
         u_prev = u0
         v = w_const * phi.vjp(normalize(u_prev), ctx)  # v_1
-        if method == "matrix_free":
+        if method == "reference":
             for _ in range(n_steps - 1):
                 u_prev = phi.jvp(w_const * normalize(v), ctx)
                 v = w_const * phi.vjp(normalize(u_prev), ctx)
@@ -63,6 +71,39 @@ def spectral_estimate(
                 v = torch.einsum("bdn,bd->bn", a, normalize(u_prev))
     u = phi.jvp(w * normalize(v), ctx)
     return (u.flatten(1) * u_prev.flatten(1)).sum(dim=1)
+
+
+def _taped_estimate(phi: Transposable, p: Tensor, w: Tensor, n_steps: int, u0: Tensor) -> Tensor:
+    """The "matrix_free" route of :func:`spectral_estimate`: every pass constant, the gradient from a tape.
+
+    With t = w * normalize(v_K) and c = u_{K-1}, sn = <J t, c>. Its gradient
+    in the decoder weights is the tape's pairing of the weighted blocks'
+    outputs (the last ``jvp``) with c's cotangents, which are those of the
+    last ``vjp`` times |c|; in ``w`` it is normalize(v_K) * J^T c. The value
+    is computed without a graph and the gradient attached as
+    ``sn + (g - g.detach())``.
+    """
+    w_const = w.detach()
+    tape = Tape()
+    with torch.no_grad():
+        _, ctx = phi.linearize(p.detach())
+        u_prev = u0
+        for k in range(n_steps):
+            if k > 0:
+                u_prev = phi.jvp(w_const * normalize(v), ctx)
+            if k == n_steps - 1:
+                with tape.recording():
+                    jt = phi.vjp(normalize(u_prev), ctx)  # J^T normalize(u_{K-1})
+            else:
+                jt = phi.vjp(normalize(u_prev), ctx)
+            v = w_const * jt
+        direction = normalize(v)
+        with tape.recording():
+            u = phi.jvp(w_const * direction, ctx)
+        scale = u_prev.flatten(1).norm(dim=1)  # |u_{K-1}|
+        sn = (u.flatten(1) * u_prev.flatten(1)).sum(dim=1)
+    graph = scale * tape.pairing() + (w * (direction * jt * scale[:, None])).sum(dim=1)
+    return sn + (graph - graph.detach())
 
 
 def dense_route_is_cheaper(nz: int, n_steps: int) -> bool:

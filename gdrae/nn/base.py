@@ -22,8 +22,11 @@ through one shared helper (tests/nn/helpers.py).
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Iterable, Iterator
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -32,6 +35,10 @@ Ctx = Any  # None (linear block), a Tensor of slopes, or a list of sub-contexts
 
 class Transposable(nn.Module):
     """A block with a forward map, its Jacobian products and (if injective) a left inverse."""
+
+    #: True for blocks whose Jacobian depends on trainable weights (the convolutions);
+    #: a :class:`Tape` records the passes through them.
+    weights_in_jacobian = False
 
     def linearize(self, x: Tensor) -> tuple[Tensor, Ctx]:
         """Output at ``x`` and the detached context its Jacobian needs (None: linear)."""
@@ -70,12 +77,16 @@ class Chain(Transposable):
         return x, ctxs
 
     def jvp(self, v: Tensor, ctx: list) -> Tensor:
+        tape = _TAPE.get()
         for layer, c in zip(self.layers, ctx):
-            v = layer.jvp(v, c)
+            v = tape.jvp(layer, v, c) if tape is not None and layer.weights_in_jacobian else layer.jvp(v, c)
         return v
 
     def vjp(self, u: Tensor, ctx: list) -> Tensor:
+        tape = _TAPE.get()
         for layer, c in zip(reversed(self.layers), reversed(ctx)):
+            if tape is not None and layer.weights_in_jacobian:
+                tape.cotangents.append(u)
             u = layer.vjp(u, c)
         return u
 
@@ -83,6 +94,56 @@ class Chain(Transposable):
         for layer in reversed(self.layers):
             y = layer.inverse(y)
         return y
+
+
+class Tape:
+    """What one ``vjp`` and one ``jvp`` pass saw at the blocks with weights in their Jacobian.
+
+    For a product J(x) t whose weight gradient is wanted against a cotangent
+    c at the output, autograd would keep the whole pass and run a ``vjp``
+    back through it. When a ``vjp`` of c has already been run (the power
+    iteration's last one), recording it spares that second pass:
+
+    - inside ``with tape.recording():`` a ``vjp`` appends, for each weighted
+      block, the cotangent arriving at its output (``cotangents``);
+    - a ``jvp`` computes each weighted block's output with autograd on (its
+      input detached) and appends it to ``outputs``; the pass goes on
+      detached.
+
+    Then sum over blocks of <outputs[i], cotangents[i]> has the gradient
+    <dJ/dweights t, c>, which is what backpropagating <J t, c> gives.
+    Blocks are matched in pass order (the ``vjp`` visits them in reverse).
+    """
+
+    def __init__(self) -> None:
+        self.cotangents: list[Tensor] = []
+        self.outputs: list[Tensor] = []
+
+    @contextmanager
+    def recording(self) -> Iterator["Tape"]:
+        token = _TAPE.set(self)
+        try:
+            yield self
+        finally:
+            _TAPE.reset(token)
+
+    def jvp(self, layer: Transposable, v: Tensor, ctx: Ctx) -> Tensor:
+        with torch.enable_grad():
+            out = layer.jvp(v.detach(), ctx)
+        self.outputs.append(out)
+        return out.detach()
+
+    def pairing(self) -> Tensor:
+        """Per sample, sum over blocks of <output, cotangent> (B,): differentiable in the weights."""
+        if len(self.outputs) != len(self.cotangents):
+            raise RuntimeError(f"Tape: {len(self.outputs)} jvp outputs against {len(self.cotangents)} vjp cotangents")
+        total = 0
+        for out, cot in zip(self.outputs, reversed(self.cotangents)):
+            total = total + (out * cot).flatten(1).sum(dim=1)
+        return total
+
+
+_TAPE: ContextVar[Tape | None] = ContextVar("gdrae_tape", default=None)
 
 
 def channel_matmul(weight: Tensor, x: Tensor) -> Tensor:
