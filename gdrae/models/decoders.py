@@ -12,6 +12,7 @@ from gdrae.nn import (
     Transposable, Unsqueeze,
 )
 from gdrae.nn.base import Ctx, channel_matmul
+from gdrae.models.squeezed import SqueezedImageFlow
 
 
 def image_flow(nz: int, init_size: int, ncs: list[int], hidden_ncs: list[int], middle_ns_flows: list[int]) -> Chain:
@@ -92,6 +93,8 @@ class FlowDecoder(Transposable):
         self.flow = flow
         self.out_shape = tuple(out_shape)
         self.head = Chain([Sigmoid()] if sigmoid else [])
+        # the same Jacobian products with less data movement, for the power iteration (None: none)
+        self.squeezed = SqueezedImageFlow.from_flow(flow, self.head) if sigmoid else None
 
     def pre_activation(self, p: Tensor, n_channels: int | None = None) -> Tensor:
         """Flow output before the final sigmoid, (B, *out_shape), or only its first ``n_channels``.

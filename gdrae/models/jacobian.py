@@ -83,6 +83,9 @@ def _taped_estimate(phi: Transposable, p: Tensor, w: Tensor, n_steps: int, u0: T
     is computed without a graph and the gradient attached as
     ``sn + (g - g.detach())``.
     """
+    squeezed = getattr(phi, "squeezed", None)  # the image decoder's faster products
+    if squeezed is not None:
+        phi, u0 = squeezed, squeezed.to_output_coordinates(u0)
     w_const = w.detach()
     tape = Tape()
     with torch.no_grad():

@@ -77,17 +77,13 @@ class Chain(Transposable):
         return x, ctxs
 
     def jvp(self, v: Tensor, ctx: list) -> Tensor:
-        tape = _TAPE.get()
         for layer, c in zip(self.layers, ctx):
-            v = tape.jvp(layer, v, c) if tape is not None and layer.weights_in_jacobian else layer.jvp(v, c)
+            v = block_jvp(layer, v, c)
         return v
 
     def vjp(self, u: Tensor, ctx: list) -> Tensor:
-        tape = _TAPE.get()
         for layer, c in zip(reversed(self.layers), reversed(ctx)):
-            if tape is not None and layer.weights_in_jacobian:
-                tape.cotangents.append(u)
-            u = layer.vjp(u, c)
+            u = block_vjp(layer, u, c)
         return u
 
     def inverse(self, y: Tensor) -> Tensor:
@@ -128,10 +124,11 @@ class Tape:
             _TAPE.reset(token)
 
     def jvp(self, layer: Transposable, v: Tensor, ctx: Ctx) -> Tensor:
+        # copies in and out: the pass may update its tensors in place, autograd keeps these
         with torch.enable_grad():
-            out = layer.jvp(v.detach(), ctx)
+            out = layer.jvp(v.detach().clone(), ctx)
         self.outputs.append(out)
-        return out.detach()
+        return out.detach().clone()
 
     def pairing(self) -> Tensor:
         """Per sample, sum over blocks of <output, cotangent> (B,): differentiable in the weights."""
@@ -144,6 +141,22 @@ class Tape:
 
 
 _TAPE: ContextVar[Tape | None] = ContextVar("gdrae_tape", default=None)
+
+
+def block_jvp(layer: Transposable, v: Tensor, ctx: Ctx) -> Tensor:
+    """``layer.jvp(v, ctx)``, recorded on the active :class:`Tape` if the layer has weights in its Jacobian."""
+    tape = _TAPE.get()
+    if tape is not None and layer.weights_in_jacobian:
+        return tape.jvp(layer, v, ctx)
+    return layer.jvp(v, ctx)
+
+
+def block_vjp(layer: Transposable, u: Tensor, ctx: Ctx) -> Tensor:
+    """``layer.vjp(u, ctx)``, recorded on the active :class:`Tape` if the layer has weights in its Jacobian."""
+    tape = _TAPE.get()
+    if tape is not None and layer.weights_in_jacobian:
+        tape.cotangents.append(u)
+    return layer.vjp(u, ctx)
 
 
 def channel_matmul(weight: Tensor, x: Tensor) -> Tensor:

@@ -1,0 +1,199 @@
+"""The image decoder's Jacobian products in squeezed coordinates: the same maps with fewer passes over memory.
+
+The power iteration (jacobian.spectral_estimate) runs about ten constant
+passes through the decoder per training step. Most of each pass is not the
+transposed convolutions but moving data: pixel shuffles, channel splits and
+concatenations, and 1x1 mixings over few channels at high resolution. This
+module computes ``linearize``, ``jvp`` and ``vjp`` of the published image
+decoder exactly (to float rounding), rearranged so that less data moves:
+
+- Each stage's state is kept *squeezed*: (C, 2R, 2R) is held as
+  Squeeze(2) of it, (4C, R, R), whose channel c*4 + offset is channel c at
+  that offset. A coupling's first half a is then the first 2C channels, and
+  Squeeze(2)(a), the input of its network, is that slice itself.
+- A 1x1 mixing Q at 2R is the mixing kron(Q, I4) at R. So "grow mixing,
+  Unsqueeze(2), step mixing" is one matrix, kron(Q_step, I4) Q_grow.
+- The last stage's final mixing also runs squeezed, and the output stays
+  squeezed: the power iteration only needs norms and inner products, which
+  a permutation of the output coordinates does not change.
+- Intermediates are owned by the pass, so slopes and coupling updates are
+  applied in place: no concatenation and no extra copy.
+
+The weighted blocks (the transposed convolutions) are called through
+``block_jvp`` / ``block_vjp``, so a :class:`gdrae.nn.base.Tape` sees them as
+in the reference chain. No autograd graph is built: these products are for
+the constant passes (``jacobian.spectral_estimate``, route "matrix_free").
+Tested against the reference chain in float64 (tests/models/test_squeezed.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from gdrae.nn import AdditiveCoupling, Chain, FixedMix, MixedConvTranspose, ReLU, Sigmoid, Squeeze, Unsqueeze
+from gdrae.nn.base import Ctx, block_jvp, block_vjp, channel_matmul
+
+
+def squeezed_mix(q: Tensor) -> Tensor:
+    """The 1x1 mixing at R, on squeezed coordinates, that equals the mixing ``q`` (out, in) at 2R."""
+    return torch.kron(q.contiguous(), torch.eye(4, dtype=q.dtype, device=q.device))
+
+
+@dataclass
+class _Coupling:
+    """One flow step's coupling: its network is Squeeze(2), a mixed transposed convolution, ReLU, a mixing."""
+
+    conv: MixedConvTranspose
+    out_mix: FixedMix
+
+
+@dataclass
+class _Stage:
+    """Grow mixing + Unsqueeze(2), then (step mixing, coupling) pairs, all at the stage's squeezed resolution."""
+
+    grow: FixedMix
+    steps: list[tuple[FixedMix, _Coupling]]
+
+
+class SqueezedImageFlow:
+    """``linearize`` / ``jvp`` / ``vjp`` of an image FlowDecoder, with outputs in squeezed coordinates.
+
+    The output space is Squeeze(2) of the decoder's output (see
+    :meth:`to_output_coordinates`). Holds references to the decoder's blocks,
+    not copies, so it follows their weights and devices.
+    """
+
+    def __init__(self, head: list, stages: list[_Stage], final: FixedMix, sigmoid: Sigmoid):
+        self.head = head  # the initial blocks (first mixing, Unsqueeze, ConcatZero, first coupling): run as they are
+        self.stages = stages
+        self.final = final
+        self.sigmoid = sigmoid
+
+    @classmethod
+    def from_flow(cls, flow: Chain, head: Chain) -> "SqueezedImageFlow | None":
+        """The squeezed products of ``head(flow(.))``, or None if the flow is not shaped like the image flow."""
+        layers = list(flow.layers)
+        if len(layers) < 7 or list(map(type, head.layers)) != [Sigmoid] or not isinstance(layers[-1], FixedMix):
+            return None
+        start, rest, final = layers[:4], layers[4:-1], layers[-1]
+        stages = []
+        i = 0
+        while i < len(rest):
+            grow, unsqueeze = rest[i], rest[i + 1] if i + 1 < len(rest) else None
+            if not (isinstance(grow, FixedMix) and isinstance(unsqueeze, Unsqueeze) and unsqueeze.factor == 2):
+                return None
+            i += 2
+            steps = []
+            while i + 1 < len(rest) and isinstance(rest[i + 1], AdditiveCoupling):
+                coupling = _as_squeezed_coupling(rest[i + 1])
+                if not isinstance(rest[i], FixedMix) or coupling is None:
+                    return None
+                steps.append((rest[i], coupling))
+                i += 2
+            stages.append(_Stage(grow, steps))
+        if not stages:
+            return None
+        return cls(start, stages, final, head.layers[0])
+
+    @staticmethod
+    def to_output_coordinates(u: Tensor) -> Tensor:
+        """A tensor of the decoder's output shape (B, C, H, W) in this object's output coordinates."""
+        return F.pixel_unshuffle(u, 2).contiguous(memory_format=torch.channels_last)
+
+    # ------------------------------------------------------------------ passes
+
+    @torch.no_grad()
+    def linearize(self, p: Tensor) -> tuple[Tensor, Ctx]:
+        """Squeezed output at ``p`` (B, nz) and the context: start blocks' contexts, the stages' maps and slopes."""
+        x = _as_image(p)
+        start_ctx = []
+        for layer in self.head:
+            x, c = layer.linearize(x)
+            start_ctx.append(c)
+        maps, masks = self._maps(), []
+        for s, stage in enumerate(self.stages):
+            squeezed = channel_matmul(maps[s][0], x)
+            for j, (_, coupling) in enumerate(stage.steps):
+                if j > 0:
+                    squeezed = channel_matmul(maps[s][j], squeezed)
+                half = squeezed.shape[1] // 2
+                pre = coupling.conv(squeezed[:, :half])
+                masks.append((pre > 0).to(pre.dtype))
+                update = channel_matmul(coupling.out_mix.weight, pre.clamp_(min=0))
+                squeezed[:, half:].add_(F.pixel_unshuffle(update, 2))
+            x = squeezed if s == len(self.stages) - 1 else F.pixel_shuffle(squeezed, 2)
+        y = torch.sigmoid(channel_matmul(maps[-1], x))
+        return y, (start_ctx, maps, masks, y * (1 - y))
+
+    @torch.no_grad()
+    def jvp(self, v: Tensor, ctx: Ctx) -> Tensor:
+        """J(p) v for v (B, nz), in squeezed output coordinates."""
+        start_ctx, maps, masks, slope = ctx
+        x = _as_image(v)
+        for layer, c in zip(self.head, start_ctx):
+            x = block_jvp(layer, x, c)
+        k = 0
+        for s, stage in enumerate(self.stages):
+            squeezed = channel_matmul(maps[s][0], x)
+            for j, (_, coupling) in enumerate(stage.steps):
+                if j > 0:
+                    squeezed = channel_matmul(maps[s][j], squeezed)
+                half = squeezed.shape[1] // 2
+                hidden = block_jvp(coupling.conv, squeezed[:, :half], None).mul_(masks[k])
+                update = channel_matmul(coupling.out_mix.weight, hidden)
+                squeezed[:, half:].add_(F.pixel_unshuffle(update, 2))
+                k += 1
+            x = squeezed if s == len(self.stages) - 1 else F.pixel_shuffle(squeezed, 2)
+        return channel_matmul(maps[-1], x).mul_(slope)
+
+    @torch.no_grad()
+    def vjp(self, u: Tensor, ctx: Ctx) -> Tensor:
+        """J(p)^T u for u in squeezed output coordinates, (B, nz)."""
+        start_ctx, maps, masks, slope = ctx
+        squeezed = channel_matmul(maps[-1].t(), u * slope)
+        k = len(masks)
+        for s in reversed(range(len(self.stages))):
+            stage = self.stages[s]
+            if s < len(self.stages) - 1:
+                squeezed = F.pixel_unshuffle(x, 2)
+            for j in reversed(range(len(stage.steps))):
+                coupling = stage.steps[j][1]
+                k -= 1
+                half = squeezed.shape[1] // 2
+                hidden = channel_matmul(coupling.out_mix.weight.t(), F.pixel_shuffle(squeezed[:, half:], 2))
+                squeezed[:, :half].add_(block_vjp(coupling.conv, hidden.mul_(masks[k]), None))
+                if j > 0:
+                    squeezed = channel_matmul(maps[s][j].t(), squeezed)
+            x = channel_matmul(maps[s][0].t(), squeezed)
+        for layer, c in zip(reversed(self.head), reversed(start_ctx)):
+            x = block_vjp(layer, x, c)
+        return x.flatten(1)
+
+    def _maps(self) -> list:
+        """Per stage, its step mixings on squeezed coordinates, the first one times the grow mixing;
+        last, the final mixing on squeezed coordinates."""
+        maps: list = []
+        for stage in self.stages:
+            grow = stage.grow.weight
+            if not stage.steps:
+                maps.append([grow])
+                continue
+            first = squeezed_mix(stage.steps[0][0].weight) @ grow
+            maps.append([first] + [squeezed_mix(mix.weight) for mix, _ in stage.steps[1:]])
+        maps.append(squeezed_mix(self.final.weight))
+        return maps
+
+
+def _as_squeezed_coupling(coupling: AdditiveCoupling) -> _Coupling | None:
+    layers = list(coupling.net.layers)
+    kinds = [Squeeze, MixedConvTranspose, ReLU, FixedMix]
+    if len(layers) != 4 or not all(isinstance(b, k) for b, k in zip(layers, kinds)) or layers[0].factor != 2:
+        return None
+    return _Coupling(conv=layers[1], out_mix=layers[3])
+
+
+def _as_image(p: Tensor) -> Tensor:
+    return p[:, :, None, None].contiguous(memory_format=torch.channels_last)
