@@ -124,9 +124,11 @@ class Tape:
             _TAPE.reset(token)
 
     def jvp(self, layer: Transposable, v: Tensor, ctx: Ctx) -> Tensor:
-        # copies in and out: the pass may update its tensors in place, autograd keeps these
+        # copies in and out: the pass may update its tensors in place, autograd keeps these.
+        # A channel slice of a channels-last map is copied back to channels-last (the decoder's layout).
+        layout = torch.channels_last if v.dim() == 4 else torch.contiguous_format
         with torch.enable_grad():
-            out = layer.jvp(v.detach().clone(), ctx)
+            out = layer.jvp(v.detach().clone(memory_format=layout), ctx)
         self.outputs.append(out)
         return out.detach().clone()
 
@@ -136,7 +138,7 @@ class Tape:
             raise RuntimeError(f"Tape: {len(self.outputs)} jvp outputs against {len(self.cotangents)} vjp cotangents")
         total = 0
         for out, cot in zip(self.outputs, reversed(self.cotangents)):
-            total = total + (out * cot).flatten(1).sum(dim=1)
+            total = total + (out * cot).sum(dim=tuple(range(1, out.dim())))
         return total
 
 
