@@ -6,6 +6,7 @@ from gdrae.nn import (
     AdditiveCoupling, Chain, ConcatZero, Conv1x1, ConvTranspose, FixedMix, MixedConvTranspose, ProductMix, ReLU, Sigmoid, Squeeze,
     Unsqueeze,
 )
+from gdrae.nn.base import Tape
 from gdrae.nn.testing import assert_jacobian_products
 
 
@@ -171,3 +172,36 @@ def test_relu_slopes_are_detached_masks():
     _, s = Sigmoid().linearize(x)
     torch.testing.assert_close(s, (torch.sigmoid(x) * (1 - torch.sigmoid(x))).detach())
     assert F.relu(x).shape == x.shape
+
+
+def test_tape_pairing_has_the_gradient_of_the_jacobian_product():
+    torch.manual_seed(8)
+    chain = Chain([FixedMix(4, 16), Unsqueeze(2), _coupling(), _coupling(), Sigmoid()]).double()
+    x = torch.randn(3, 4, 2, 2, dtype=torch.float64)
+    t = torch.randn_like(x)
+    _, ctx = chain.linearize(x)
+    c = torch.randn_like(chain(x))
+    weights = [prm for name, prm in chain.named_parameters() if name.endswith("weight")]
+    expected = torch.autograd.grad((chain.jvp(t, ctx) * c).sum(), weights)
+
+    tape = Tape()
+    with torch.no_grad(), tape.recording():
+        chain.vjp(c, ctx)
+        out = chain.jvp(t, ctx)
+    torch.testing.assert_close(out, chain.jvp(t, ctx))  # the pass itself is unchanged
+    assert len(tape.outputs) == len(tape.cotangents) == 2  # the two couplings' convolutions
+    got = torch.autograd.grad(tape.pairing().sum(), weights)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+
+
+def test_tape_refuses_unmatched_passes():
+    torch.manual_seed(9)
+    chain = Chain([_coupling()]).double()
+    x = torch.randn(2, 4, 4, 4, dtype=torch.float64)
+    _, ctx = chain.linearize(x)
+    tape = Tape()
+    with torch.no_grad(), tape.recording():
+        chain.jvp(x, ctx)
+    with pytest.raises(RuntimeError, match="1 jvp outputs against 0 vjp cotangents"):
+        tape.pairing()
