@@ -7,16 +7,21 @@ autograd are for diagnostics and tests only.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from gdrae.nn.base import Ctx, Tape, Transposable
 
 
 def normalize(x: Tensor) -> Tensor:
-    """Each sample scaled to unit Euclidean norm over all its entries."""
-    return F.normalize(x.flatten(1), dim=1).view_as(x)
+    """Each sample scaled to unit Euclidean norm over all its entries (as ``F.normalize``, eps 1e-12).
+
+    Keeps the memory layout of ``x`` (the decoder's maps are channels-last).
+    """
+    norm = torch.linalg.vector_norm(x, dim=tuple(range(1, x.dim())), keepdim=True)
+    return x / norm.clamp_min(1e-12)
 
 
 def spectral_estimate(
@@ -94,11 +99,8 @@ def _taped_estimate(phi: Transposable, p: Tensor, w: Tensor, n_steps: int, u0: T
         for k in range(n_steps):
             if k > 0:
                 u_prev = phi.jvp(w_const * normalize(v), ctx)
-            if k == n_steps - 1:
-                with tape.recording():
-                    jt = phi.vjp(normalize(u_prev), ctx)  # J^T normalize(u_{K-1})
-            else:
-                jt = phi.vjp(normalize(u_prev), ctx)
+            with tape.recording() if k == n_steps - 1 else nullcontext():
+                jt = phi.vjp(normalize(u_prev), ctx)  # last: J^T normalize(u_{K-1}), taped
             v = w_const * jt
         direction = normalize(v)
         with tape.recording():
