@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gdrae.nn import AdditiveCoupling, Chain, FixedMix, MixedConvTranspose, ReLU, Sigmoid, Squeeze, Unsqueeze
+from gdrae.nn.activations import positive_mask
 from gdrae.nn.base import Ctx, block_jvp, block_vjp, channel_matmul
 
 
@@ -121,7 +122,7 @@ class SqueezedImageFlow:
                     squeezed = channel_matmul(maps[s][j], squeezed)
                 half = squeezed.shape[1] // 2
                 pre = coupling.conv(squeezed[:, :half])
-                masks.append((pre > 0).to(pre.dtype))
+                masks.append(positive_mask(pre))
                 update = channel_matmul(coupling.out_mix.weight, pre.clamp_(min=0))
                 squeezed[:, half:].add_(F.pixel_unshuffle(update, 2))
             x = squeezed if s == len(self.stages) - 1 else F.pixel_shuffle(squeezed, 2)
