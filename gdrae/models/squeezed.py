@@ -1,9 +1,9 @@
 """The image decoder's Jacobian products in squeezed coordinates: the same maps with fewer passes over memory.
 
-The power iteration (jacobian.spectral_estimate) runs about ten constant
-passes through the decoder per training step. Most of each pass is not the
-transposed convolutions but moving data: pixel shuffles, channel splits and
-concatenations, and 1x1 mixings over few channels at high resolution. This
+The power iteration (jacobian.spectral_estimate) runs ten constant passes
+through the decoder per training step. About half of each pass on CPU is not
+the transposed convolutions but moving data: pixel shuffles, channel splits
+and concatenations, and 1x1 mixings over few channels at high resolution. This
 module computes ``linearize``, ``jvp`` and ``vjp`` of the published image
 decoder exactly (to float rounding), rearranged so that less data moves:
 
@@ -67,8 +67,8 @@ class SqueezedImageFlow:
     not copies, so it follows their weights and devices.
     """
 
-    def __init__(self, head: list, stages: list[_Stage], final: FixedMix, sigmoid: Sigmoid):
-        self.head = head  # the initial blocks (first mixing, Unsqueeze, ConcatZero, first coupling): run as they are
+    def __init__(self, start: list, stages: list[_Stage], final: FixedMix, sigmoid: Sigmoid):
+        self.start = start  # the initial blocks (first mixing, Unsqueeze, ConcatZero, first coupling): run as they are
         self.stages = stages
         self.final = final
         self.sigmoid = sigmoid
@@ -111,7 +111,7 @@ class SqueezedImageFlow:
         """Squeezed output at ``p`` (B, nz) and the context: start blocks' contexts, the stages' maps and slopes."""
         x = _as_image(p)
         start_ctx = []
-        for layer in self.head:
+        for layer in self.start:
             x, c = layer.linearize(x)
             start_ctx.append(c)
         maps, masks = self._maps(), []
@@ -126,15 +126,15 @@ class SqueezedImageFlow:
                 update = channel_matmul(coupling.out_mix.weight, pre.clamp_(min=0))
                 squeezed[:, half:].add_(F.pixel_unshuffle(update, 2))
             x = squeezed if s == len(self.stages) - 1 else F.pixel_shuffle(squeezed, 2)
-        y = torch.sigmoid(channel_matmul(maps[-1], x))
-        return y, (start_ctx, maps, masks, y * (1 - y))
+        y, slope = self.sigmoid.linearize(channel_matmul(maps[-1], x))
+        return y, (start_ctx, maps, masks, slope)
 
     @torch.no_grad()
     def jvp(self, v: Tensor, ctx: Ctx) -> Tensor:
         """J(p) v for v (B, nz), in squeezed output coordinates."""
         start_ctx, maps, masks, slope = ctx
         x = _as_image(v)
-        for layer, c in zip(self.head, start_ctx):
+        for layer, c in zip(self.start, start_ctx):
             x = block_jvp(layer, x, c)
         k = 0
         for s, stage in enumerate(self.stages):
@@ -169,7 +169,7 @@ class SqueezedImageFlow:
                 if j > 0:
                     squeezed = channel_matmul(maps[s][j].t(), squeezed)
             x = channel_matmul(maps[s][0].t(), squeezed)
-        for layer, c in zip(reversed(self.head), reversed(start_ctx)):
+        for layer, c in zip(reversed(self.start), reversed(start_ctx)):
             x = block_vjp(layer, x, c)
         return x.flatten(1)
 
