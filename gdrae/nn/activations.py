@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gdrae.nn.base import Transposable
+from gdrae.nn.base import Transposable, compiling
 
 
 def positive_mask(x: Tensor) -> Tensor:
@@ -14,6 +14,8 @@ def positive_mask(x: Tensor) -> Tensor:
     twice as fast on CPU as ``(x > 0).to(x.dtype)``.
     """
     x = x.detach()
+    if compiling():  # the compiler fuses the plain form (and cannot trace out= into channels-last)
+        return (x > 0).to(x.dtype)
     return torch.gt(x, 0, out=torch.empty_like(x))
 
 

@@ -23,7 +23,6 @@ through one shared helper (tests/nn/helpers.py).
 from __future__ import annotations
 
 from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import Any, Iterable, Iterator
 
 import torch
@@ -117,11 +116,12 @@ class Tape:
 
     @contextmanager
     def recording(self) -> Iterator["Tape"]:
-        token = _TAPE.set(self)
+        global _active_tape
+        outer, _active_tape = _active_tape, self
         try:
             yield self
         finally:
-            _TAPE.reset(token)
+            _active_tape = outer
 
     def jvp(self, layer: Transposable, v: Tensor, ctx: Ctx) -> Tensor:
         # copies in and out: the pass may update its tensors in place, autograd keeps these.
@@ -142,12 +142,12 @@ class Tape:
         return total
 
 
-_TAPE: ContextVar[Tape | None] = ContextVar("gdrae_tape", default=None)
+_active_tape: Tape | None = None  # set by Tape.recording
 
 
 def block_jvp(layer: Transposable, v: Tensor, ctx: Ctx) -> Tensor:
     """``layer.jvp(v, ctx)``, recorded on the active :class:`Tape` if the layer has weights in its Jacobian."""
-    tape = _TAPE.get()
+    tape = _active_tape
     if tape is not None and layer.weights_in_jacobian:
         return tape.jvp(layer, v, ctx)
     return layer.jvp(v, ctx)
@@ -155,10 +155,16 @@ def block_jvp(layer: Transposable, v: Tensor, ctx: Ctx) -> Tensor:
 
 def block_vjp(layer: Transposable, u: Tensor, ctx: Ctx) -> Tensor:
     """``layer.vjp(u, ctx)``, recorded on the active :class:`Tape` if the layer has weights in its Jacobian."""
-    tape = _TAPE.get()
+    tape = _active_tape
     if tape is not None and layer.weights_in_jacobian:
         tape.cotangents.append(u)
     return layer.vjp(u, ctx)
+
+
+def compiling() -> bool:
+    """True while ``torch.compile`` traces the code (always False on torch < 2.3)."""
+    check = getattr(torch.compiler, "is_compiling", None)
+    return bool(check is not None and check())
 
 
 def channel_matmul(weight: Tensor, x: Tensor) -> Tensor:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gdrae.nn.base import Transposable, channel_matmul
+from gdrae.nn.base import Transposable, channel_matmul, compiling
 
 
 class ConvTranspose(Transposable):
@@ -83,7 +83,7 @@ class MixedConvTranspose(Transposable):
         ``_version``), so the passes of one step contract it once.
         """
         w, q = self.conv.conv.weight, self.mix.weight
-        if torch.is_grad_enabled() and w.requires_grad:
+        if (torch.is_grad_enabled() and w.requires_grad) or compiling():
             return torch.einsum("hc,hokl->cokl", q, w)
         key = (w.data_ptr(), w._version, q.data_ptr(), q._version, w.dtype)
         if getattr(self, "_cache_key", None) != key:
