@@ -108,6 +108,8 @@ class Tape:
     Then sum over blocks of <outputs[i], cotangents[i]> has the gradient
     <dJ/dweights t, c>, which is what backpropagating <J t, c> gives.
     Blocks are matched in pass order (the ``vjp`` visits them in reverse).
+    One tape records at a time in a process: the active one is a module
+    global, which ``torch.compile`` traces without a graph break.
     """
 
     def __init__(self) -> None:

@@ -62,3 +62,16 @@ def test_unknown_method_is_refused(tiny_sector_decoder):
     p = torch.zeros(1, 2, dtype=torch.float64)
     with pytest.raises(ValueError, match="method"):
         spectral_estimate(tiny_sector_decoder, p, torch.ones_like(p), 2, torch.zeros(1, 6, 1, 1, dtype=torch.float64), "x")
+
+
+@pytest.mark.parametrize("kind", ["image", "sector2d"])
+def test_loss_terms_trace_as_one_graph(kind):
+    """The whole step is capturable (train.compile, CUDA graphs): no graph break anywhere in loss_terms."""
+    import torch._dynamo as dynamo
+
+    model = tiny_gdrae(kind)
+    x = torch.rand(3, 1, 8, 8, dtype=torch.float64) if kind == "image" else torch.rand(3, 2, dtype=torch.float64) + 1
+    dynamo.reset()
+    explained = dynamo.explain(model.loss_terms)(x)
+    assert explained.graph_break_count == 0, [str(b.reason)[:200] for b in explained.break_reasons]
+    assert explained.graph_count == 1
