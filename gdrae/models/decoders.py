@@ -7,12 +7,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from gdrae.models.squeezed import SqueezedImageFlow
 from gdrae.nn import (
     AdditiveCoupling, Chain, ConcatZero, Conv1x1, ConvTranspose, FixedMix, MixedConvTranspose, ProductMix, ReLU, Sigmoid, Squeeze,
     Transposable, Unsqueeze,
 )
-from gdrae.nn.base import Ctx, channel_matmul
-from gdrae.models.squeezed import SqueezedImageFlow
+from gdrae.nn.base import Ctx, as_latent_map, channel_matmul
 
 
 def image_flow(nz: int, init_size: int, ncs: list[int], hidden_ncs: list[int], middle_ns_flows: list[int]) -> Chain:
@@ -71,15 +71,6 @@ def sector2d_flow(nz: int, input_nc: int, hidden_nc: int, n_flows: int) -> Chain
     return Chain(layers)
 
 
-def _as_image(p: Tensor) -> Tensor:
-    """(B, nz) -> (B, nz, 1, 1) in channels-last layout, which the whole flow then keeps.
-
-    Channels-last makes every fixed mixing one matrix product without copies
-    and runs the convolutions several times faster on CPU.
-    """
-    return p[:, :, None, None].contiguous(memory_format=torch.channels_last)
-
-
 class FlowDecoder(Transposable):
     """Phi: p (B, nz) -> (B, *out_shape), the flow followed by a sigmoid for images.
 
@@ -104,9 +95,9 @@ class FlowDecoder(Transposable):
         reconstruction uses 2 of Sector2D's 1024 outputs.
         """
         if n_channels is None:
-            return self.flow(_as_image(p))
+            return self.flow(as_latent_map(p))
         *body, last = self.flow.layers
-        x = _as_image(p)
+        x = as_latent_map(p)
         for layer in body:
             x = layer(x)
         if isinstance(last, FixedMix):
@@ -117,12 +108,12 @@ class FlowDecoder(Transposable):
         return self.head(self.pre_activation(p))
 
     def linearize(self, p: Tensor) -> tuple[Tensor, Ctx]:
-        h, flow_ctx = self.flow.linearize(_as_image(p))
+        h, flow_ctx = self.flow.linearize(as_latent_map(p))
         y, head_ctx = self.head.linearize(h)
         return y, (flow_ctx, head_ctx)
 
     def jvp(self, v: Tensor, ctx: Ctx) -> Tensor:
-        return self.head.jvp(self.flow.jvp(_as_image(v), ctx[0]), ctx[1])
+        return self.head.jvp(self.flow.jvp(as_latent_map(v), ctx[0]), ctx[1])
 
     def vjp(self, u: Tensor, ctx: Ctx) -> Tensor:
         u = u.contiguous(memory_format=torch.channels_last)

@@ -35,7 +35,7 @@ from torch import Tensor
 
 from gdrae.nn import AdditiveCoupling, Chain, FixedMix, MixedConvTranspose, ReLU, Sigmoid, Squeeze, Unsqueeze
 from gdrae.nn.activations import positive_mask
-from gdrae.nn.base import Ctx, block_jvp, block_vjp, channel_matmul
+from gdrae.nn.base import Ctx, as_latent_map, block_jvp, block_vjp, channel_matmul
 
 
 def squeezed_mix(q: Tensor) -> Tensor:
@@ -109,7 +109,7 @@ class SqueezedImageFlow:
     @torch.no_grad()
     def linearize(self, p: Tensor) -> tuple[Tensor, Ctx]:
         """Squeezed output at ``p`` (B, nz) and the context: start blocks' contexts, the stages' maps and slopes."""
-        x = _as_image(p)
+        x = as_latent_map(p)
         start_ctx = []
         for layer in self.start:
             x, c = layer.linearize(x)
@@ -133,7 +133,7 @@ class SqueezedImageFlow:
     def jvp(self, v: Tensor, ctx: Ctx) -> Tensor:
         """J(p) v for v (B, nz), in squeezed output coordinates."""
         start_ctx, maps, masks, slope = ctx
-        x = _as_image(v)
+        x = as_latent_map(v)
         for layer, c in zip(self.start, start_ctx):
             x = block_jvp(layer, x, c)
         k = 0
@@ -194,7 +194,3 @@ def _as_squeezed_coupling(coupling: AdditiveCoupling) -> _Coupling | None:
     if len(layers) != 4 or not all(isinstance(b, k) for b, k in zip(layers, kinds)) or layers[0].factor != 2:
         return None
     return _Coupling(conv=layers[1], out_mix=layers[3])
-
-
-def _as_image(p: Tensor) -> Tensor:
-    return p[:, :, None, None].contiguous(memory_format=torch.channels_last)

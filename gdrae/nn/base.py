@@ -169,6 +169,15 @@ def compiling() -> bool:
     return bool(check is not None and check())
 
 
+def as_latent_map(p: Tensor) -> Tensor:
+    """(B, nz) -> (B, nz, 1, 1) in channels-last layout, which the whole flow then keeps.
+
+    Channels-last makes every fixed mixing one matrix product without copies
+    and runs the convolutions several times faster on CPU.
+    """
+    return p[:, :, None, None].contiguous(memory_format=torch.channels_last)
+
+
 def channel_matmul(weight: Tensor, x: Tensor) -> Tensor:
     """Apply a (out, in) matrix to the channels of ``x`` (B, in, H, W): a 1x1 convolution.
 
