@@ -28,6 +28,7 @@ Tested against the reference chain in float64 (tests/models/test_squeezed.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -115,17 +116,13 @@ class SqueezedImageFlow:
             x, c = layer.linearize(x)
             start_ctx.append(c)
         maps, masks = self._maps(), []
-        for s, stage in enumerate(self.stages):
-            squeezed = channel_matmul(maps[s][0], x)
-            for j, (_, coupling) in enumerate(stage.steps):
-                if j > 0:
-                    squeezed = channel_matmul(maps[s][j], squeezed)
-                half = squeezed.shape[1] // 2
-                pre = coupling.conv(squeezed[:, :half])
-                masks.append(positive_mask(pre))
-                update = channel_matmul(coupling.out_mix.weight, pre.clamp_(min=0))
-                squeezed[:, half:].add_(F.pixel_unshuffle(update, 2))
-            x = squeezed if s == len(self.stages) - 1 else F.pixel_shuffle(squeezed, 2)
+
+        def hidden(k: int, coupling: _Coupling, a: Tensor) -> Tensor:
+            pre = coupling.conv(a)
+            masks.append(positive_mask(pre))
+            return pre.clamp_(min=0)
+
+        x = self._through_stages(x, maps, hidden)
         y, slope = self.sigmoid.linearize(channel_matmul(maps[-1], x))
         return y, (start_ctx, maps, masks, slope)
 
@@ -136,18 +133,7 @@ class SqueezedImageFlow:
         x = as_latent_map(v)
         for layer, c in zip(self.start, start_ctx):
             x = block_jvp(layer, x, c)
-        k = 0
-        for s, stage in enumerate(self.stages):
-            squeezed = channel_matmul(maps[s][0], x)
-            for j, (_, coupling) in enumerate(stage.steps):
-                if j > 0:
-                    squeezed = channel_matmul(maps[s][j], squeezed)
-                half = squeezed.shape[1] // 2
-                hidden = block_jvp(coupling.conv, squeezed[:, :half], None).mul_(masks[k])
-                update = channel_matmul(coupling.out_mix.weight, hidden)
-                squeezed[:, half:].add_(F.pixel_unshuffle(update, 2))
-                k += 1
-            x = squeezed if s == len(self.stages) - 1 else F.pixel_shuffle(squeezed, 2)
+        x = self._through_stages(x, maps, lambda k, coupling, a: block_jvp(coupling.conv, a, None).mul_(masks[k]))
         return channel_matmul(maps[-1], x).mul_(slope)
 
     @torch.no_grad()
@@ -172,6 +158,25 @@ class SqueezedImageFlow:
         for layer, c in zip(reversed(self.start), reversed(start_ctx)):
             x = block_vjp(layer, x, c)
         return x.flatten(1)
+
+    def _through_stages(self, x: Tensor, maps: list, hidden: Callable[[int, _Coupling, Tensor], Tensor]) -> Tensor:
+        """The walk through the stages shared by ``linearize`` and ``jvp``, squeezed output of the last stage.
+
+        ``hidden(k, coupling, a)`` gives coupling k's network up to its output
+        mixing (activated, or masked for a product) at its squeezed first half a.
+        """
+        k = 0
+        for s, stage in enumerate(self.stages):
+            squeezed = channel_matmul(maps[s][0], x)
+            for j, (_, coupling) in enumerate(stage.steps):
+                if j > 0:
+                    squeezed = channel_matmul(maps[s][j], squeezed)
+                half = squeezed.shape[1] // 2
+                update = channel_matmul(coupling.out_mix.weight, hidden(k, coupling, squeezed[:, :half]))
+                squeezed[:, half:].add_(F.pixel_unshuffle(update, 2))
+                k += 1
+            x = squeezed if s == len(self.stages) - 1 else F.pixel_shuffle(squeezed, 2)
+        return x
 
     def _maps(self) -> list:
         """Per stage, its step mixings on squeezed coordinates, the first one times the grow mixing;
