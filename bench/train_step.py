@@ -4,8 +4,13 @@ Data is random and already on the device; warm-up steps are excluded; on
 CUDA the clock is synchronised only around the timed loop. Prints steps/s,
 peak memory, process CPU time per step (all threads: on a busy machine,
 compare it at --threads 1) and a last line ``ms_per_step=<number>``.
+``--breakdown`` profiles as many steps again (after the timing) and prints
+where their time goes, in ms per step: convolutions with a spatial kernel
+(the part only faster convolution kernels can shrink), 1x1 mixings and
+matrix products, layout work (shuffles, copies, concatenation), and the rest.
 
     python bench/train_step.py --config configs/shapes2d.yaml --device cpu --steps 6
+    python bench/train_step.py --config configs/shapes2d.yaml --steps 3 --breakdown
 """
 from __future__ import annotations
 
@@ -14,11 +19,46 @@ import resource
 import time
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from gdrae.config import load_config
 from gdrae.losses import weighted_total
 from gdrae.models import build_model
 from gdrae.train import keep_freed_memory
+
+MATRIX_OPS = {"aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::matmul", "aten::linear"}
+LAYOUT_OPS = {"aten::pixel_shuffle", "aten::pixel_unshuffle", "aten::cat", "aten::copy_", "aten::clone",
+              "aten::_to_copy", "aten::constant_pad_nd"}
+CATEGORIES = ("conv_kxk", "mix_1x1_and_matmul", "layout", "other")
+
+
+def op_category(name: str, input_shapes: list) -> str | None:
+    """The breakdown line of one profiled operator, or None for events that are not aten operators.
+
+    A convolution (forward, transposed or backward) is "conv_kxk" when its
+    weight, the last 4-d input, has a kernel bigger than 1x1.
+    """
+    if not name.startswith("aten::"):
+        return None
+    if "conv" in name:
+        weights = [s for s in input_shapes if len(s) == 4]
+        if weights and weights[-1][2] * weights[-1][3] > 1:
+            return "conv_kxk"
+        return "mix_1x1_and_matmul"
+    if name in MATRIX_OPS:
+        return "mix_1x1_and_matmul"
+    return "layout" if name in LAYOUT_OPS else "other"
+
+
+def time_breakdown(events, steps: int, device: str) -> dict[str, float]:
+    """Self time of the profiled aten operators by :func:`op_category`, ms per step (device time on CUDA)."""
+    totals = dict.fromkeys(CATEGORIES, 0.0)
+    for e in events:
+        category = op_category(e.key, e.input_shapes)
+        if category is not None:
+            us = e.self_device_time_total if device == "cuda" else e.self_cpu_time_total
+            totals[category] += us / 1000 / steps
+    return totals
 
 
 def main() -> None:
@@ -35,6 +75,8 @@ def main() -> None:
                         help="route of the power iteration (gdrae.models.jacobian.spectral_estimate)")
     parser.add_argument("--system-malloc", action="store_true",
                         help="leave malloc's defaults (gdrae-train sets keep_freed_memory on CPU)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="after timing, profile --steps more steps and print ms per step by kind of operator")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -83,6 +125,16 @@ def main() -> None:
         peak = f"peak_rss_mib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
     print(f"config={args.config} device={args.device} batch={batch} threads={torch.get_num_threads()} "
           f"compile={args.compile} spectral={args.spectral_method} warmup_s={warmup_s:.1f} steps={args.steps} steps_per_s={1000 / ms:.2f} cpu_ms_per_step={cpu_ms:.1f} {peak}")
+    if args.breakdown:
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with profile(activities=activities, record_shapes=True) as prof:
+            for _ in range(args.steps):
+                step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+        totals = time_breakdown(prof.key_averages(group_by_input_shape=True), args.steps, device.type)
+        print(" ".join(f"{k}_ms={v:.1f}" for k, v in totals.items()) +
+              f" profiled_total_ms={sum(totals.values()):.1f} (profiled steps, operator self time)")
     print(f"ms_per_step={ms:.1f}")
 
 

@@ -1,11 +1,12 @@
 """Run bench/train_step.py over the issue's configurations, eager and compiled, one process each.
 
 Prints one line per run: ``<config> <mode> ms_per_step=<number>`` plus the
-bench's own summary line, so a GPU session can paste the whole block into
+bench's other lines (summary, and the time breakdown with --breakdown), so a GPU session can paste the whole block into
 its note. Each run is a fresh process (clean peak-memory figures, no
 compile cache shared between modes).
 
     python bench/train_step_suite.py --device cuda
+    python bench/train_step_suite.py --device cuda --modes eager --breakdown
     python bench/train_step_suite.py --device cpu --configs shapes2d --modes eager,reference
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ def main() -> None:
     parser.add_argument("--modes", default="eager,compile", help=f"comma list of {', '.join(MODES)}")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--timeout", type=float, default=600, help="seconds per run")
+    parser.add_argument("--breakdown", action="store_true", help="pass --breakdown to every run")
     args = parser.parse_args()
     modes = args.modes.split(",")
     unknown = [m for m in modes if m not in MODES]
@@ -41,6 +43,8 @@ def main() -> None:
         for mode in modes:
             cmd = [sys.executable, str(ROOT / "bench" / "train_step.py"), "--config", str(config),
                    "--device", args.device, "--steps", str(args.steps), *MODES[mode]]
+            if args.breakdown:
+                cmd.append("--breakdown")
             try:
                 run = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT)
                 lines = run.stdout.strip().splitlines()
@@ -49,7 +53,7 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 ok, lines, why = False, [], f"timed out after {args.timeout:.0f} s"
             if ok:
-                print(f"{name} {mode} {lines[-1]}   ({lines[-2] if len(lines) > 1 else ''})", flush=True)
+                print(f"{name} {mode} {lines[-1]}   ({' | '.join(lines[:-1])})", flush=True)
             else:
                 failed += 1
                 print(f"{name} {mode} failed: {why}", flush=True)

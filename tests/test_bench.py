@@ -1,0 +1,52 @@
+"""bench/train_step.py's time breakdown: which operators land on which line."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "train_step.py"
+
+
+@pytest.fixture(scope="module")
+def train_step():
+    spec = importlib.util.spec_from_file_location("bench_train_step", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name, shapes, expected", [
+    ("aten::_convolution", [[64, 8, 32, 32], [8, 16, 4, 4], [16]], "conv_kxk"),  # transposed, with bias
+    ("aten::convolution_backward", [[64, 16, 64, 64], [64, 8, 32, 32], [8, 16, 4, 4], []], "conv_kxk"),
+    ("aten::mkldnn_convolution", [[64, 16, 64, 64], [2, 16, 1, 1]], "mix_1x1_and_matmul"),
+    ("aten::convolution_backward", [[64, 2, 64, 64], [64, 16, 64, 64], [2, 16, 1, 1], []], "mix_1x1_and_matmul"),
+    ("aten::addmm", [[1024], [64, 1024], [1024, 1024]], "mix_1x1_and_matmul"),
+    ("aten::pixel_shuffle", [[64, 8, 32, 32]], "layout"),
+    ("aten::copy_", [[64, 16, 64, 64], [64, 16, 64, 64]], "layout"),
+    ("aten::mul_", [[64, 16, 64, 64], [64, 16, 64, 64]], "other"),
+    ("Optimizer.step#Adam.step", [], None),
+])
+def test_op_category(train_step, name, shapes, expected):
+    assert train_step.op_category(name, shapes) == expected
+
+
+def test_time_breakdown_sums_self_time_per_step(train_step):
+    def event(key, shapes, cpu_us, device_us=0.0):
+        return SimpleNamespace(key=key, input_shapes=shapes, self_cpu_time_total=cpu_us,
+                               self_device_time_total=device_us)
+
+    events = [
+        event("aten::_convolution", [[64, 8, 32, 32], [8, 16, 4, 4]], 6000, 300),
+        event("aten::mkldnn_convolution", [[64, 32, 32, 32], [32, 32, 4, 4]], 2000, 100),
+        event("aten::mm", [[64, 1024], [1024, 1024]], 1000, 50),
+        event("aten::cat", [], 500),
+        event("aten::add_", [[4], [4]], 300),
+        event("ProfilerStep#1", [], 99999),
+    ]
+    cpu = train_step.time_breakdown(events, steps=2, device="cpu")
+    assert cpu == pytest.approx({"conv_kxk": 4.0, "mix_1x1_and_matmul": 0.5, "layout": 0.25, "other": 0.15})
+    cuda = train_step.time_breakdown(events, steps=2, device="cuda")
+    assert cuda == pytest.approx({"conv_kxk": 0.2, "mix_1x1_and_matmul": 0.025, "layout": 0.0, "other": 0.0})
