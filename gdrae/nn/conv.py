@@ -25,15 +25,36 @@ class ConvTranspose(Transposable):
         self.conv = nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride, padding)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self._spreads_one_pixel(x):
+            return self._patches(x) + self.conv.bias.view(1, -1, 1, 1)
         return self.conv(x)
 
     def jvp(self, v: Tensor, ctx: None) -> Tensor:
+        if self._spreads_one_pixel(v):
+            return self._patches(v)
         c = self.conv
         return F.conv_transpose2d(v, c.weight, None, c.stride, c.padding)
 
     def vjp(self, u: Tensor, ctx: None) -> Tensor:
         c = self.conv
+        if u.shape[2:] == c.kernel_size and c.padding == (0, 0):  # the adjoint of _patches
+            return (u.permute(0, 2, 3, 1).reshape(u.shape[0], -1) @ self._patch_matrix().t())[:, :, None, None]
         return F.conv2d(u, c.weight, None, c.stride, c.padding)
+
+    def _spreads_one_pixel(self, x: Tensor) -> bool:
+        """A 1x1 input without padding: each sample's output is its channel vector times the kernel."""
+        return x.shape[2] == 1 and x.shape[3] == 1 and self.conv.padding == (0, 0)
+
+    def _patches(self, x: Tensor) -> Tensor:
+        """The transposed convolution of a 1x1 input as one matrix product, channels-last (the image
+        decoder's first coupling: nz -> 256 channels at 4x4, where the convolution kernels are slower)."""
+        kh, kw = self.conv.kernel_size
+        return (x.flatten(1) @ self._patch_matrix()).view(x.shape[0], kh, kw, -1).permute(0, 3, 1, 2)
+
+    def _patch_matrix(self) -> Tensor:
+        """The kernel (in, out, kh, kw) as an (in, kh * kw * out) matrix: patches come out channels-last."""
+        w = self.conv.weight
+        return w.permute(0, 2, 3, 1).reshape(w.shape[0], -1)
 
 
 class Conv1x1(Transposable):
@@ -80,7 +101,9 @@ class MixedConvTranspose(Transposable):
 
         Without autograd (the power iteration's constant passes) the kernel is
         kept until the weight or the mixing changes (in-place updates bump
-        ``_version``), so the passes of one step contract it once.
+        ``_version``), so the passes of one step contract it once. It is kept
+        channels-last, the decoder's layout, which the convolutions would
+        otherwise copy it to on every call.
         """
         w, q = self.conv.conv.weight, self.mix.weight
         if (torch.is_grad_enabled() and w.requires_grad) or compiling():
@@ -88,7 +111,7 @@ class MixedConvTranspose(Transposable):
         key = (w.data_ptr(), w._version, q.data_ptr(), q._version, w.dtype)
         if getattr(self, "_cache_key", None) != key:
             with torch.no_grad(), torch.autocast(w.device.type, enabled=False):
-                self._cache = torch.einsum("hc,hokl->cokl", q, w)
+                self._cache = torch.einsum("hc,hokl->cokl", q, w).contiguous(memory_format=torch.channels_last)
             self._cache_key = key
         return self._cache
 

@@ -55,6 +55,21 @@ def test_mixed_conv_transpose_is_the_mixing_then_the_convolution():
     assert conv.conv.weight.grad.abs().sum() > 0 and conv.conv.bias.grad.abs().sum() > 0
 
 
+def test_conv_transpose_on_one_pixel_is_the_convolution():
+    """The 1x1-input shortcut (a matrix product) against PyTorch's transposed convolution and its adjoint."""
+    torch.manual_seed(4)
+    block = ConvTranspose(3, 5, 4, 1, 0).double()
+    c = block.conv
+    x = torch.randn(2, 3, 1, 1, dtype=torch.float64)
+    u = torch.randn(2, 5, 4, 4, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(block(x), c(x), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(block.jvp(x, None), F.conv_transpose2d(x, c.weight), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(block.vjp(u, None), F.conv2d(u, c.weight), rtol=1e-12, atol=1e-12)
+    assert block(x).is_contiguous(memory_format=torch.channels_last)  # the decoder's layout
+    block(x).square().sum().backward()
+    torch.testing.assert_close(c.bias.grad, (2 * c(x)).sum(dim=(0, 2, 3)))
+
+
 
 def test_mixed_conv_transpose_kernel_follows_in_place_weight_updates():
     torch.manual_seed(7)
