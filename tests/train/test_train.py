@@ -15,7 +15,7 @@ from gdrae import load_checkpoint
 from gdrae.checkpoint import read_checkpoint
 from gdrae.config import load_config
 from gdrae.models import GDRAE
-from gdrae.train import TrainingDiverged, train
+from gdrae.train import TrainingDiverged, bfloat16_is_emulated, train
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -128,10 +128,18 @@ def test_too_many_nonfinite_steps_stop_the_run_keeping_the_good_checkpoint(make_
     assert all(torch.isfinite(v).all() for v in latest["model"].values())
 
 
-def test_bfloat16_autocast_switch_trains(make_cfg, tmp_path):
+@pytest.mark.parametrize("emulated", [True, False])
+def test_bfloat16_autocast_switch_trains(make_cfg, tmp_path, monkeypatch, emulated):
+    monkeypatch.setattr("gdrae.train.bfloat16_is_emulated", lambda device: emulated)
     model = train(make_cfg("sector", "train.steps=2", "train.dtype=bfloat16"))
     assert all(torch.isfinite(p).all() and p.dtype == torch.float32 for p in model.parameters())
-    assert "step 2 total=" in (tmp_path / "run" / "train.log").read_text()
+    text = (tmp_path / "run" / "train.log").read_text()
+    assert "step 2 total=" in text
+    assert ("bfloat16 instructions is emulated" in text) == emulated  # the slow-CPU warning
+
+
+def test_bfloat16_emulation_is_only_a_cpu_question():
+    assert not bfloat16_is_emulated(torch.device("cuda"))  # asks nothing of the CPU's instructions
 
 
 def _wait_for(predicate, timeout: float, proc: subprocess.Popen) -> None:
