@@ -33,6 +33,7 @@ import ctypes
 import json
 import os
 import random
+import re
 import signal
 import time
 from contextlib import nullcontext
@@ -418,6 +419,25 @@ def evaluate_step(model, cfg: RunConfig, metrics=None) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------- logging
+
+LOSS_LINE = re.compile(r" step (\d+) (total=.*)$")  # as RunLog.losses writes it
+NOT_LOSSES = {"recon_l1", "steps/s"}  # monitors on the same line
+
+
+def read_loss_log(path: Path) -> dict[int, dict[str, float]]:
+    """The loss terms a run's train.log holds, by step: {step: {"total": .., "recon": .., ...}}.
+
+    Reads the lines :meth:`RunLog.losses` writes (a resumed run appends; the
+    last line of a step wins). An unfinished run gives the steps it reached.
+    """
+    curves: dict[int, dict[str, float]] = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        match = LOSS_LINE.search(line)
+        if match:
+            pairs = (item.split("=", 1) for item in match.group(2).split())
+            curves[int(match.group(1))] = {k: float(v) for k, v in pairs if k not in NOT_LOSSES}
+    return curves
+
 
 
 class RunLog:

@@ -1,4 +1,4 @@
-"""Pictures of a trained model: image grids, traversals, singular-value bars, Sector2D plots.
+"""Pictures of a trained model: image grids, traversals, singular-value bars, Sector2D plots, loss curves.
 
 Every function here is pure: it takes numpy arrays (already computed by the
 model) and returns either an RGB uint8 array (H, W, 3) ready for a PNG file or
@@ -162,6 +162,31 @@ def mi_heatmap(mi: np.ndarray, factor_names: Sequence[str], nbins: int) -> Figur
                     color="black" if top and mi[j, i] > 0.6 * top else "white")
     ax.set_title(f"I(z_j; v_k), nats, {nbins} bins")
     fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    return fig
+
+
+def loss_curves(runs: dict[str, dict[int, dict[str, float]]]) -> Figure:
+    """Every loss term of several runs against the step, one panel per term, log scale.
+
+    ``runs`` maps a label to {step: {term: value}} (``gdrae.train.read_loss_log``).
+    Values that are not positive are left out of the log-scale panels.
+    """
+    terms = list(dict.fromkeys(t for curves in runs.values() for values in curves.values() for t in values))
+    ncols = min(3, len(terms))
+    nrows = -(-len(terms) // ncols)
+    fig = Figure(figsize=(4.0 * ncols, 2.8 * nrows), dpi=100)
+    for i, term in enumerate(terms):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        for label, curves in runs.items():
+            points = [(step, v[term]) for step, v in sorted(curves.items()) if v.get(term, 0.0) > 0]
+            if points:
+                ax.plot(*zip(*points), label=label, linewidth=1.0)
+        ax.set_yscale("log")
+        ax.set_title(term)
+        ax.set_xlabel("step")
+        if i == 0:
+            ax.legend()
     fig.tight_layout()
     return fig
 

@@ -1,4 +1,4 @@
-"""bench/train_step.py's time breakdown: which operators land on which line."""
+"""The bench scripts' own arithmetic: train_step.py's time breakdown, dtype_curves.py's gaps."""
 from __future__ import annotations
 
 import importlib.util
@@ -7,15 +7,19 @@ from types import SimpleNamespace
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "train_step.py"
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
 def train_step():
-    spec = importlib.util.spec_from_file_location("bench_train_step", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _load("train_step")
 
 
 @pytest.mark.parametrize("name, shapes, expected", [
@@ -50,3 +54,11 @@ def test_time_breakdown_sums_self_time_per_step(train_step):
     assert cpu == pytest.approx({"conv_kxk": 4.0, "mix_1x1_and_matmul": 0.5, "layout": 0.25, "other": 0.15})
     cuda = train_step.time_breakdown(events, steps=2, device="cuda")
     assert cuda == pytest.approx({"conv_kxk": 0.2, "mix_1x1_and_matmul": 0.025, "layout": 0.0, "other": 0.0})
+
+
+def test_relative_gaps_over_the_common_steps():
+    gaps = _load("dtype_curves").relative_gaps(
+        {10: {"total": 4.0}, 20: {"total": 2.0}, 30: {"total": 0.0}, 40: {"total": 1.0}},
+        {10: {"total": 5.0}, 20: {"total": 1.5}, 30: {"total": 1.0}},  # stopped before step 40
+    )
+    assert gaps == {10: 0.25, 20: 0.25}  # step 30: the reference is 0; step 40: only one run

@@ -15,7 +15,7 @@ from gdrae import load_checkpoint
 from gdrae.checkpoint import read_checkpoint
 from gdrae.config import load_config
 from gdrae.models import GDRAE
-from gdrae.train import TrainingDiverged, bfloat16_is_emulated, train
+from gdrae.train import RunLog, TrainingDiverged, bfloat16_is_emulated, read_loss_log, train
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -244,3 +244,18 @@ def test_metric_problems_stop_the_run_before_its_first_step(make_cfg, tmp_path):
     with pytest.raises(GdraeError, match=r"gdrae-data prepare"):  # metrics need the run's cache
         train(make_cfg("sector", "train.steps=1", "train.metrics=[mig]", f"data.cache_dir={tmp_path / 'none'}"))
     assert not (tmp_path / "run" / "checkpoints" / "latest.pt").exists()
+
+
+def test_read_loss_log_reads_what_runlog_writes(tmp_path):
+    log = RunLog(tmp_path, enabled=True, start_step=0, total_steps=20)
+    terms = {"recon": torch.tensor(0.5), "sn": torch.tensor(2e-5), "monitor/recon_l1": torch.tensor(0.1),
+             "monitor/mu_abs": torch.tensor([1.0, 2.0])}
+    log.losses(10, terms, total=torch.tensor(3.25))
+    log.text("eval step 10 ortho_sign=0.1 sv_match_err=0.2")
+    log.losses(20, {**terms, "recon": torch.tensor(0.125)}, total=torch.tensor(1.5))
+    log.losses(20, {**terms, "recon": torch.tensor(0.25)}, total=torch.tensor(1.5))  # a resumed run logs again
+    log.close()
+    assert read_loss_log(tmp_path / "train.log") == {
+        10: {"total": 3.25, "recon": 0.5, "sn": 2e-5},
+        20: {"total": 1.5, "recon": 0.25, "sn": 2e-5},
+    }

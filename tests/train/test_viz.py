@@ -61,3 +61,18 @@ def test_save_png_round_trip(tmp_path):
     arr = viz.tile(np.random.rand(2, 3, 5, 5).astype(np.float32), 2)
     viz.save_png(arr, tmp_path / "a.png")
     assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), arr)
+
+
+def test_loss_curves_one_panel_per_term_one_line_per_run():
+    runs = {
+        "float32": {10: {"total": 5.0, "sn": 0.5, "prior": 0.0}, 20: {"total": 2.0, "sn": 0.25, "prior": 0.0}},
+        "bfloat16": {10: {"total": 5.5, "sn": 0.4, "prior": 0.1}, 20: {"total": 2.5, "sn": 0.2, "prior": 0.0}},
+    }
+    fig = viz.loss_curves(runs)
+    axes = {ax.get_title(): ax for ax in fig.axes}
+    assert list(axes) == ["total", "sn", "prior"]
+    assert [line.get_label() for line in axes["total"].lines] == ["float32", "bfloat16"]
+    assert axes["total"].lines[1].get_ydata().tolist() == [5.5, 2.5]
+    assert [line.get_label() for line in axes["prior"].lines] == ["bfloat16"]  # zeros are left out of log scale
+    assert axes["prior"].lines[0].get_xdata().tolist() == [10]
+    assert viz.figure_to_array(fig).shape[2] == 3
