@@ -70,6 +70,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--compile", action="store_true", help="torch.compile(model.loss_terms), as train.compile")
+    parser.add_argument("--compile-mode", default="default", choices=["default", "reduce-overhead", "max-autotune"],
+                        help="torch.compile mode; reduce-overhead replays the step as CUDA graphs (CUDA only)")
     parser.add_argument("--set", action="append", default=[], help="config override KEY=VALUE")
     parser.add_argument("--spectral-method", default="auto", choices=["auto", "reference", "matrix_free", "dense"],
                         help="route of the power iteration (gdrae.models.jacobian.spectral_estimate)")
@@ -96,9 +98,12 @@ def main() -> None:
     else:
         x = torch.rand(batch, 2, device=device) + 1
 
-    loss_terms = torch.compile(model.loss_terms) if args.compile else model.loss_terms
+    loss_terms = torch.compile(model.loss_terms, mode=args.compile_mode) if args.compile else model.loss_terms
+    graphs = args.compile and args.compile_mode == "reduce-overhead"
 
     def step() -> None:
+        if graphs:
+            torch.compiler.cudagraph_mark_step_begin()  # last step's graph outputs may be overwritten
         opt.zero_grad(set_to_none=True)
         loss = weighted_total(loss_terms(x), cfg.loss)
         loss.backward()
@@ -124,7 +129,7 @@ def main() -> None:
     else:
         peak = f"peak_rss_mib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
     print(f"config={args.config} device={args.device} batch={batch} threads={torch.get_num_threads()} "
-          f"compile={args.compile} spectral={args.spectral_method} warmup_s={warmup_s:.1f} steps={args.steps} steps_per_s={1000 / ms:.2f} cpu_ms_per_step={cpu_ms:.1f} {peak}")
+          f"compile={args.compile and args.compile_mode} spectral={args.spectral_method} warmup_s={warmup_s:.1f} steps={args.steps} steps_per_s={1000 / ms:.2f} cpu_ms_per_step={cpu_ms:.1f} {peak}")
     if args.breakdown:
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         with profile(activities=activities, record_shapes=True) as prof:

@@ -6,6 +6,7 @@ its note. Each run is a fresh process (clean peak-memory figures, no
 compile cache shared between modes).
 
     python bench/train_step_suite.py --device cuda
+    python bench/train_step_suite.py --device cuda --modes eager,cudagraphs --configs sector2dunif
     python bench/train_step_suite.py --device cuda --modes eager --breakdown
     python bench/train_step_suite.py --device cpu --configs shapes2d --modes eager,reference
 """
@@ -20,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODES = {
     "eager": [],
     "compile": ["--compile"],
+    "cudagraphs": ["--compile", "--compile-mode", "reduce-overhead", "--warmup", "3"],  # records on the 2nd call
     "reference": ["--spectral-method", "reference"],  # the plain route, for comparison
 }
 
