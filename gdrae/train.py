@@ -439,7 +439,6 @@ def read_loss_log(path: Path) -> dict[int, dict[str, float]]:
     return curves
 
 
-
 class RunLog:
     """Everything a run writes besides checkpoints: train.log, TensorBoard, images/, metrics/, the progress bar.
 

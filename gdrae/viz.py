@@ -173,6 +173,8 @@ def loss_curves(runs: dict[str, dict[int, dict[str, float]]]) -> Figure:
     Values that are not positive are left out of the log-scale panels.
     """
     terms = list(dict.fromkeys(t for curves in runs.values() for values in curves.values() for t in values))
+    if not terms:
+        raise ValueError("loss_curves: no logged loss values to plot")
     ncols = min(3, len(terms))
     nrows = -(-len(terms) // ncols)
     fig = Figure(figsize=(4.0 * ncols, 2.8 * nrows), dpi=100)

@@ -76,3 +76,5 @@ def test_loss_curves_one_panel_per_term_one_line_per_run():
     assert [line.get_label() for line in axes["prior"].lines] == ["bfloat16"]  # zeros are left out of log scale
     assert axes["prior"].lines[0].get_xdata().tolist() == [10]
     assert viz.figure_to_array(fig).shape[2] == 3
+    with pytest.raises(ValueError, match="no logged loss values"):
+        viz.loss_curves({"float32": {}})
