@@ -4,12 +4,22 @@
 
 Figures (targets on a 2-core CPU machine):
   shapes2d_synth_prepare_s         gdrae-data prepare shapes2d-synth (737,280 images)      < 180
+  shapes2d_synth_prepare_peak_rss_mb  its peak memory                                      < 1,500
   stream_64x64x1_img_per_s         streaming loader, compressed cache, batch 64            >= 110,000
   memory_64x64x1_img_per_s         in-memory loader, batch 64                              >= 550,000 (5x the original in-RAM rate)
   shapes3d_prepare_peak_rss_mb     prepare shapes3d from a synthetic full-size .h5         < 1,500
   stream_64x64x3_img_per_s         streaming loader on that cache, batch 64                >= 67,000
   memory_64x64x3_img_per_s         in-memory loader on that cache, batch 64                >= 335,000 (5x the original)
 Prepare runs in a child process so its peak RSS is its own (os.wait4's rusage).
+
+Mixing, for each cache and loader mode (gdrae.data.mixing; about 1 for uniform draws; target >= 0.95):
+  <mode>_<shape>_distinct_1       distinct combinations of the slow factors (all but the two fastest in
+                                  grid order: for dSprites shape, scale, orientation) per batch, over
+                                  K (1 - (1 - 1/K)^64)
+  <mode>_<shape>_distinct_10      the same over 10 consecutive batches (n = 640)
+  <mode>_<shape>_balance_100      factor-value balance over 100 consecutive batches: chi-square expected
+                                  for uniform draws over the measured one
+The batches' rows come from the loader's own order (``batch_indices``), over --mixing-batches batches.
 """
 from __future__ import annotations
 
@@ -28,6 +38,7 @@ import numpy as np  # noqa: E402
 
 from gdrae.data.cache import cache_path, open_cache  # noqa: E402
 from gdrae.data.loader import BatchLoader  # noqa: E402
+from gdrae.data.mixing import balance_ratio, distinct_ratio  # noqa: E402
 from pipelines import raw_writers  # noqa: E402
 
 CHILD = """
@@ -52,19 +63,31 @@ def prepare_in_child(name: str, raw_dir: Path, cache_dir: Path) -> tuple[float, 
     return float(out.strip().splitlines()[-1]), usage.ru_maxrss / 1024
 
 
-def loader_rate(cache, in_memory: bool, batches: int, batch_size: int = 64) -> tuple[float, float]:
-    """(images per second over ``batches`` batches after a warm-up batch, setup seconds)."""
-    start = time.perf_counter()
-    loader = BatchLoader(cache, batch_size=batch_size, seed=0, in_memory=in_memory)
+def loader_rate(loader: BatchLoader, batches: int) -> float:
+    """Images per second over ``batches`` batches after a warm-up batch."""
     stream = loader.batches()
     next(stream)
-    setup = time.perf_counter() - start
     start = time.perf_counter()
     for _ in range(batches):
         next(stream)
-    rate = batches * batch_size / (time.perf_counter() - start)
+    rate = batches * loader.batch_size / (time.perf_counter() - start)
     stream.close()  # stops the prefetch thread and frees the buffers before the next figure
-    return rate, setup
+    return rate
+
+
+def mixing_figures(loader: BatchLoader, batches: int) -> dict[str, float]:
+    """The three mixing ratios of the loader's first ``batches`` batches (module docstring)."""
+    cache = loader.cache
+    factors = [cache.factors[loader.batch_indices(s)] for s in range(batches)]
+    slow = len(cache.factor_sizes) - 2
+    slow_sizes = cache.factor_sizes[:slow]
+
+    def groups(size: int) -> list[np.ndarray]:
+        return [np.concatenate(factors[i:i + size]) for i in range(0, batches - size + 1, size)]
+
+    return {"distinct_1": distinct_ratio([f[:, :slow] for f in factors], slow_sizes),
+            "distinct_10": distinct_ratio([g[:, :slow] for g in groups(10)], slow_sizes),
+            "balance_100": balance_ratio(groups(100), cache.factor_sizes, cache.n)}
 
 
 def memcpy_rate(nbytes: int = 256 << 20) -> float:
@@ -77,12 +100,19 @@ def memcpy_rate(nbytes: int = 256 << 20) -> float:
     return 4 * nbytes / (time.perf_counter() - start) / 1e9
 
 
-def print_loader_figures(cache_dir: Path, name: str, shape: str, batches: int) -> None:
+def print_loader_figures(cache_dir: Path, name: str, shape: str, batches: int, mixing_batches: int) -> None:
     cache = open_cache(cache_path(cache_dir, name))
-    stream, _ = loader_rate(cache, False, batches)
-    print(f"stream_{shape}_img_per_s={stream:.0f}", flush=True)
-    memory, load = loader_rate(cache, True, batches)
-    print(f"memory_{shape}_img_per_s={memory:.0f}  # load {load:.1f} s, {memory / stream:.1f}x streaming", flush=True)
+    rates = {}
+    for mode in ("stream", "memory"):
+        start = time.perf_counter()
+        loader = BatchLoader(cache, batch_size=64, seed=0, in_memory=mode == "memory")
+        setup = time.perf_counter() - start
+        rates[mode] = loader_rate(loader, batches)
+        note = f"  # load {setup:.1f} s, {rates[mode] / rates['stream']:.1f}x streaming" if mode == "memory" else ""
+        print(f"{mode}_{shape}_img_per_s={rates[mode]:.0f}{note}", flush=True)
+        for key, value in mixing_figures(loader, mixing_batches).items():
+            print(f"{mode}_{shape}_{key}={value:.3f}", flush=True)
+        del loader
 
 
 def main() -> None:
@@ -91,13 +121,15 @@ def main() -> None:
     parser.add_argument("--shapes3d-orientations", type=int, default=15,
                         help="orientation classes of the synthetic 3DShapes file (15: the full 480,000 images)")
     parser.add_argument("--batches", type=int, default=3000, help="batches timed per loader figure")
+    parser.add_argument("--mixing-batches", type=int, default=5000, help="batches of each mixing figure")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         work = Path(tmp)
         raw_dir, cache_dir = work / "Datasets", work / "cache"
         # the prepares first, in fresh children, while this process is still small
-        seconds, _ = prepare_in_child("shapes2d-synth", raw_dir, cache_dir)
+        seconds, rss = prepare_in_child("shapes2d-synth", raw_dir, cache_dir)
         print(f"shapes2d_synth_prepare_s={seconds:.1f}", flush=True)
+        print(f"shapes2d_synth_prepare_peak_rss_mb={rss:.0f}", flush=True)
         sizes = (10, 10, 10, 8, 4, args.shapes3d_orientations)
         start = time.perf_counter()
         raw_writers.write_3dshapes(raw_dir, sizes)
@@ -105,8 +137,8 @@ def main() -> None:
         seconds, rss = prepare_in_child("shapes3d", raw_dir, cache_dir)
         print(f"shapes3d_prepare_peak_rss_mb={rss:.0f}  # prepare took {seconds:.1f} s", flush=True)
         print(f"memcpy_gb_per_s={memcpy_rate():.2f}", flush=True)
-        print_loader_figures(cache_dir, "shapes2d-synth", "64x64x1", args.batches)
-        print_loader_figures(cache_dir, "shapes3d", "64x64x3", args.batches)
+        print_loader_figures(cache_dir, "shapes2d-synth", "64x64x1", args.batches, args.mixing_batches)
+        print_loader_figures(cache_dir, "shapes3d", "64x64x3", args.batches, args.mixing_batches)
 
 
 if __name__ == "__main__":

@@ -112,10 +112,11 @@ def info(name: str, cache_dir: Path) -> None:
     cache = open_cache(cache_path(cache_dir, name))
     data = cache.data
     click.echo(f"{cache.path}  (dataset {cache.name}, created {cache.attrs['created']})")
-    click.echo(f"{data.name}: {data.dtype} {data.shape}, {data.nchunks} chunks of {data.chunk_rows} rows")
+    click.echo(f"{data.name}: {data.dtype} {data.shape}, {data.nchunks} chunks of {data.chunk_rows} rows, "
+               f"stored in a random order of the grid (row_order_seed {cache.attrs['row_order_seed']})")
     click.echo(f"codecs: {', '.join(type(c).__name__ for c in data.zarr.compressors)}")
     click.echo(f"size: {human_bytes(data.nbytes)} uncompressed, {human_bytes(cache.bytes_on_disk())} on disk")
-    click.echo("factors (grid order):")
+    click.echo("factors (grid order: the last changes fastest):")
     for fname, size, values in zip(cache.factor_names, cache.factor_sizes, cache.factor_values):
         click.echo(f"  {fname:<14}{size:>5}  values {values[0]:.4g} .. {values[-1]:.4g}")
     for src in cache.attrs["source"]:
@@ -133,5 +134,6 @@ def verify(name: str, cache_dir: Path) -> None:
     from pipelines.store import verify as run_verify
 
     summary = run_verify(cache_path(cache_dir, name), progress=True)
-    click.echo(f"{summary.path}: OK - {summary.n:,} rows, {summary.nchunks} chunks, checksums and grid verified, "
+    click.echo(f"{summary.path}: OK - {summary.n:,} rows, {summary.nchunks} chunks, checksums verified, "
+               f"every grid cell stored once, "
                f"{human_bytes(summary.bytes_on_disk)}, {summary.seconds:.1f} s")

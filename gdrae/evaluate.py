@@ -1,9 +1,10 @@
 """Evaluation: encode a cache once, compute every metric from that code table, add the geometry.
 
-The cache holds every combination of its factors exactly once, in grid
-order, so one encoding pass gives the representation of any factor
-combination: ``codes[ravel_multi_index(factors)]``. :func:`code_table` makes
-that pass (batched, no_grad, on the model's device) and stores the table as
+The cache holds every combination of its factors exactly once (stored in a
+shuffled order, each row with its factors), so one encoding pass gives the
+representation of any factor combination. :func:`code_table` makes that
+pass (batched, no_grad, on the model's device), puts the codes in grid order
+(``codes[ravel_multi_index(factors)]``, :meth:`Cache.to_grid_order`) and stores the table as
 ``<out>/codes/step-<N>-<cache id>-<encoder id>.npy``, so a second
 evaluation of the same checkpoint on the same cache encodes nothing.
 :func:`evaluate` runs the chosen metrics of :mod:`gdrae.metrics` on the
@@ -102,7 +103,7 @@ def _as_input(rows: np.ndarray, device: torch.device) -> torch.Tensor:
 
 @torch.no_grad()
 def encode_cache(model: torch.nn.Module, cache, batch_size: int = ENCODE_BATCH, progress: bool = True) -> np.ndarray:
-    """Encode every row of ``cache`` once, in grid order: the code table (N, nz) float32 of mu.
+    """Encode every row of ``cache`` once: the code table (N, nz) float32 of mu, in grid order.
 
     Reads one stored chunk ahead in a thread (decompression overlaps the
     encoder) and feeds the encoder ``batch_size`` rows at a time.
@@ -111,7 +112,7 @@ def encode_cache(model: torch.nn.Module, cache, batch_size: int = ENCODE_BATCH, 
 
     data = cache.data
     device = model_device(model)
-    codes = np.empty((cache.n, model.nz), dtype=np.float32)
+    codes = np.empty((cache.n, model.nz), dtype=np.float32)  # row i: grid cell i
     layout = _channels_last(model.encoder) if data.name == "images" else nullcontext()
     with _eval_mode(model), layout, ThreadPoolExecutor(max_workers=1) as pool, \
             tqdm(total=cache.n, unit="row", desc=f"encode {cache.name}", disable=not progress, leave=False) as bar:
@@ -122,7 +123,7 @@ def encode_cache(model: torch.nn.Module, cache, batch_size: int = ENCODE_BATCH, 
             lo, _ = data.chunk_range(i)
             for start in range(0, len(rows), batch_size):
                 mu = model.encode(_as_input(rows[start:start + batch_size], device))
-                codes[lo + start:lo + start + len(mu)] = mu.float().cpu().numpy()
+                codes[cache.grid_index[lo + start:lo + start + len(mu)]] = mu.float().cpu().numpy()
             bar.update(len(rows))
     return codes
 
@@ -418,12 +419,12 @@ def write_images(model: torch.nn.Module, cfg, cache, codes: np.ndarray, images_d
             grid = viz.sector_grid_codes(r)
             decoded = model.decode(torch.from_numpy(grid).to(device)).cpu().numpy()
             pictures["grid"] = viz.figure_to_array(viz.sector_correspondence(grid, decoded, lines=11))
-            radius = np.linalg.norm(cache.points[:], axis=1)
+            radius = np.linalg.norm(cache.to_grid_order(cache.points[:]), axis=1)
             pictures["mu"] = viz.figure_to_array(viz.mu_scatter(codes, radius, r))
         else:
-            index = int(np.random.RandomState(seed).randint(cache.n))
-            real = cache.images[index].astype(np.float32) / 255.0
-            mu = codes[index]
+            row = int(np.random.RandomState(seed).randint(cache.n))  # a stored row, and its grid cell's code
+            real = cache.images[row].astype(np.float32) / 255.0
+            mu = codes[cache.grid_index[row]]
             sweep = torch.from_numpy(viz.traversal_codes(mu, r, 10)).to(device)
             decoded = model.decode(torch.cat([torch.from_numpy(mu[None]).to(device), sweep])).cpu().numpy()
             sweeps = decoded[1:].reshape(len(mu), 10, *real.shape)

@@ -24,14 +24,16 @@ import numpy as np
 from tqdm import tqdm
 
 from gdrae.data.cache import CACHE_VERSION, cache_path, dir_bytes, open_cache
-from gdrae.data.grid import all_factors
+from gdrae.data.grid import index_to_factors
 from gdrae.errors import GdraeError
 from pipelines.base import Converted, DatasetSpec
 from pipelines.registry import get_spec
+from pipelines.row_order import PermutedRows, row_order
 
 CHUNK_BYTES = 4 << 20  # uncompressed bytes per chunk: large enough that per-chunk overhead vanishes
 CHUNKS_PER_WRITE = 8  # chunks handed to zarr at once, so it compresses them in parallel
 FACTOR_CHUNK_ROWS = 1 << 16
+ROW_ORDER_SEED = 0  # seed of the stored row order (recorded in the cache's attrs)
 
 
 @dataclass
@@ -142,44 +144,55 @@ def prepare(name: str | DatasetSpec, raw_dir: str | Path, cache_dir: str | Path,
 
 
 def write_cache(converted: Converted, path: Path, dataset: str, progress: bool = True,
-                chunk_rows: int | None = None) -> None:
-    """Write ``converted`` as a complete cache at ``path`` (a new directory), then re-open it to check it."""
+                chunk_rows: int | None = None, row_order_seed: int = ROW_ORDER_SEED) -> None:
+    """Write ``converted`` as a complete cache at ``path`` (a new directory), then re-open it to check it.
+
+    Rows are stored in the seeded permutation :func:`pipelines.row_order.row_order`
+    of the grid, with each row's factors beside them; the grid-order stream is
+    reordered through bucket files under ``path`` (memory stays bounded).
+    """
     import zarr
 
     _check_converted(converted, dataset)
     n, sizes = converted.n, list(converted.factor_sizes)
     rows = chunk_rows or chunk_rows_for(converted.row_shape, converted.dtype)
+    perm = row_order(n, row_order_seed)
     group = zarr.open_group(path, mode="w-")
     array = group.create_array(converted.array_name, shape=(n, *converted.row_shape), dtype=converted.dtype,
                                chunks=(rows, *converted.row_shape), compressors=codecs_for(converted.dtype))
     factor_rows = min(FACTOR_CHUNK_ROWS, max(n, 1))
     factors = group.create_array("factors", shape=(n, len(sizes)), dtype="int32",
                                  chunks=(factor_rows, len(sizes)), compressors=codecs_for("int32"))
-    factors[:] = all_factors(sizes).astype(np.int32)
+    factors[:] = index_to_factors(perm, sizes).astype(np.int32)
 
-    bar = tqdm(total=n, unit="row", desc=f"prepare {dataset}", disable=not progress, leave=False)
-    written = 0
+    permuted = PermutedRows(perm, tuple(converted.row_shape), converted.dtype, path / ".row-order", align=rows)
     try:
-        for lo, batch in _rebatch(converted.blocks, rows * CHUNKS_PER_WRITE, converted, dataset):
-            array[lo:lo + len(batch)] = batch
-            written = lo + len(batch)
-            bar.update(len(batch))
+        with tqdm(total=n, unit="row", desc=f"prepare {dataset}", disable=not progress, leave=False) as bar:
+            for _, block in _rebatch(converted.blocks, rows * CHUNKS_PER_WRITE, converted, dataset):
+                permuted.add(block)
+                bar.update(len(block))
+        if permuted.added != n:
+            raise GdraeError(f"pipeline {dataset}: rows expected prod(factor_sizes {tuple(sizes)}) = {n}, "
+                             f"got {permuted.added}")
+        with tqdm(total=n, unit="row", desc=f"write {dataset}", disable=not progress, leave=False) as bar:
+            for lo, block in permuted.stored():
+                array[lo:lo + len(block)] = block
+                bar.update(len(block))
     finally:
-        bar.close()
-    if written != n:
-        raise GdraeError(f"pipeline {dataset}: rows expected prod(factor_sizes {tuple(sizes)}) = {n}, "
-                         f"got {written}")
+        permuted.close()
+        shutil.rmtree(permuted.work_dir, ignore_errors=True)
     group.attrs.update({
         "gdrae_cache_version": CACHE_VERSION,
         "dataset": dataset,
         "factor_names": list(converted.factor_names),
         "factor_sizes": sizes,
         "factor_values": [[float(v) for v in vals] for vals in converted.factor_values],
+        "row_order_seed": int(row_order_seed),
         "source": list(converted.sources),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "pipeline": dict(converted.pipeline),
     })
-    open_cache(path)  # the schema and grid checks a reader will make
+    open_cache(path)  # the schema and permutation checks a reader will make
 
 
 def _check_converted(c: Converted, dataset: str) -> None:

@@ -1,8 +1,12 @@
-"""Open and validate a prepared dataset cache (DESIGN.md, cache contract, schema version 1).
+"""Open and validate a prepared dataset cache (DESIGN.md, cache contract, schema version 2).
 
 A cache is a zarr group ``<cache_dir>/<name>.zarr`` holding ``images``
-(uint8 N, C, H, W) or ``points`` (float32 N, 2), ``factors`` (integer N, K in
-grid order) and attrs describing the factors and the raw sources.
+(uint8 N, C, H, W) or ``points`` (float32 N, 2), ``factors`` (integer N, K:
+the factor classes of each stored row) and attrs describing the factors and
+the raw sources. Rows are stored in a seeded random permutation of the
+factor grid, so every chunk is a uniform sample; :attr:`Cache.grid_index`
+maps each stored row to its grid cell and :meth:`Cache.to_grid_order` brings
+per-row values (codes, say) into the grid order the metrics expect.
 :func:`open_cache` checks all of that up front, so code that gets a
 :class:`Cache` can trust its shapes and its grid. Reads go through
 :class:`CheckedArray`, which turns a corrupt chunk (checksum mismatch, bad
@@ -20,9 +24,9 @@ import numpy as np
 from gdrae.data.grid import factors_to_index, grid_size
 from gdrae.errors import GdraeError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 REQUIRED_ATTRS = ("gdrae_cache_version", "dataset", "factor_names", "factor_sizes", "factor_values",
-                  "source", "created", "pipeline")
+                  "row_order_seed", "source", "created", "pipeline")
 # what zarr, blosc and the file system raise for a damaged or missing chunk (checksum: ValueError)
 CORRUPTION_ERRORS = (ValueError, RuntimeError, OSError)
 ROW_SHAPES = {"images": "uint8 (N, C, H, W)", "points": "float32 (N, 2)"}
@@ -169,7 +173,8 @@ class Cache:
     path: Path
     attrs: dict
     data: CheckedArray  # the images or points array
-    factors: np.ndarray  # (N, K) integer class indices, grid order
+    factors: np.ndarray  # (N, K) integer class indices of each stored row
+    grid_index: np.ndarray  # (N,) int64 grid cell of each stored row: ravel_multi_index(factors.T, sizes)
     factor_names: tuple[str, ...]
     factor_sizes: tuple[int, ...]
     factor_values: tuple[tuple[float, ...], ...]
@@ -198,6 +203,16 @@ class Cache:
     @property
     def row_shape(self) -> tuple[int, ...]:
         return self.data.shape[1:]
+
+    def to_grid_order(self, values: np.ndarray) -> np.ndarray:
+        """Per-stored-row ``values`` (N, ...) reordered so that entry ``i`` belongs to grid cell ``i``
+        (row ``i`` = ``unravel_index(i, factor_sizes)``), the order of the metrics' code tables."""
+        values = np.asarray(values)
+        if len(values) != self.n:
+            raise GdraeError(f"{self.path}: expected {self.n} values (one per row), got {len(values)}")
+        out = np.empty_like(values)
+        out[self.grid_index] = values
+        return out
 
     def bytes_on_disk(self) -> int:
         """Total size of the cache's files."""
@@ -230,12 +245,13 @@ def open_cache(path: str | Path) -> Cache:
         raise GdraeError(f"{path}: expected a zarr group (a gdrae cache), got an unreadable directory "
                          f"[{_one_line(exc)}]; {rebuild}") from exc
 
+    version = attrs.get("gdrae_cache_version")
+    if "gdrae_cache_version" in attrs and version != CACHE_VERSION:  # checked first: older caches lack newer keys
+        old = " (rows in grid order, written by an earlier gdrae)" if version == 1 else ""
+        raise GdraeError(f"{path}: gdrae_cache_version expected {CACHE_VERSION}, got {version!r}{old}; {rebuild}")
     missing = [k for k in REQUIRED_ATTRS if k not in attrs]
     if missing:
         raise GdraeError(f"{path}: attrs lack {', '.join(missing)}: expected a gdrae cache; {rebuild}")
-    version = attrs["gdrae_cache_version"]
-    if version != CACHE_VERSION:
-        raise GdraeError(f"{path}: gdrae_cache_version expected {CACHE_VERSION}, got {version!r}; {rebuild}")
 
     names, sizes, values = attrs["factor_names"], attrs["factor_sizes"], attrs["factor_values"]
     if not (isinstance(sizes, list) and all(isinstance(s, int) and s > 0 for s in sizes)
@@ -261,17 +277,25 @@ def open_cache(path: str | Path) -> Cache:
         raise GdraeError(f"{path}: 'factors' expected integer ({n}, {len(sizes)}), "
                          f"got {fz.dtype} {tuple(fz.shape)}; {rebuild}")
     factors = CheckedArray(fz, path, "factors")[:]
-    try:
-        ok = np.array_equal(factors_to_index(factors, sizes), np.arange(n))
-    except ValueError:  # an index outside its factor's range
-        ok = False
-    if not ok:
-        raise GdraeError(f"{path}: 'factors' expected rows in grid order "
-                         f"(row i = unravel_index(i, {tuple(sizes)})), got another order; {rebuild}")
+    grid_index = _grid_index(factors, sizes)
+    if grid_index is None:
+        raise GdraeError(f"{path}: 'factors' expected every cell of the grid {tuple(sizes)} exactly once, "
+                         f"got missing, repeated or out-of-range factor classes; {rebuild}")
 
-    return Cache(path=path, attrs=attrs, data=data, factors=factors, factor_names=tuple(names),
+    return Cache(path=path, attrs=attrs, data=data, factors=factors, grid_index=grid_index, factor_names=tuple(names),
                  factor_sizes=tuple(int(s) for s in sizes),
                  factor_values=tuple(tuple(float(x) for x in v) for v in values))
+
+
+def _grid_index(factors: np.ndarray, sizes: list[int]) -> np.ndarray | None:
+    """The grid cell of each row, or None unless the rows hold every cell exactly once."""
+    try:
+        index = factors_to_index(factors, sizes)
+    except ValueError:  # a class outside its factor's range
+        return None
+    if len(index) and not np.all(np.bincount(index, minlength=len(index)) == 1):
+        return None
+    return index
 
 
 def _check_data_array(data: CheckedArray, n: int, path: Path, rebuild: str) -> None:

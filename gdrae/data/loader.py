@@ -1,10 +1,14 @@
 """The training batch loader: seeded, resumable, shardable batches from a cache.
 
-Row order. Epoch ``e`` shuffles at chunk granularity plus a shuffle buffer:
-the chunk order is permuted, consecutive runs of ``window_chunks`` chunks form
-windows, and the rows inside each window are permuted. Reading a window thus
-touches each of its chunks once. The order is a pure function of
-``(seed, epoch)`` (:func:`epoch_order`); rank ``r`` of ``world_size`` takes
+Row order. A cache stores its rows in a random permutation of the factor
+grid, so every chunk is a uniform sample of the dataset. Streaming, epoch
+``e`` shuffles at chunk granularity plus a shuffle buffer: the chunk order
+is permuted, consecutive runs of ``window_chunks`` chunks form windows, and
+the rows inside each window are permuted. Reading a window thus touches each
+of its chunks once, and its batches are as mixed as uniform draws without
+replacement. In memory, the whole epoch is one window: a uniform permutation
+of all rows. The order is a pure function of ``(seed, epoch)`` and the window
+size (:func:`epoch_order`); rank ``r`` of ``world_size`` takes
 the ``r``-th contiguous slice of it, ``len(loader) * batch_size`` rows long,
 so shards are disjoint and every rank has the same number of batches
 (``drop_last``: every batch has the same shape).
@@ -16,8 +20,8 @@ starting at ``s`` reads no image data of the batches before it.
 Reading. Streaming mode decompresses the chunks a window needs (each once,
 two at a time, into a reused buffer) in a background thread while the
 trainer works; blosc releases the GIL. ``in_memory`` mode loads the whole
-array once and gathers each batch in the caller's thread. Both give
-identical batches.
+array once and gathers each batch in the caller's thread. The two modes
+draw different (equally mixed) orders from the same seed.
 Batches are torch uint8 (B, C, H, W) images or float32 (B, 2) points; the
 trainer converts them on its device.
 """
@@ -43,10 +47,13 @@ def epoch_order(n: int, chunk_rows: int, window_chunks: int, seed: int, epoch: i
     """All ``n`` rows of epoch ``epoch`` in their shuffled order, and where each window starts.
 
     Returns ``(order (n,) int64, window_starts)``: positions in ``order`` at
-    which a new window of ``window_chunks`` chunks begins.
+    which a new window of ``window_chunks`` chunks begins. When one window
+    holds every chunk the order is a uniform permutation of all rows.
     """
     rng = np.random.default_rng([seed, epoch])
     nchunks = -(-n // chunk_rows)
+    if window_chunks >= nchunks:
+        return rng.permutation(n).astype(np.int64), np.zeros(1, dtype=np.int64)
     chunks = rng.permutation(nchunks)
     pieces, starts, pos = [], [], 0
     for w in range(0, nchunks, window_chunks):
@@ -84,13 +91,16 @@ class BatchLoader:
         if in_memory not in (True, False, "auto"):
             raise GdraeError(f"data.in_memory: expected true, false or \"auto\", got {in_memory!r}")
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
-        self.window_chunks, self.prefetch = window_chunks, prefetch
+        self.prefetch = prefetch
         self.rows_per_rank = self.cache.n // world_size
         self.batches_per_epoch = self.rows_per_rank // batch_size
         if self.batches_per_epoch == 0:
             raise GdraeError(f"{self.cache.path}: batch_size expected at most {self.rows_per_rank} "
                              f"(rows per rank of {self.cache.n} rows over {world_size} rank(s)), got {batch_size}")
         self.in_memory = self.data.nbytes <= memory_limit if in_memory == "auto" else in_memory
+        if self.in_memory:  # every row is at hand: one window, a uniform permutation per epoch
+            window_chunks = self.data.nchunks
+        self.window_chunks = window_chunks
         self._array = self._load_all() if self.in_memory else None
         self._last_epoch: tuple[int, np.ndarray, np.ndarray] | None = None
         self._pool = None if self.in_memory else ThreadPoolExecutor(READ_THREADS, thread_name_prefix="gdrae-read")

@@ -12,23 +12,37 @@ def test_round_trip_arrays_and_attrs(make_cache):
     cache = make_cache((5, 4, 6), chunk_rows=16)
     assert cache.n == 120 and cache.kind == "images" and cache.points is None
     assert cache.images.shape == (120, 3, 2, 2) and cache.images.dtype == np.uint8
-    np.testing.assert_array_equal(decode_index(cache.images[:]), np.arange(120))
-    np.testing.assert_array_equal(cache.factors, np.stack(np.unravel_index(np.arange(120), (5, 4, 6)), 1))
+    # each stored row holds the image of its grid cell, and the factors beside it say which
+    np.testing.assert_array_equal(decode_index(cache.images[:]), cache.grid_index)
+    np.testing.assert_array_equal(cache.factors, np.stack(np.unravel_index(cache.grid_index, (5, 4, 6)), 1))
+    np.testing.assert_array_equal(decode_index(cache.to_grid_order(cache.images[:])), np.arange(120))
     assert cache.factor_names == ("f0", "f1", "f2") and cache.factor_sizes == (5, 4, 6)
     assert cache.factor_values[1] == (0.0, 1.0, 2.0, 3.0)
     attrs = cache.attrs
-    assert attrs["gdrae_cache_version"] == CACHE_VERSION and attrs["dataset"] == "tiny"
-    assert set(attrs) >= {"source", "created", "pipeline", "factor_values"}
+    assert attrs["gdrae_cache_version"] == CACHE_VERSION == 2 and attrs["dataset"] == "tiny"
+    assert set(attrs) >= {"source", "created", "pipeline", "factor_values", "row_order_seed"}
     assert cache.data.chunk_rows == 16 and cache.data.nchunks == 8  # last chunk partial
-    np.testing.assert_array_equal(decode_index(cache.data.read_chunk(7)), np.arange(112, 120))
+    np.testing.assert_array_equal(decode_index(cache.data.read_chunk(7)), cache.grid_index[112:120])
     assert cache.data.zarr.chunks == (16, 3, 2, 2)  # chunked along N only
     assert cache.bytes_on_disk() > 0
+
+
+def test_rows_are_stored_in_a_seeded_permutation_of_the_grid(make_cache):
+    cache = make_cache((5, 4, 6), chunk_rows=16)
+    assert cache.attrs["row_order_seed"] == 0
+    assert sorted(cache.grid_index.tolist()) == list(range(120))
+    assert not np.array_equal(cache.grid_index, np.arange(120))
+    again = make_cache((5, 4, 6), chunk_rows=16, name="again")  # the same seed gives the same order
+    np.testing.assert_array_equal(again.grid_index, cache.grid_index)
+    # every chunk samples the slowest factor, not one of its values
+    assert all(len(np.unique(cache.factors[lo:lo + 16, 0])) >= 3 for lo in range(0, 112, 16))
 
 
 def test_points_cache(make_cache):
     cache = make_cache((8, 8), kind="points", name="pts")
     assert cache.images is None and cache.points.shape == (64, 2) and cache.points.dtype == np.float32
-    np.testing.assert_array_equal(cache.points[:, 0], np.arange(64))
+    np.testing.assert_array_equal(cache.points[:, 0], cache.grid_index)
+    np.testing.assert_array_equal(cache.to_grid_order(cache.points[:])[:, 0], np.arange(64))
 
 
 def test_missing_cache_names_the_prepare_command(tmp_path):
@@ -43,8 +57,20 @@ def _edit_attr(cache, key, value):
 def test_wrong_schema_version(make_cache):
     cache = make_cache()
     _edit_attr(cache, "gdrae_cache_version", 99)
-    with pytest.raises(GdraeError, match="gdrae_cache_version expected 1, got 99"):
+    with pytest.raises(GdraeError, match="gdrae_cache_version expected 2, got 99"):
         open_cache(cache.path)
+
+
+def test_a_version_1_cache_is_refused_with_the_command_that_rebuilds_it(make_cache):
+    cache = make_cache()
+    group = zarr.open_group(cache.path, mode="r+")
+    group.attrs["gdrae_cache_version"] = 1
+    del group.attrs["row_order_seed"]  # version 1 had no row order: grid order
+    with pytest.raises(GdraeError) as err:
+        open_cache(cache.path)
+    message = str(err.value)
+    assert "gdrae_cache_version expected 2, got 1 (rows in grid order" in message
+    assert f"gdrae-data prepare tiny --cache-dir {cache.path.parent} --force" in message and "\n" not in message
 
 
 def test_factor_sizes_that_disagree_with_the_arrays(make_cache):
@@ -64,13 +90,17 @@ def test_wrong_dtype_is_refused(make_cache):
         open_cache(cache.path)
 
 
-def test_factors_out_of_grid_order(make_cache):
+def test_factors_that_are_not_a_permutation_of_the_grid(make_cache):
     cache = make_cache()
     factors = zarr.open_group(cache.path, mode="r+")["factors"]
     rows = factors[:]
-    factors[:] = rows[::-1]
-    with pytest.raises(GdraeError, match="expected rows in grid order"):
-        open_cache(cache.path)
+    factors[:] = rows[::-1]  # another order of the grid is still a valid cache
+    np.testing.assert_array_equal(open_cache(cache.path).grid_index, cache.grid_index[::-1])
+    for bad in (np.concatenate([rows[:1], rows[:-1]]),  # one cell twice, one missing
+                np.where(np.arange(len(rows))[:, None] == 5, [5, 0, 0], rows)):  # a class outside its factor
+        factors[:] = bad
+        with pytest.raises(GdraeError, match=r"'factors' expected every cell of the grid \(5, 4, 6\) exactly once"):
+            open_cache(cache.path)
 
 
 def test_missing_chunk_file_is_an_incomplete_cache(make_cache):
@@ -84,7 +114,7 @@ def test_corrupt_chunk_fails_on_read_naming_cache_and_chunk(make_cache):
     cache = make_cache()
     corrupt(chunk_file(cache, 2))
     cache = open_cache(cache.path)  # opening reads no image chunk
-    np.testing.assert_array_equal(decode_index(cache.images[:32]), np.arange(32))  # good chunks still read
+    np.testing.assert_array_equal(decode_index(cache.images[:32]), cache.grid_index[:32])  # good chunks still read
     for read in (lambda: cache.data.read_chunk(2), lambda: cache.images[40], lambda: cache.images[:],
                  lambda: cache.images[[1, 33, 50]]):
         with pytest.raises(GdraeError) as err:

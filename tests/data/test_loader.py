@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from gdrae.data.loader import BatchLoader, epoch_order
+from gdrae.data.mixing import balance_ratio, distinct_ratio
 from gdrae.errors import GdraeError
 from tiny_caches import chunk_file, corrupt, decode_index
 
@@ -34,7 +35,7 @@ def test_every_row_once_per_epoch_and_seeded_orders(make_cache):
     for _ in range(len(loader)):
         batch, rows = next(stream)
         assert batch.shape == (35, 3, 2, 2) and batch.dtype == torch.uint8
-        np.testing.assert_array_equal(decode_index(batch.numpy()), rows)
+        np.testing.assert_array_equal(decode_index(batch.numpy()), cache.grid_index[rows])
         seen.append(rows)
     assert sorted(np.concatenate(seen).tolist()) == list(range(315))  # 315 = 9 * 35: nothing dropped
     assert not np.array_equal(_rows(loader, 0), _rows(loader, 1))  # a new order every epoch
@@ -99,7 +100,7 @@ def test_skipping_reads_no_data_of_skipped_batches(make_cache):
 
 
 @pytest.mark.parametrize("kind", ["images", "points"])
-def test_in_memory_and_streaming_give_identical_batches(make_cache, kind):
+def test_in_memory_and_streaming_batches_hold_the_rows_they_name(make_cache, kind):
     cache = make_cache(SIZES, kind=kind, chunk_rows=16)
     kw = dict(batch_size=20, seed=4, window_chunks=3)
     streaming = BatchLoader(cache, in_memory=False, prefetch=3, **kw)
@@ -107,12 +108,39 @@ def test_in_memory_and_streaming_give_identical_batches(make_cache, kind):
     auto_small = BatchLoader(cache, in_memory="auto", **kw)
     auto_tiny_limit = BatchLoader(cache, in_memory="auto", memory_limit=10, **kw)
     assert memory.in_memory and auto_small.in_memory and not auto_tiny_limit.in_memory
+    assert memory.window_chunks == cache.data.nchunks and streaming.window_chunks == 3
     n = 2 * len(streaming) + 3
-    for a, b in zip(zip(streaming.batches(), range(n)), zip(memory.batches(), range(n))):
-        assert torch.equal(a[0], b[0])
+    for loader in (streaming, memory):
+        for (batch, rows), _ in zip(loader.batches(with_indices=True), range(n)):
+            grid = cache.grid_index[rows]
+            got = decode_index(batch.numpy()) if kind == "images" else batch[:, 0].numpy()
+            np.testing.assert_array_equal(got, grid)
     if kind == "points":
         batch = next(memory.batches())
         assert batch.dtype == torch.float32 and batch.shape == (20, 2)
+
+
+def test_in_memory_epochs_are_uniform_permutations_not_chunk_windows():
+    order, starts = epoch_order(315, 16, window_chunks=20, seed=3, epoch=0)  # 20 chunks: one window
+    assert sorted(order.tolist()) == list(range(315)) and starts.tolist() == [0]
+    np.testing.assert_array_equal(order, np.random.default_rng([3, 0]).permutation(315))
+
+
+@pytest.mark.parametrize("in_memory", [False, True])
+def test_batches_are_as_mixed_as_uniform_draws(make_cache, in_memory):
+    """A grid whose two slow factors are constant over whole chunks in grid order: each 64-row
+    chunk is one (f0, f1) combination there. Read chunk window by chunk window, a batch of 32
+    held at most 4 of the 30 combinations (a ratio of 0.2 to uniform draws) and consecutive
+    batches repeated them; stored in a random order, batches mix like uniform draws."""
+    sizes = (6, 5, 8, 8)
+    cache = make_cache(sizes, chunk_rows=64)
+    loader = BatchLoader(cache, batch_size=32, seed=0, window_chunks=4, in_memory=in_memory, prefetch=0)
+    batches = [cache.factors[rows] for _, (_, rows) in zip(range(120), loader.batches(with_indices=True))]
+    tens = [np.concatenate(batches[i:i + 10]) for i in range(0, 120, 10)]
+    # measured on the grid-order layout: 0.19, 0.26 and 0.05
+    assert distinct_ratio([b[:, :2] for b in batches], sizes[:2]) > 0.9
+    assert distinct_ratio([t[:, :2] for t in tens], sizes[:2]) > 0.9
+    assert balance_ratio(tens, sizes, cache.n) > 0.5
 
 
 def test_corrupt_chunk_surfaces_from_the_loader(make_cache):

@@ -19,8 +19,10 @@ def test_prepare_puts_every_image_in_its_grid_row(tmp_path, name):
     assert cache.factor_sizes == tuple(sizes)
     images = cache.images[:]
     assert images.dtype == np.uint8 and images.shape[2:] == (64, 64)
-    np.testing.assert_array_equal(raw_writers.decode_index(name, images), np.arange(int(np.prod(sizes))))
-    np.testing.assert_array_equal(cache.factors, np.stack(np.unravel_index(np.arange(cache.n), sizes), axis=1))
+    # stored row j holds the image of the grid cell its factors name
+    np.testing.assert_array_equal(raw_writers.decode_index(name, images), cache.grid_index)
+    np.testing.assert_array_equal(cache.factors, np.stack(np.unravel_index(cache.grid_index, sizes), axis=1))
+    assert sorted(cache.grid_index.tolist()) == list(range(int(np.prod(sizes))))
     assert all(len(source["sha256"]) == 64 for source in cache.attrs["source"])
 
 

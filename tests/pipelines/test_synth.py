@@ -15,7 +15,7 @@ def small(tmp_path_factory):
     cache_dir = tmp_path_factory.mktemp("cache")
     prepare("shapes2d-synth-small", cache_dir, cache_dir, progress=False)
     cache = open_cache(cache_path(cache_dir, "shapes2d-synth-small"))
-    return cache, cache.images[:].reshape(3, 6, 10, 16, 16, 64, 64)
+    return cache, cache.to_grid_order(cache.images[:]).reshape(3, 6, 10, 16, 16, 64, 64)
 
 
 @pytest.mark.parametrize("name,uniform", [("sector2d", False), ("sector2dunif", True)])
