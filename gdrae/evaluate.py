@@ -50,6 +50,8 @@ METRICS: dict[str, str] = {
     "sap": "SAP score",
     "irs": "interventional robustness score",
     "modularity_explicitness": "modularity and explicitness",
+    "alignment": "share of each latent axis's variance explained by its one assigned factor (correlation ratio); "
+                 "Sector2D: the polar-grid figure",
     "geometry": "ortho_sign, sv_match_err, lt_err at random latent points (MODEL.md section 8)",
 }
 METRIC_NAMES: tuple[str, ...] = tuple(METRICS)

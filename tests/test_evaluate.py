@@ -118,6 +118,20 @@ def test_geometry_alone_encodes_nothing(model, cache):
     assert set(results) == {"geometry/ortho_sign", "geometry/sv_match_err", "geometry/lt_err"}
 
 
+def test_alignment_reads_the_given_code_table(model, cache):
+    from gdrae.data.grid import all_factors
+
+    counter = Counter(model)
+    codes = all_factors(SIZES)[:, [1, 0, 2]].astype(np.float32)  # z0 = factor 1, z1 = factor 0, z2 = factor 2
+    results = ev.evaluate(model, cache, ["alignment"], codes=codes, progress=False)
+    assert counter.rows == 0  # the table given is the table used
+    assert results == pytest.approx({
+        "alignment/min_r2": 1.0, "alignment/mean_r2": 1.0,
+        "alignment/axis0_r2": 1.0, "alignment/axis0_factor": 1.0,
+        "alignment/axis1_r2": 1.0, "alignment/axis1_factor": 0.0,
+        "alignment/axis2_r2": 1.0, "alignment/axis2_factor": 2.0}, abs=1e-6)
+
+
 def test_single_valued_factor_gives_finite_numbers(model, tmp_path):
     flat = make_cache(tmp_path, "flat", sizes=(1, 4, 5))
     results = ev.evaluate(model, flat, CODE_METRICS, seed=0, options=QUICK, progress=False)

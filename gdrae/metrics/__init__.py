@@ -12,7 +12,11 @@ floats (keys as in DESIGN.md). Definitions and defaults: METRICS.md.
   with ``numpy.random.RandomState(seed)``): :func:`beta_vae`,
   :func:`factor_vae`, :func:`mig`, :func:`dci`, :func:`sap`, :func:`irs`,
   :func:`modularity_explicitness`.
+- :func:`alignment` - each code dimension's share of variance explained
+  by its one assigned factor (correlation ratio, exact over the grid; the
+  Sector2D polar-grid claim); :func:`explained_variance` gives the matrix.
 """
+from gdrae.metrics.alignment import alignment, explained_variance
 from gdrae.metrics.betavae import beta_vae
 from gdrae.metrics.dci import dci
 from gdrae.metrics.factorvae import factor_vae
@@ -22,5 +26,5 @@ from gdrae.metrics.mig import mig
 from gdrae.metrics.modularity import modularity_explicitness
 from gdrae.metrics.sap import sap
 
-__all__ = ["beta_vae", "dci", "factor_vae", "histogram_family", "histogram_mi", "irs", "mig",
-           "modularity_explicitness", "sap"]
+__all__ = ["alignment", "beta_vae", "dci", "explained_variance", "factor_vae", "histogram_family",
+           "histogram_mi", "irs", "mig", "modularity_explicitness", "sap"]
