@@ -19,7 +19,8 @@ class GDRAE(nn.Module):
     """Autoencoder whose decoder sees p = exp(c)·z and whose Jacobian is pushed to be
     orthogonal with column norms given by the predicted singular values.
 
-    kind "image": x (B, C, 64, 64) in [0, 1], stochastic posterior z = mu + sigma·eps.
+    kind "image": x (B, C, 64, 64) in [0, 1], stochastic posterior z = mu + sigma·eps, eps
+    independent per latent dimension or shared by a sample's dimensions (``posterior_noise``).
     kind "sector2d": x (B, 2) points, deterministic z = mu.
     """
 
@@ -35,8 +36,11 @@ class GDRAE(nn.Module):
         sigma: float,
         prior_radius: float,
         sn_power: int,
+        posterior_noise: Literal["independent", "shared"] = "independent",
     ):
         super().__init__()
+        if posterior_noise not in ("independent", "shared"):
+            raise ValueError(f"posterior_noise: expected 'independent' or 'shared', got {posterior_noise!r}")
         self.kind = kind
         self.encoder = encoder
         self.decoder = decoder
@@ -47,6 +51,7 @@ class GDRAE(nn.Module):
         self.sigma = sigma
         self.prior_radius = prior_radius
         self.sn_power = sn_power
+        self.posterior_noise = posterior_noise
         # how the power iteration applies A (jacobian.spectral_estimate): "auto" picks the
         # cheaper route; "reference" is the plain reading. Same numbers either way.
         self.spectral_method = "auto"
@@ -78,17 +83,33 @@ class GDRAE(nn.Module):
         u = torch.rand(n, self.nz, device=ref.device, dtype=ref.dtype, generator=generator)
         return (2 * u - 1) * self.prior_radius
 
+    def sample_posterior(self, mu: Tensor) -> Tensor:
+        """z = mu + sigma·eps for images, z = mu for Sector2D; eps from torch's default generator.
+
+        "independent": eps ~ N(0, I) per latent dimension, as the paper writes it.
+        "shared": one eps per sample broadcast over its dimensions, as the
+        original code draws it (its published runs were trained that way).
+        """
+        if self.kind != "image":
+            return mu
+        if self.posterior_noise == "shared":
+            eps = torch.randn(mu.shape[0], 1, device=mu.device, dtype=mu.dtype)
+        else:
+            eps = torch.randn_like(mu)
+        return mu + self.sigma * eps
+
     def loss_terms(self, x: Tensor) -> dict[str, Tensor]:
         """Every loss term of MODEL.md section 6, unweighted, plus detached "monitor/" tensors.
 
         Draws (in this order, from torch's default generator): the posterior
-        noise (images), the prior batch z ~ U[-r, r]^(B x nz), the power
+        noise (images: B x nz values, or B when ``posterior_noise`` is
+        "shared"), the prior batch z ~ U[-r, r]^(B x nz), the power
         iteration's u0. No host sync and static shapes, so the step can be
         compiled or captured.
         """
         c = self.log_capacity
         mu = self.encode(x)
-        z = mu + self.sigma * torch.randn_like(mu) if self.kind == "image" else mu
+        z = self.sample_posterior(mu)
         out = self._data_logits(z)
         if self.kind == "image":
             recon = losses.bce_recon(out, x)

@@ -64,12 +64,13 @@ def test_unknown_method_is_refused(tiny_sector_decoder):
         spectral_estimate(tiny_sector_decoder, p, torch.ones_like(p), 2, torch.zeros(1, 6, 1, 1, dtype=torch.float64), "x")
 
 
-@pytest.mark.parametrize("kind", ["image", "sector2d"])
-def test_loss_terms_trace_as_one_graph(kind):
+@pytest.mark.parametrize("kind,noise", [("image", "independent"), ("image", "shared"), ("sector2d", "independent")])
+def test_loss_terms_trace_as_one_graph(kind, noise):
     """The whole step is capturable (train.compile, CUDA graphs): no graph break anywhere in loss_terms."""
     import torch._dynamo as dynamo
 
     model = tiny_gdrae(kind)
+    model.posterior_noise = noise
     x = torch.rand(3, 1, 8, 8, dtype=torch.float64) if kind == "image" else torch.rand(3, 2, dtype=torch.float64) + 1
     dynamo.reset()
     explained = dynamo.explain(model.loss_terms)(x)

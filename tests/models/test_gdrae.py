@@ -6,7 +6,7 @@ from torch import nn
 
 from gdrae.config import config_from_dict
 from gdrae.losses import bce_recon, prior_penalty, squared_error, weighted_total
-from gdrae.models import SingularValuePredictor, build_model
+from gdrae.models import GDRAE, SingularValuePredictor, build_model
 
 from tiny_models import tiny_gdrae
 
@@ -98,6 +98,39 @@ def test_loss_terms_keys_values_and_reproducibility(kind):
         assert torch.equal(terms[key], again[key])
     torch.manual_seed(4)
     assert not torch.equal(model.loss_terms(x)["sn"], terms["sn"])  # fresh prior batch and u0
+
+
+def test_posterior_noise_independent_per_dimension_or_shared_per_sample():
+    model = tiny_gdrae("image")
+    model.sigma = 0.5
+    mu = torch.randn(6, 3, dtype=torch.float64)
+    torch.manual_seed(8)
+    eps = (model.sample_posterior(mu) - mu) / 0.5
+    torch.manual_seed(8)
+    torch.testing.assert_close(eps, torch.randn(6, 3, dtype=torch.float64), atol=1e-15, rtol=0)
+    assert (eps[:, 1:] - eps[:, :1]).abs().min() > 0  # a draw per dimension
+
+    model.posterior_noise = "shared"
+    torch.manual_seed(8)
+    eps = (model.sample_posterior(mu) - mu) / 0.5
+    torch.manual_seed(8)
+    expected = torch.randn(6, 1, dtype=torch.float64)
+    torch.testing.assert_close(eps, expected.expand(6, 3), atol=1e-15, rtol=0)  # one draw per sample
+    assert expected.std() > 0.1
+
+
+def test_sector2d_posterior_is_the_mean_and_draws_nothing():
+    model = tiny_gdrae("sector2d")
+    mu = torch.randn(4, 2, dtype=torch.float64)
+    state = torch.get_rng_state()
+    assert model.sample_posterior(mu) is mu
+    assert torch.equal(state, torch.get_rng_state())
+
+
+def test_unknown_posterior_noise_is_refused():
+    with pytest.raises(ValueError, match="posterior_noise: expected 'independent' or 'shared', got 'x'"):
+        GDRAE("image", nn.Identity(), tiny_gdrae("image").decoder, nn.Identity(), nz=3, data_channels=1,
+              sigma=0.1, prior_radius=1.0, sn_power=5, posterior_noise="x")
 
 
 def test_data_terms_on_the_code():
