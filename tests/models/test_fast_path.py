@@ -30,10 +30,10 @@ def test_loss_terms_and_gradients_match_the_reference(kind, method):
     terms, grads = _terms_and_grads(model, x, seed=2)
     assert terms.keys() == ref_terms.keys()
     for k in ref_terms:
-        torch.testing.assert_close(terms[k], ref_terms[k], atol=1e-5, rtol=1e-5, msg=k)
+        torch.testing.assert_close(terms[k], ref_terms[k], atol=1e-10, rtol=1e-10, msg=k)
     assert grads.keys() == ref_grads.keys()
     for n in ref_grads:
-        torch.testing.assert_close(grads[n], ref_grads[n], atol=1e-5, rtol=1e-5, msg=n)
+        torch.testing.assert_close(grads[n], ref_grads[n], atol=1e-10, rtol=1e-10, msg=n)
     assert ref_terms["sn"].item() > 0 and any(g.abs().max() > 0 for n, g in ref_grads.items() if "decoder" in n)
 
 
