@@ -46,6 +46,9 @@ class ModelConfig(_Section):
     middle_ns_flows: list[int] = Field([1, 1, 1, 1], description="flow steps after each 2x upsampling")
     image_size: int = Field(64, description="image side in pixels (the encoders take 64)")
     sigma: float = Field(0.01, ge=0, description="fixed posterior std of the image encoder (Sector2D is deterministic)")
+    posterior_noise: Literal["independent", "shared"] = Field(
+        "independent", description="image posterior eps: independent per latent dim (paper) or one per sample (original code)"
+    )
     prior_radius: float = Field(1.0, gt=0, description="prior is uniform on [-r, r]^nz")
     sv_hidden: int = Field(1024, ge=1, description="hidden width of the singular-value predictor")
     sn_power: int = Field(5, ge=1, description="power-iteration steps of the spectral-norm term")

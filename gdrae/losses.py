@@ -43,7 +43,12 @@ def spectral_loss(sn: Tensor) -> Tensor:
 
 
 def sv_entropy(logsv: Tensor) -> Tensor:
-    """Mean over the batch of the entropy (nats) of softmax(log sv); small = distinct singular values."""
+    """Mean over the batch of the entropy (nats) of softmax(log sv); small = distinct singular values.
+
+    Uses ``log_softmax`` where the original takes log(softmax + 1e-8): the
+    entropies differ by at most nz·1e-8 nats (1e-7 at nz = 10), no more
+    than 1e-6 relative while the entropy stays above 0.1.
+    """
     logp = torch.log_softmax(logsv, dim=1)
     return -(logp.exp() * logp).sum(dim=1).mean()
 

@@ -47,7 +47,7 @@ import torch.distributed as tdist
 
 from gdrae import viz
 from gdrae.checkpoint import VERSION, read_checkpoint, rng_states, set_rng_states, write_checkpoint
-from gdrae.config import RunConfig, dump_config
+from gdrae.config import ModelConfig, RunConfig, dump_config
 from gdrae.data.sector import sample_sector
 from gdrae.errors import GdraeError
 from gdrae.losses import weighted_total
@@ -167,14 +167,16 @@ def open_run_dir(run_dir: Path, cfg: RunConfig, resume: bool, write: bool = True
     """Check (and, if ``write``, create) the run directory; returns the checkpoint to resume from, or None.
 
     Never overwrites a run: a directory holding a checkpoint needs ``resume``;
-    ``resume`` needs a checkpoint with the same model section and data.name.
+    ``resume`` needs a checkpoint with the same model section and data.name;
+    a model key the checkpoint predates counts as its default.
     """
     latest = run_dir / "checkpoints" / "latest.pt"
     if resume:
         if not latest.exists():
             raise GdraeError(f"{latest}: --resume expected a checkpoint, got none (start without --resume)")
         state = read_checkpoint(latest)
-        saved, now = state["config"], cfg.model_dump(mode="json")
+        now = cfg.model_dump(mode="json")
+        saved = {**state["config"], "model": {**ModelConfig().model_dump(mode="json"), **state["config"]["model"]}}
         changed = [f"model.{k}" for k in now["model"] if saved["model"].get(k) != now["model"][k]]
         changed += ["data.name"] if saved["data"]["name"] != now["data"]["name"] else []
         if changed:

@@ -29,6 +29,7 @@ def test_dataset_configs_load_and_build(name):
         assert cfg.model.channels == (3 if name in ("shapes3d", "cars3d") else 1)
         assert cfg.model.encoder_width == (128 if name == "shapes2d" else 256)
         assert cfg.model.sigma == 0.01
+        assert cfg.model.posterior_noise == "independent" and model.posterior_noise == "independent"
         assert cfg.loss.model_dump() == dict(recon=1, prior=1000, sn=1000, sv=0.01, cap=10, norm_sv=0.01)
 
 
@@ -45,6 +46,13 @@ def _write(tmp_path, raw) -> Path:
     path = tmp_path / "x.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+def test_posterior_noise_is_independent_by_default_and_shared_on_request():
+    assert RunConfig().model.posterior_noise == "independent"
+    assert build_model(config_from_dict({"model": {"posterior_noise": "shared"}})).posterior_noise == "shared"
+    with pytest.raises(GdraeError, match=r"model\.posterior_noise: .*'independent' or 'shared', got 'per_sample'"):
+        config_from_dict({"model": {"posterior_noise": "per_sample"}})
 
 
 def test_unknown_key_is_named(tmp_path):

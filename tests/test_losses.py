@@ -51,8 +51,23 @@ def test_sv_entropy():
     assert sv_entropy(uniform).item() == pytest.approx(math.log(4))
     peaked = torch.tensor([[50.0, 0.0, 0.0, -50.0]])
     assert sv_entropy(peaked).item() < 1e-15
-    two = torch.tensor([[math.log(3.0), 0.0]])  # softmax = (3/4, 1/4)
-    assert sv_entropy(two).item() == pytest.approx(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25)))
+
+
+
+def test_sv_entropy_is_that_of_softmax_of_log_sv_not_of_its_negation():
+    """sv = (1, 2, 5) and (1, 1, 6): softmax(log sv) = sv / sum(sv) = (1, 2, 5)/8 and (1, 1, 6)/8."""
+    def entropy(*probs):
+        return -sum(q * math.log(q) for q in probs)
+
+    logsv = torch.log(torch.tensor([[1.0, 2.0, 5.0], [1.0, 1.0, 6.0]], dtype=torch.float64))
+    expected = (entropy(1 / 8, 2 / 8, 5 / 8) + entropy(1 / 8, 1 / 8, 6 / 8)) / 2
+    assert sv_entropy(logsv).item() == pytest.approx(expected, rel=1e-14)
+    # softmax(-log sv) = (1/sv) / sum(1/sv) has another entropy: these inputs tell them apart
+    negated = (entropy(10 / 17, 5 / 17, 2 / 17) + entropy(6 / 13, 6 / 13, 1 / 13)) / 2
+    assert sv_entropy(-logsv).item() == pytest.approx(negated, rel=1e-14)
+    assert abs(expected - negated) > 0.05
+    # a shift of all log sv leaves the softmax alone (the predictor's outputs sum to zero anyway)
+    assert sv_entropy(logsv + 3.0).item() == pytest.approx(expected, rel=1e-14)
 
 
 def test_norm_sv_is_mean_squared_singular_value():

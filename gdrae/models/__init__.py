@@ -44,6 +44,7 @@ def build_model(cfg) -> GDRAE:
     model = GDRAE(
         m.kind, encoder, decoder, SingularValuePredictor(m.nz, m.sv_hidden),
         nz=m.nz, data_channels=data_channels, sigma=m.sigma, prior_radius=m.prior_radius, sn_power=m.sn_power,
+        posterior_noise=m.posterior_noise,
     )
     init_weights_(model)
     return model

@@ -12,14 +12,15 @@ from torch import Tensor, nn
 
 from gdrae import losses
 from gdrae.models.decoders import FlowDecoder
-from gdrae.models.jacobian import dense_jacobian, spectral_estimate
+from gdrae.models.jacobian import dense_jacobian, geometry_diagnostics, nmae, spectral_estimate, transpose_matrix
 
 
 class GDRAE(nn.Module):
     """Autoencoder whose decoder sees p = exp(c)·z and whose Jacobian is pushed to be
     orthogonal with column norms given by the predicted singular values.
 
-    kind "image": x (B, C, 64, 64) in [0, 1], stochastic posterior z = mu + sigma·eps.
+    kind "image": x (B, C, 64, 64) in [0, 1], stochastic posterior z = mu + sigma·eps, eps
+    independent per latent dimension or shared by a sample's dimensions (``posterior_noise``).
     kind "sector2d": x (B, 2) points, deterministic z = mu.
     """
 
@@ -35,8 +36,11 @@ class GDRAE(nn.Module):
         sigma: float,
         prior_radius: float,
         sn_power: int,
+        posterior_noise: Literal["independent", "shared"] = "independent",
     ):
         super().__init__()
+        if posterior_noise not in ("independent", "shared"):
+            raise ValueError(f"posterior_noise: expected 'independent' or 'shared', got {posterior_noise!r}")
         self.kind = kind
         self.encoder = encoder
         self.decoder = decoder
@@ -47,6 +51,7 @@ class GDRAE(nn.Module):
         self.sigma = sigma
         self.prior_radius = prior_radius
         self.sn_power = sn_power
+        self.posterior_noise = posterior_noise
         # how the power iteration applies A (jacobian.spectral_estimate): "auto" picks the
         # cheaper route; "reference" is the plain reading. Same numbers either way.
         self.spectral_method = "auto"
@@ -78,17 +83,33 @@ class GDRAE(nn.Module):
         u = torch.rand(n, self.nz, device=ref.device, dtype=ref.dtype, generator=generator)
         return (2 * u - 1) * self.prior_radius
 
+    def sample_posterior(self, mu: Tensor) -> Tensor:
+        """z = mu + sigma·eps for images, z = mu for Sector2D; eps from torch's default generator.
+
+        "independent": eps ~ N(0, I) per latent dimension, as the paper writes it.
+        "shared": one eps per sample broadcast over its dimensions, as the
+        original code draws it (its published runs were trained that way).
+        """
+        if self.kind != "image":
+            return mu
+        if self.posterior_noise == "shared":
+            eps = torch.randn(mu.shape[0], 1, device=mu.device, dtype=mu.dtype)
+        else:
+            eps = torch.randn_like(mu)
+        return mu + self.sigma * eps
+
     def loss_terms(self, x: Tensor) -> dict[str, Tensor]:
         """Every loss term of MODEL.md section 6, unweighted, plus detached "monitor/" tensors.
 
         Draws (in this order, from torch's default generator): the posterior
-        noise (images), the prior batch z ~ U[-r, r]^(B x nz), the power
+        noise (images: B x nz values, or B when ``posterior_noise`` is
+        "shared"), the prior batch z ~ U[-r, r]^(B x nz), the power
         iteration's u0. No host sync and static shapes, so the step can be
         compiled or captured.
         """
         c = self.log_capacity
         mu = self.encode(x)
-        z = mu + self.sigma * torch.randn_like(mu) if self.kind == "image" else mu
+        z = self.sample_posterior(mu)
         out = self._data_logits(z)
         if self.kind == "image":
             recon = losses.bce_recon(out, x)
@@ -117,21 +138,18 @@ class GDRAE(nn.Module):
         terms["monitor/sn_mean"] = sn.detach().mean()
         return terms
 
-    @torch.no_grad()
-    def _hand_vjp_error(self, p: Tensor, jac: Tensor, generator: torch.Generator) -> float:
-        _, ctx = self.decoder.linearize(p)
-        u = torch.randn(p.shape[0], jac.shape[1], device=p.device, dtype=p.dtype, generator=generator)
-        hand = self.decoder.vjp(u.view(p.shape[0], *self.decoder.out_shape), ctx)
-        auto = torch.einsum("bdn,bd->bn", jac, u)
-        return ((hand - auto).abs().mean() / auto.abs().mean()).item()
-
     def diagnostics(self, n_points: int = 64, seed: int = 0) -> dict[str, float]:
         """Geometric diagnostics of MODEL.md section 8 at n_points random latent points.
 
-        With J = J_Phi(p) (dense, autograd) and M = J^T J: ortho_sign = mean
-        |off-diagonal M| / mean |diag M|; sv_match_err = mean |sv - sqrt(diag M)|
-        / mean sqrt(diag M); lt_err = normalised mean |hand-written J^T u -
-        autograd J^T u|. Uses its own generator (``seed``), not torch's global one.
+        Defined as the original computes them, so logged values compare. With
+        J = J_Phi(p) (dense, autograd, unscaled), M = J^T J per sample and
+        NMAE(a, b) = mean|a - b| / (mean|b| + 1e-8):
+
+        - ortho_sign: mean over samples of mean|off-diagonal M| / (mean|diag M| + 1e-8);
+        - sv_match_err: NMAE(sv, sqrt(diag M)) for images, NMAE(sqrt(diag M) / sv, 1) for Sector2D;
+        - lt_err: NMAE(hand-written J^T, autograd J^T) over the whole matrices.
+
+        Uses its own generator (``seed``), not torch's global one.
         """
         ref = self.log_capacity
         gen = torch.Generator(device=ref.device).manual_seed(seed)
@@ -139,15 +157,7 @@ class GDRAE(nn.Module):
             p = self._to_p(self.sample_prior(n_points, generator=gen))
             sv = torch.exp(self.sv_predictor(p))
         jac = dense_jacobian(self.decoder, p).detach()
-        m = jac.transpose(1, 2) @ jac
-        diag = torch.diagonal(m, dim1=1, dim2=2)
-        off = m - torch.diag_embed(diag)
-        nz = self.nz
-        ortho = off.abs().sum() / (n_points * nz * (nz - 1)) / diag.abs().mean()
-        col_norm = diag.clamp_min(0).sqrt()
-        sv_match = (sv - col_norm).abs().mean() / col_norm.mean()
-        return {
-            "ortho_sign": ortho.item(),
-            "sv_match_err": sv_match.item(),
-            "lt_err": self._hand_vjp_error(p, jac, gen),
-        }
+        values = geometry_diagnostics(jac, sv, self.kind)
+        hand = transpose_matrix(self.decoder, p, self.decoder.out_shape)
+        values["lt_err"] = nmae(hand, jac.transpose(1, 2)).item()
+        return values

@@ -19,6 +19,9 @@ def normalize(x: Tensor) -> Tensor:
     """Each sample scaled to unit Euclidean norm over all its entries (as ``F.normalize``, eps 1e-12).
 
     Keeps the memory layout of ``x`` (the decoder's maps are channels-last).
+    The original divides by (norm + 1e-8) instead of clamping the norm at
+    1e-12: a relative difference of 1e-8 / norm, below 1e-6 for any norm above
+    0.01 (the power iteration's vectors have norms near sigma_max(A), about 1).
     """
     norm = torch.linalg.vector_norm(x, dim=tuple(range(1, x.dim())), keepdim=True)
     return x / norm.clamp_min(1e-12)
@@ -153,3 +156,47 @@ def dense_jacobian(fn, p: Tensor) -> Tensor:
         _, col = torch.func.jvp(fn, (p,), (e,))
         columns.append(col.flatten(1))
     return torch.stack(columns, dim=2)
+
+
+def nmae(a: Tensor, b: Tensor) -> Tensor:
+    """Normalised mean absolute error mean|a - b| / (mean|b| + 1e-8), means over all entries (MODEL.md section 8)."""
+    return (a - b).abs().mean() / (b.abs().mean() + 1e-8)
+
+
+def geometry_diagnostics(jac: Tensor, sv: Tensor, kind: str) -> dict[str, float]:
+    """ortho_sign and sv_match_err of MODEL.md section 8, as the original computes them.
+
+    ``jac`` is the unscaled decoder Jacobian (B, D, nz), ``sv`` the predicted
+    singular values (B, nz), ``kind`` "image" or "sector2d". With M = J^T J
+    per sample: ortho_sign is the mean over samples of mean|off-diagonal M| /
+    (mean|diag M| + 1e-8) (0: orthogonal columns); sv_match_err is
+    NMAE(sv, sqrt(diag M)) for images and NMAE(sqrt(diag M) / sv, 1) for Sector2D.
+    """
+    m = jac.transpose(1, 2) @ jac
+    diag = torch.diagonal(m, dim1=1, dim2=2)  # squared column norms (B, nz)
+    nz = diag.shape[1]
+    off_mean = (m - torch.diag_embed(diag)).abs().sum(dim=(1, 2)) / (nz * (nz - 1))
+    ortho = (off_mean / (diag.abs().mean(dim=1) + 1e-8)).mean()
+    col_norm = diag.clamp_min(0).sqrt()
+    if kind == "image":
+        sv_match = nmae(sv, col_norm)
+    else:
+        sv_match = nmae(col_norm / sv, torch.ones_like(sv))
+    return {"ortho_sign": ortho.item(), "sv_match_err": sv_match.item()}
+
+
+def transpose_matrix(phi: Transposable, p: Tensor, out_shape: tuple[int, ...]) -> Tensor:
+    """The whole matrix of the hand-written transpose u -> phi.vjp(u, ctx) at p, (B, nz, D).
+
+    That map is linear in u, so autograd's Jacobian of it is its matrix: nz
+    reverse passes, one per input coordinate (row j is the gradient of the
+    j-th output in u). Compared with the dense autograd J^T, it checks every
+    entry of the hand-written transpose, not one random product.
+    """
+    with torch.no_grad():
+        _, ctx = phi.linearize(p)
+    u = torch.zeros(p.shape[0], *out_shape, dtype=p.dtype, device=p.device, requires_grad=True)
+    with torch.enable_grad():
+        out = phi.vjp(u, ctx).flatten(1)  # (B, nz)
+        rows = [torch.autograd.grad(out[:, j].sum(), u, retain_graph=True)[0].flatten(1) for j in range(out.shape[1])]
+    return torch.stack(rows, dim=1)

@@ -6,7 +6,7 @@ from torch import nn
 
 from gdrae.config import config_from_dict
 from gdrae.losses import bce_recon, prior_penalty, squared_error, weighted_total
-from gdrae.models import SingularValuePredictor, build_model
+from gdrae.models import GDRAE, SingularValuePredictor, build_model
 
 from tiny_models import tiny_gdrae
 
@@ -100,6 +100,39 @@ def test_loss_terms_keys_values_and_reproducibility(kind):
     assert not torch.equal(model.loss_terms(x)["sn"], terms["sn"])  # fresh prior batch and u0
 
 
+def test_posterior_noise_independent_per_dimension_or_shared_per_sample():
+    model = tiny_gdrae("image")
+    model.sigma = 0.5
+    mu = torch.randn(6, 3, dtype=torch.float64)
+    torch.manual_seed(8)
+    eps = (model.sample_posterior(mu) - mu) / 0.5
+    torch.manual_seed(8)
+    torch.testing.assert_close(eps, torch.randn(6, 3, dtype=torch.float64), atol=1e-15, rtol=0)
+    assert (eps[:, 1:] - eps[:, :1]).abs().min() > 0  # a draw per dimension
+
+    model.posterior_noise = "shared"
+    torch.manual_seed(8)
+    eps = (model.sample_posterior(mu) - mu) / 0.5
+    torch.manual_seed(8)
+    expected = torch.randn(6, 1, dtype=torch.float64)
+    torch.testing.assert_close(eps, expected.expand(6, 3), atol=1e-15, rtol=0)  # one draw per sample
+    assert expected.std() > 0.1
+
+
+def test_sector2d_posterior_is_the_mean_and_draws_nothing():
+    model = tiny_gdrae("sector2d")
+    mu = torch.randn(4, 2, dtype=torch.float64)
+    state = torch.get_rng_state()
+    assert model.sample_posterior(mu) is mu
+    assert torch.equal(state, torch.get_rng_state())
+
+
+def test_unknown_posterior_noise_is_refused():
+    with pytest.raises(ValueError, match="posterior_noise: expected 'independent' or 'shared', got 'x'"):
+        GDRAE("image", nn.Identity(), tiny_gdrae("image").decoder, nn.Identity(), nz=3, data_channels=1,
+              sigma=0.1, prior_radius=1.0, sn_power=5, posterior_noise="x")
+
+
 def test_data_terms_on_the_code():
     model = tiny_gdrae("image")
     model.sigma = 0.0  # deterministic code, so the term can be recomputed
@@ -132,15 +165,57 @@ def test_every_parameter_gets_a_finite_gradient():
     assert model.log_capacity.grad != 0
 
 
-def test_diagnostics():
-    model = tiny_gdrae("sector2d")
+def _diagnostics_by_hand(model, n_points, seed):
+    """MODEL.md section 8 written out sample by sample, on autograd's Jacobian of the decoder."""
+    gen = torch.Generator().manual_seed(seed)
+    z = (2 * torch.rand(n_points, model.nz, generator=gen, dtype=torch.float64) - 1) * model.prior_radius
+    p = torch.exp(model.log_capacity.detach()) * z
+    sv = torch.exp(model.sv_predictor(p)).detach()
+    ratios, sv_err, col_ref, sv_ref = [], [], [], []
+    for b in range(n_points):
+        jac = torch.autograd.functional.jacobian(lambda q: model.decoder(q[None]).flatten(), p[b])  # (D, nz)
+        m = jac.t() @ jac
+        off = [m[i, j].abs() for i in range(model.nz) for j in range(model.nz) if i != j]
+        ratios.append(sum(off) / len(off) / (m.diagonal().abs().mean() + 1e-8))
+        col = m.diagonal().sqrt()
+        col_ref.append(col)
+        sv_ref.append(sv[b])
+        sv_err.append((col / sv[b] - 1).abs())
+    col, svs = torch.stack(col_ref), torch.stack(sv_ref)
+    if model.kind == "image":
+        sv_match = (svs - col).abs().mean() / (col.abs().mean() + 1e-8)
+    else:
+        sv_match = torch.stack(sv_err).mean() / (1 + 1e-8)
+    return {"ortho_sign": (sum(ratios) / n_points).item(), "sv_match_err": sv_match.item()}
+
+
+@pytest.mark.parametrize("kind", ["image", "sector2d"])
+def test_diagnostics_match_the_definitions(kind):
+    model = tiny_gdrae(kind)
+    torch.manual_seed(9)
+    for prm in [*model.decoder.parameters(), *model.sv_predictor.parameters()]:  # far from the near-zero start
+        nn.init.normal_(prm, 0, 0.5)
+    with torch.no_grad():
+        model.log_capacity.fill_(0.3)
     state = torch.get_rng_state()
-    d = model.diagnostics(n_points=16)
+    d = model.diagnostics(n_points=6, seed=2)
     assert torch.equal(state, torch.get_rng_state())  # training randomness untouched
     assert set(d) == {"ortho_sign", "sv_match_err", "lt_err"}
     assert all(isinstance(v, float) and math.isfinite(v) for v in d.values())
-    assert d["lt_err"] < 1e-12 and d["ortho_sign"] > 0
-    assert d == model.diagnostics(n_points=16)
+    expected = _diagnostics_by_hand(model, 6, seed=2)
+    assert expected["ortho_sign"] > 0.01 and expected["sv_match_err"] > 0.01
+    for key, value in expected.items():
+        assert d[key] == pytest.approx(value, rel=1e-10, abs=0), key
+    assert d["lt_err"] < 1e-13
+    assert d == model.diagnostics(n_points=6, seed=2)
+
+
+def test_lt_err_sees_a_wrong_transpose():
+    """A hand-written transpose off by 1% everywhere gives lt_err 0.01."""
+    model = tiny_gdrae("sector2d")
+    right = model.decoder.vjp
+    model.decoder.vjp = lambda u, ctx: 1.01 * right(u, ctx)
+    assert model.diagnostics(n_points=4)["lt_err"] == pytest.approx(0.01, rel=1e-6)
 
 
 def test_ortho_sign_is_zero_for_orthogonal_columns():

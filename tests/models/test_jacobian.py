@@ -1,10 +1,14 @@
+import math
+
 import pytest
 import torch
 from torch import nn
 
 from gdrae.losses import spectral_loss
 from gdrae.models import SingularValuePredictor
-from gdrae.models.jacobian import dense_jacobian, normalize, spectral_estimate
+from gdrae.models.jacobian import (
+    dense_jacobian, geometry_diagnostics, nmae, normalize, spectral_estimate, transpose_matrix,
+)
 
 
 def _scaled_dense(dec, p, w):
@@ -72,8 +76,9 @@ def test_spectral_loss_gradient_matches_dense_frozen_slope_reference(which, requ
     params = [c, *sv_net.parameters(), *dec.parameters()]
 
     p = torch.exp(c) * z
-    loss = spectral_loss(spectral_estimate(dec, p, torch.exp(-sv_net(p)), 3, u0))
-    ours = torch.autograd.grad(loss, params, allow_unused=True)
+    w = torch.exp(-sv_net(p))
+    loss = spectral_loss(spectral_estimate(dec, p, w, 3, u0))
+    ours = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=True)
     ref_loss = _dense_reference_loss(dec, sv_net, c, z, u0, 3, sigmoid=which == "tiny_image_decoder")
     ref = torch.autograd.grad(ref_loss, params, allow_unused=True)
 
@@ -84,7 +89,12 @@ def test_spectral_loss_gradient_matches_dense_frozen_slope_reference(which, requ
         r = torch.zeros(()) if r is None else r
         torch.testing.assert_close(g.double().expand_as(r) if g.ndim == 0 else g, r.double().expand_as(g) if r.ndim == 0 else r, atol=1e-9, rtol=1e-8)
         n_nonzero += bool(torch.is_tensor(r) and r.abs().sum() > 0)
-    assert c.grad is None and n_nonzero >= 5  # the capacity, the sv net and the coupling weights all get gradient
+    assert n_nonzero >= 5  # the capacity, the sv net and the coupling weights all get gradient
+    # the capacity's gradient comes through w alone, the point p being detached in A: <dL/dw, dw/dc>
+    (g_w,) = torch.autograd.grad(loss, w)
+    (through_w,) = torch.autograd.grad(w, c, grad_outputs=g_w)
+    assert torch.isfinite(ours[0]) and ours[0].abs() > 1e-6
+    torch.testing.assert_close(ours[0], through_w, atol=0, rtol=1e-12)
 
 
 def test_spectral_gradient_does_not_reach_the_point(tiny_sector_decoder):
@@ -103,3 +113,55 @@ def test_dense_jacobian_of_a_linear_map():
     p = torch.randn(2, 3, dtype=torch.float64)
     jac = dense_jacobian(lambda q: q @ m.t(), p)
     torch.testing.assert_close(jac, m.expand(2, 5, 3))
+
+
+def _f64(rows):
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+def test_nmae():
+    a, b = _f64([[1.0, 5.0], [2.0, 0.0]]), _f64([[2.0, 4.0], [-2.0, 0.0]])
+    assert nmae(a, b).item() == pytest.approx((1 + 1 + 4 + 0) / 4 / ((2 + 4 + 2 + 0) / 4 + 1e-8), rel=1e-15)
+
+
+def test_orthogonal_columns_give_ortho_sign_zero_and_sv_match_by_kind():
+    """Columns of norms 1, 2, 3 along orthogonal directions: M = diag(1, 4, 9)."""
+    q, _ = torch.linalg.qr(torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))
+    jac = (q * _f64([1.0, 2.0, 3.0]))[None]
+    exact = geometry_diagnostics(jac, _f64([[1.0, 2.0, 3.0]]), "image")
+    assert exact["ortho_sign"] < 1e-15 and exact["sv_match_err"] < 1e-15
+    assert geometry_diagnostics(jac, _f64([[1.0, 2.0, 3.0]]), "sector2d")["sv_match_err"] < 1e-15
+    # sv = 1: images compare sv with the column norms, NMAE(sv, col) = (0 + 1 + 2) / 3 / 2;
+    # Sector2D compares col / sv with 1, (0 + 1 + 2) / 3 / 1
+    ones = torch.ones(1, 3, dtype=torch.float64)
+    assert geometry_diagnostics(jac, ones, "image")["sv_match_err"] == pytest.approx(0.5 / (1 + 0.5e-8), rel=1e-14)
+    assert geometry_diagnostics(jac, ones, "sector2d")["sv_match_err"] == pytest.approx(1 / (1 + 1e-8), rel=1e-14)
+
+
+def test_ortho_sign_is_the_mean_of_per_sample_ratios():
+    """J1 = [[1, 1], [0, 0]]: M1 = [[1, 1], [1, 1]], ratio 1. J2 = [[3, 1], [0, 1]]: M2 = [[9, 3], [3, 2]],
+    ratio 3 / 5.5. Their mean 17/22 is not the ratio of the batch means, 2 / 3.25."""
+    jac = _f64([[[1.0, 1.0], [0.0, 0.0]], [[3.0, 1.0], [0.0, 1.0]]])
+    got = geometry_diagnostics(jac, torch.ones(2, 2, dtype=torch.float64), "image")["ortho_sign"]
+    assert got == pytest.approx((1 / (1 + 1e-8) + 3 / (5.5 + 1e-8)) / 2, rel=1e-14)
+    assert abs(got - 2 / 3.25) > 0.1
+
+
+def test_ortho_sign_averages_the_off_diagonal_entries_only():
+    """M = [[1, 1, 0], [1, 2, 0], [0, 0, 1]]: mean over the 6 off-diagonal entries 2/6, diagonal mean 4/3."""
+    jac = _f64([[[1.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])
+    got = geometry_diagnostics(jac, torch.ones(1, 3, dtype=torch.float64), "image")["ortho_sign"]
+    assert got == pytest.approx((2 / 6) / (4 / 3 + 1e-8), rel=1e-14)
+
+
+@pytest.mark.parametrize("which", ["tiny_image_decoder", "tiny_sector_decoder"])
+def test_transpose_matrix_is_the_transposed_autograd_jacobian(which, request):
+    dec = request.getfixturevalue(which)
+    nz = 3 if which == "tiny_image_decoder" else 2
+    torch.manual_seed(8)
+    p = torch.randn(4, nz, dtype=torch.float64)
+    hand = transpose_matrix(dec, p, dec.out_shape)
+    auto = dense_jacobian(dec, p).transpose(1, 2)
+    assert hand.shape == (4, nz, math.prod(dec.out_shape))
+    torch.testing.assert_close(hand, auto, atol=1e-13, rtol=1e-13)
+    assert nmae(hand, auto) < 1e-14

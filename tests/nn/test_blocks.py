@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -180,13 +182,22 @@ def test_non_injective_blocks_have_no_inverse(layer):
         layer.inverse(torch.randn(1, 3, 2, 2))
 
 
-def test_relu_slopes_are_detached_masks():
+def test_activation_slopes_are_detached_and_scale_both_products():
     x = torch.tensor([[-1.0, 2.0]], requires_grad=True).view(1, 2, 1, 1)
-    _, slope = ReLU().linearize(x)
+    v = torch.tensor([[5.0, 7.0]]).view(1, 2, 1, 1)
+    relu = ReLU()
+    y, slope = relu.linearize(x)
+    assert y.flatten().tolist() == [0.0, 2.0] and relu(x).flatten().tolist() == [0.0, 2.0]
     assert not slope.requires_grad and slope.flatten().tolist() == [0.0, 1.0]
-    _, s = Sigmoid().linearize(x)
-    torch.testing.assert_close(s, (torch.sigmoid(x) * (1 - torch.sigmoid(x))).detach())
-    assert F.relu(x).shape == x.shape
+    assert relu.jvp(v, slope).flatten().tolist() == [0.0, 7.0] and relu.vjp(v, slope).flatten().tolist() == [0.0, 7.0]
+    sigmoid = Sigmoid()
+    y, s = sigmoid.linearize(x)
+    expected = torch.tensor([math.exp(1) / (1 + math.exp(1)) ** 2, math.exp(-2) / (1 + math.exp(-2)) ** 2])
+    assert not s.requires_grad
+    torch.testing.assert_close(s.flatten(), expected)
+    torch.testing.assert_close(y.flatten(), torch.tensor([1 / (1 + math.e), 1 / (1 + math.exp(-2))]))
+    torch.testing.assert_close(sigmoid.jvp(v, s).flatten(), expected * v.flatten())
+    torch.testing.assert_close(sigmoid.vjp(v, s).flatten(), expected * v.flatten())
 
 
 def test_tape_pairing_has_the_gradient_of_the_jacobian_product():

@@ -14,6 +14,7 @@ import yaml
 from gdrae import load_checkpoint
 from gdrae.checkpoint import read_checkpoint
 from gdrae.config import load_config
+from gdrae.errors import GdraeError
 from gdrae.models import GDRAE
 from gdrae.train import RunLog, TrainingDiverged, bfloat16_is_emulated, read_loss_log, train
 
@@ -90,6 +91,22 @@ def test_resume_continues_bit_for_bit(make_cfg, kind, n):
     train(make_cfg(kind, f"train.steps={n}", *every, run="split"))
     resumed = train(make_cfg(kind, f"train.steps={2 * n}", *every, run="split"), resume=True)
     _assert_same_parameters(straight.state_dict(), resumed.state_dict())
+
+
+def test_checkpoint_from_before_posterior_noise_loads_and_resumes(make_cfg, tmp_path):
+    """A saved model section without a later key (posterior_noise) means that key's default."""
+    train(make_cfg("image", "train.steps=1"))
+    latest = tmp_path / "run" / "checkpoints" / "latest.pt"
+    state = torch.load(latest, weights_only=True)
+    del state["config"]["model"]["posterior_noise"]
+    torch.save(state, latest)
+    model, cfg = load_checkpoint(latest)
+    assert cfg.model.posterior_noise == "independent" and model.posterior_noise == "independent"
+    with pytest.raises(GdraeError, match="model.posterior_noise: expected the checkpoint's value 'independent' "
+                                         "to resume, got 'shared'"):
+        train(make_cfg("image", "train.steps=2", "model.posterior_noise=shared"), resume=True)
+    train(make_cfg("image", "train.steps=2"), resume=True)
+    assert read_checkpoint(latest)["step"] == 2
 
 
 def _nan_from_call(monkeypatch, calls: set[int]):
