@@ -103,6 +103,18 @@ def sv_bars(sv_mean: np.ndarray) -> Figure:
     return fig
 
 
+def draw_grid_lines(ax, points: np.ndarray, lines: int) -> None:
+    """The lines of a latent grid (:func:`sector_grid_codes`) or of its decoded image, on ``ax``.
+
+    ``points`` (2 * lines * n, 2): ``lines`` lines of constant z0 (red), then
+    as many of constant z1 (blue), each sampled at n points.
+    """
+    for k, line in enumerate(np.split(np.asarray(points), 2 * lines)):
+        shade = 0.3 + 0.7 * (k % lines) / max(lines - 1, 1)
+        ax.plot(line[:, 0], line[:, 1], color=("tab:red", "tab:blue")[k // lines], alpha=shade, lw=1)
+    ax.set_aspect("equal")
+
+
 def sector_correspondence(grid_z: np.ndarray, grid_x: np.ndarray, lines: int) -> Figure:
     """The latent grid (left) and its image on the data manifold (right), same colours.
 
@@ -112,15 +124,10 @@ def sector_correspondence(grid_z: np.ndarray, grid_x: np.ndarray, lines: int) ->
     """
     fig = Figure(figsize=(8.0, 4.0), dpi=100)
     ax_z, ax_x = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    for k, (zs, xs) in enumerate(zip(np.split(grid_z, 2 * lines), np.split(grid_x, 2 * lines))):
-        colour = ("tab:red", "tab:blue")[k // lines]
-        shade = 0.3 + 0.7 * (k % lines) / max(lines - 1, 1)
-        ax_z.plot(zs[:, 0], zs[:, 1], color=colour, alpha=shade, lw=1)
-        ax_x.plot(xs[:, 0], xs[:, 1], color=colour, alpha=shade, lw=1)
+    draw_grid_lines(ax_z, grid_z, lines)
+    draw_grid_lines(ax_x, grid_x, lines)
     ax_z.set_title("latent grid (red: z0 fixed, blue: z1 fixed)")
     ax_x.set_title("decoded grid on the data plane")
-    for ax in (ax_z, ax_x):
-        ax.set_aspect("equal")
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.1, top=0.9, wspace=0.25)
     return fig
 
@@ -134,24 +141,26 @@ def sector_grid_codes(radius: float, lines: int = 11, points: int = 50) -> np.nd
     return np.concatenate(first + second)
 
 
-def mu_scatter(mu: np.ndarray, colour: np.ndarray, radius: float) -> Figure:
-    """Scatter of encoded codes mu (N, 2) coloured by a data quantity (e.g. radius), with the prior box."""
-    fig = Figure(figsize=(4.2, 4.0), dpi=100)
-    ax = fig.add_subplot()
+def draw_mu(ax, mu: np.ndarray, colour: np.ndarray, radius: float, label: str = "data radius") -> None:
+    """Encoded codes mu (N, 2) coloured by a data quantity ``label``, with the prior box, on ``ax``."""
     sc = ax.scatter(mu[:, 0], mu[:, 1], c=colour, s=2, cmap="viridis")
     ax.plot([-radius, radius, radius, -radius, -radius], [-radius, -radius, radius, radius, -radius], "k--", lw=0.8)
     ax.set_aspect("equal")
-    ax.set_title("encoded mu (colour: data radius)")
-    fig.colorbar(sc, ax=ax, shrink=0.8)
+    ax.set_title(f"encoded mu (colour: {label})")
+    ax.figure.colorbar(sc, ax=ax, shrink=0.8)
+
+
+def mu_scatter(mu: np.ndarray, colour: np.ndarray, radius: float, label: str = "data radius") -> Figure:
+    """Scatter of encoded codes mu (N, 2) coloured by a data quantity (e.g. radius), with the prior box."""
+    fig = Figure(figsize=(4.2, 4.0), dpi=100)
+    draw_mu(fig.add_subplot(), mu, colour, radius, label)
     return fig
 
 
-def mi_heatmap(mi: np.ndarray, factor_names: Sequence[str], nbins: int) -> Figure:
-    """Heat map of a mutual-information matrix (codes x factors, nats) with the values written in."""
+def draw_mi(ax, mi: np.ndarray, factor_names: Sequence[str], nbins: int) -> None:
+    """A mutual-information matrix (codes x factors, nats) as a heat map with the values written in."""
     mi = np.asarray(mi, dtype=np.float64)
     d, k = mi.shape
-    fig = Figure(figsize=(1.2 + 0.9 * k, 1.0 + 0.38 * d), dpi=100)
-    ax = fig.add_subplot()
     im = ax.imshow(mi, cmap="viridis", aspect="auto", vmin=0.0)
     ax.set_xticks(np.arange(k), list(factor_names), rotation=30, ha="right")
     ax.set_yticks(np.arange(d), [f"z{j}" for j in range(d)])
@@ -161,7 +170,37 @@ def mi_heatmap(mi: np.ndarray, factor_names: Sequence[str], nbins: int) -> Figur
             ax.text(i, j, f"{mi[j, i]:.2f}", ha="center", va="center", fontsize=7,
                     color="black" if top and mi[j, i] > 0.6 * top else "white")
     ax.set_title(f"I(z_j; v_k), nats, {nbins} bins")
-    fig.colorbar(im, ax=ax, shrink=0.8)
+    ax.figure.colorbar(im, ax=ax, shrink=0.8)
+
+
+def mi_heatmap(mi: np.ndarray, factor_names: Sequence[str], nbins: int) -> Figure:
+    """Heat map of a mutual-information matrix (codes x factors, nats) with the values written in."""
+    d, k = np.shape(mi)
+    fig = Figure(figsize=(1.2 + 0.9 * k, 1.0 + 0.38 * d), dpi=100)
+    draw_mi(fig.add_subplot(), mi, factor_names, nbins)
+    fig.tight_layout()
+    return fig
+
+
+def sector_comparison(runs: dict[str, dict[str, np.ndarray]], radius: float, lines: int,
+                      factor_names: Sequence[str], nbins: int, outline: np.ndarray | None = None) -> Figure:
+    """Sector2D runs side by side, one row each: decoded latent grid, mu coloured by the data's
+    radius and by its angle, and the codes x factors mutual information.
+
+    ``runs`` maps a label to arrays ``grid_x`` (the decoded :func:`sector_grid_codes`),
+    ``mu`` (N, 2), ``radius`` (N,), ``angle`` (N,) and ``mi`` (2, K). ``outline``
+    (M, 2), the data's boundary, is drawn dashed under each decoded grid.
+    """
+    fig = Figure(figsize=(17.0, 3.9 * len(runs)), dpi=72)
+    for row, (label, r) in enumerate(runs.items()):
+        axes = [fig.add_subplot(len(runs), 4, 4 * row + i + 1) for i in range(4)]
+        if outline is not None:
+            axes[0].plot(outline[:, 0], outline[:, 1], "k--", lw=0.8)
+        draw_grid_lines(axes[0], r["grid_x"], lines)
+        axes[0].set_title(f"{label}: decoded latent grid")
+        draw_mu(axes[1], r["mu"], r["radius"], radius, "data radius")
+        draw_mu(axes[2], r["mu"], r["angle"], radius, "data angle")
+        draw_mi(axes[3], r["mi"], factor_names, nbins)
     fig.tight_layout()
     return fig
 

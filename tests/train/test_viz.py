@@ -78,3 +78,19 @@ def test_loss_curves_one_panel_per_term_one_line_per_run():
     assert viz.figure_to_array(fig).shape[2] == 3
     with pytest.raises(ValueError, match="no logged loss values"):
         viz.loss_curves({"float32": {}})
+
+
+def test_sector_comparison_one_row_per_run_four_panels_each():
+    grid = viz.sector_grid_codes(1.0, lines=3, points=4)
+    mu, colour = np.random.rand(30, 2), np.random.rand(30)
+    run = {"grid_x": grid * 1.5, "mu": mu, "radius": colour, "angle": 1 - colour, "mi": np.array([[1.0, 0.1], [0.2, 2.0]])}
+    fig = viz.sector_comparison({"gdrae": run, "ablation": run}, radius=1.0, lines=3,
+                                factor_names=["radius", "angle"], nbins=20)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]  # colour bars have no title
+    assert titles == ["gdrae: decoded latent grid", "encoded mu (colour: data radius)",
+                      "encoded mu (colour: data angle)", "I(z_j; v_k), nats, 20 bins"] + \
+                     ["ablation: decoded latent grid", "encoded mu (colour: data radius)",
+                      "encoded mu (colour: data angle)", "I(z_j; v_k), nats, 20 bins"]
+    assert len(fig.axes[0].lines) == 2 * 3  # every grid line drawn
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_xydata(), grid[:4] * 1.5)
+    assert viz.figure_to_array(fig).shape[2] == 3
