@@ -1,9 +1,15 @@
 """``gdrae-train``: train GDRAE from a run.yaml (thin: parse, call gdrae.train, translate errors)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from gdrae.errors import GdraeError
+
+# the figures of the last evaluation shown when a run ends (those present)
+SUMMARY_KEYS = ("ortho_sign", "sv_match_err", "hist20/mig", "hist50/mig", "hist20/modularity",
+                "alignment/min_r2", "alignment/axis0_r2", "alignment/axis1_r2", "dci/disentanglement")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,14 +36,25 @@ def main(config_path: str, overrides: tuple[str, ...], resume: bool) -> None:
       torchrun --nproc_per_node=N -m cli.train --config run.yaml
     """
     from gdrae.config import load_config
-    from gdrae.train import train
+    from gdrae.train import last_evaluation, train
 
     try:
         cfg = load_config(config_path, overrides)
         train(cfg, resume=resume)
     except GdraeError as exc:
         raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
-    click.echo(f"run directory: {cfg.train.run_dir}")
+    run_dir = Path(cfg.train.run_dir)
+    click.echo(f"run directory: {run_dir}")
+    record = last_evaluation(run_dir)
+    if record is not None:
+        shown = "  ".join(f"{k}={record[k]:.4g}" for k in SUMMARY_KEYS if k in record)
+        click.echo(f"last evaluation (step {record['step']}): {shown}")
+    steps = {p.name: int(p.stem.rsplit("_", 1)[-1]) for p in (run_dir / "images").glob("*_*.png")
+             if p.stem.rsplit("_", 1)[-1].isdigit()}  # <name>_<step>.png
+    if steps:
+        newest = sorted(name for name, step in steps.items() if step == max(steps.values()))
+        click.echo(f"pictures: {run_dir / 'images'} (newest: {', '.join(newest)})")
+    click.echo(f"all metrics and their pictures: gdrae-eval --ckpt {run_dir / 'checkpoints' / 'latest.pt'}")
 
 
 if __name__ == "__main__":

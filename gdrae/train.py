@@ -441,6 +441,15 @@ def read_loss_log(path: Path) -> dict[int, dict[str, float]]:
     return curves
 
 
+def last_evaluation(run_dir: str | Path) -> dict[str, float] | None:
+    """The newest record of a run's metrics/eval.jsonl (written by :meth:`RunLog.diagnostics`), or None."""
+    path = Path(run_dir) / "metrics" / "eval.jsonl"
+    if not path.exists():
+        return None
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return json.loads(lines[-1]) if lines else None
+
+
 class RunLog:
     """Everything a run writes besides checkpoints: train.log, TensorBoard, images/, metrics/, the progress bar.
 
