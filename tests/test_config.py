@@ -33,6 +33,15 @@ def test_dataset_configs_load_and_build(name):
         assert cfg.loss.model_dump() == dict(recon=1, prior=1000, sn=1000, sv=0.01, cap=10, norm_sv=0.01)
 
 
+def test_quickstart_is_the_published_sector2dunif_model_and_losses():
+    quick, published = load_config(CONFIGS / "quickstart.yaml"), load_config(CONFIGS / "sector2dunif.yaml")
+    assert quick.data.model_dump() == published.data.model_dump()
+    assert quick.model.model_dump() == published.model.model_dump()
+    assert quick.loss.model_dump() == published.loss.model_dump()
+    assert (quick.train.lr, quick.train.betas, quick.train.seed) == (published.train.lr, published.train.betas, 0)
+    assert quick.train.steps == 1500 and quick.train.metrics == ["histogram", "alignment"]
+
+
 def test_defaults_are_the_published_image_settings():
     cfg = RunConfig()
     assert cfg.model.ncs == [128, 64, 32, 16, 4] and cfg.model.hidden_ncs == [256, 128, 64, 32, 16]
