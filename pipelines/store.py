@@ -168,7 +168,7 @@ def write_cache(converted: Converted, path: Path, dataset: str, progress: bool =
     permuted = PermutedRows(perm, tuple(converted.row_shape), converted.dtype, path / ".row-order", align=rows)
     try:
         with tqdm(total=n, unit="row", desc=f"prepare {dataset}", disable=not progress, leave=False) as bar:
-            for _, block in _rebatch(converted.blocks, rows * CHUNKS_PER_WRITE, converted, dataset):
+            for block in _rebatch(converted.blocks, rows * CHUNKS_PER_WRITE, converted, dataset):
                 permuted.add(block)
                 bar.update(len(block))
         if permuted.added != n:
@@ -207,8 +207,9 @@ def _check_converted(c: Converted, dataset: str) -> None:
                          f"{[len(v) for v in c.factor_values]}")
 
 
-def _rebatch(blocks: Iterator[np.ndarray], size: int, c: Converted, dataset: str) -> Iterator[tuple[int, np.ndarray]]:
-    """Regroup row blocks of any length into (first row, rows) pieces of ``size`` rows, checking each block."""
+def _rebatch(blocks: Iterator[np.ndarray], size: int, c: Converted, dataset: str) -> Iterator[np.ndarray]:
+    """Regroup row blocks of any length into consecutive pieces of ``size`` rows (the last may be
+    shorter), checking each block. A piece may be a reused buffer: consume it before the next."""
     n, row_shape = c.n, tuple(c.row_shape)
     buf = np.empty((size, *row_shape), dtype=c.dtype)
     filled = lo = 0
@@ -223,17 +224,17 @@ def _rebatch(blocks: Iterator[np.ndarray], size: int, c: Converted, dataset: str
         pos = 0
         while pos < len(block):
             if filled == 0 and len(block) - pos >= size:  # a whole piece: no copy
-                yield lo, block[pos:pos + size]
+                yield block[pos:pos + size]
                 lo, pos = lo + size, pos + size
                 continue
             take = min(size - filled, len(block) - pos)
             buf[filled:filled + take] = block[pos:pos + take]
             filled, pos = filled + take, pos + take
             if filled == size:
-                yield lo, buf
+                yield buf
                 lo, filled = lo + size, 0
     if filled:
-        yield lo, buf[:filled]
+        yield buf[:filled]
 
 
 def _replace(tmp: Path, final: Path) -> None:
