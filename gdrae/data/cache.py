@@ -43,6 +43,12 @@ def dataset_name(path: str | Path) -> str:
     return name[: -len(".zarr")] if name.endswith(".zarr") else name
 
 
+def rebuild_advice(path: str | Path) -> str:
+    """What to run to rebuild the cache at ``path`` (the end of every message about a bad cache)."""
+    path = Path(path)
+    return f"rebuild with `gdrae-data prepare {dataset_name(path)} --cache-dir {path.parent} --force`"
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
@@ -111,9 +117,8 @@ class CheckedArray:
         lo, hi = self.chunk_range(chunks[0]) if chunks else (0, 0)
         what = f"chunk {shown} (rows {lo}..{hi - 1})" if len(chunks) == 1 else f"{len(chunks)} chunks ({shown})"
         cause = f" [{_one_line(exc)}]" if exc is not None else ""
-        name = dataset_name(self.cache)
         return GdraeError(f"{self.cache}: {what} of '{self.name}' is corrupt: expected data matching its "
-                          f"checksum{cause}; rebuild with `gdrae-data prepare {name} --force`")
+                          f"checksum and chunk shape{cause}; {rebuild_advice(self.cache)}")
 
     def _bad_chunks(self, key: Any) -> list[int]:
         """Chunks touched by ``key`` that fail to read on their own (for the error message)."""
@@ -158,12 +163,22 @@ def _decode_blosc_crc32c(path: Path, out: np.ndarray, chunk_rows: int) -> None:
     body = np.frombuffer(raw, dtype=np.uint8)[:-4]
     if len(raw) < 4 or google_crc32c.value(body) != int.from_bytes(raw[-4:], "little"):
         raise ValueError("stored and computed CRC32C checksums differ")
+    expected = chunk_rows * int(np.prod(out.shape[1:], dtype=np.int64)) * out.itemsize
+    stored = _blosc_nbytes(raw)
+    if stored != expected:  # else blosc fills part of the buffer and leaves the rest as it was
+        raise ValueError(f"the chunk holds {stored} bytes, expected {expected} for {chunk_rows} rows "
+                         f"(the chunk_shape in zarr.json)")
     if len(out) == chunk_rows and out.flags.c_contiguous:
         blosc.decompress(body, out)
     else:  # the last chunk is stored full size; a caller's view may be strided
         full = np.empty((chunk_rows, *out.shape[1:]), dtype=out.dtype)
         blosc.decompress(body, full)
         out[...] = full[:len(out)]
+
+
+def _blosc_nbytes(frame: bytes) -> int:
+    """The decompressed size a blosc frame declares: its 16-byte header holds it (uint32 LE) at byte 4."""
+    return int.from_bytes(frame[4:8], "little") if len(frame) >= 16 else -1
 
 
 @dataclass(frozen=True)
@@ -234,7 +249,7 @@ def open_cache(path: str | Path) -> Cache:
 
     path = Path(path)
     name = dataset_name(path)
-    rebuild = f"rebuild with `gdrae-data prepare {name} --cache-dir {path.parent} --force`"
+    rebuild = rebuild_advice(path)
     if not path.exists():
         raise GdraeError(f"cache {path} not found: expected a prepared cache; "
                          f"run `gdrae-data prepare {name} --cache-dir {path.parent}`")

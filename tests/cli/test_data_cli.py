@@ -76,7 +76,8 @@ def test_missing_and_corrupt_caches_are_one_line_errors(run, tmp_path):
     raw[len(raw) // 2] ^= 0xFF
     chunk.write_bytes(bytes(raw))
     line = _one_line_error(run("verify", "sector2d", "--cache-dir", cache))
-    assert "chunk 0 (rows 0..4095) of 'points' is corrupt" in line and "prepare sector2d --force" in line
+    assert "chunk 0 (rows 0..4095) of 'points' is corrupt" in line
+    assert f"prepare sector2d --cache-dir {cache} --force" in line
     result = run("list", "--cache-dir", cache)
     assert result.exit_code == 0  # list reads no chunk: the cache still opens
     (cache / "sector2d.zarr" / "zarr.json").write_text("{")

@@ -4,8 +4,9 @@ import zarr
 
 from gdrae.data.cache import CACHE_VERSION, open_cache
 from gdrae.errors import GdraeError
+from pipelines.store import verify
 
-from tiny_caches import chunk_file, corrupt, decode_index
+from tiny_caches import chunk_file, corrupt, decode_index, edit_metadata
 
 
 def test_round_trip_arrays_and_attrs(make_cache):
@@ -121,4 +122,18 @@ def test_corrupt_chunk_fails_on_read_naming_cache_and_chunk(make_cache):
             read()
         message = str(err.value)
         assert str(cache.path) in message and "chunk 2 (rows 32..47) of 'images' is corrupt" in message
-        assert "\n" not in message
+        assert f"gdrae-data prepare tiny --cache-dir {cache.path.parent} --force" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("rows", [32, 15])
+def test_a_chunk_shape_that_disagrees_with_the_stored_chunks_is_corrupt(make_cache, rows):
+    cache = make_cache()  # 120 rows in chunks of 16 (192 bytes each): 8 chunk files
+    edit_metadata(cache.path, "images", lambda m: m["chunk_grid"]["configuration"].update(
+        chunk_shape=[rows, 3, 2, 2]))
+    cache = open_cache(cache.path)  # as many chunks as files either way
+    with pytest.raises(GdraeError, match=f"chunk 0 \\(rows 0..{rows - 1}\\) of 'images' is corrupt: .*"
+                                         f"the chunk holds 192 bytes, expected {rows * 12} for {rows} rows"):
+        cache.data.read_chunk(0)
+    for read in (lambda: cache.images[:], lambda: verify(cache.path, progress=False)):
+        with pytest.raises(GdraeError, match="of 'images' is corrupt: expected data matching its checksum and chunk shape"):
+            read()
