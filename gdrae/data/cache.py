@@ -30,6 +30,7 @@ REQUIRED_ATTRS = ("gdrae_cache_version", "dataset", "factor_names", "factor_size
 # what zarr, blosc and the file system raise for a damaged or missing chunk (checksum: ValueError)
 CORRUPTION_ERRORS = (ValueError, RuntimeError, OSError)
 ROW_SHAPES = {"images": "uint8 (N, C, H, W)", "points": "float32 (N, 2)"}
+CODECS = ("bytes", "blosc", "crc32c")  # what pipelines.store writes: little-endian rows, compressed, checksummed
 
 
 def cache_path(cache_dir: str | Path, name: str) -> Path:
@@ -268,30 +269,26 @@ def open_cache(path: str | Path) -> Cache:
     if missing:
         raise GdraeError(f"{path}: attrs lack {', '.join(missing)}: expected a gdrae cache; {rebuild}")
 
-    names, sizes, values = attrs["factor_names"], attrs["factor_sizes"], attrs["factor_values"]
-    if not (isinstance(sizes, list) and all(isinstance(s, int) and s > 0 for s in sizes)
-            and isinstance(names, list) and len(names) == len(sizes)
-            and isinstance(values, list) and [len(v) for v in values] == list(sizes)):
-        raise GdraeError(f"{path}: factor_names/factor_sizes/factor_values expected K names, K positive sizes "
-                         f"and K value lists of those sizes, got {names!r}, {sizes!r}, "
-                         f"{[len(v) for v in values] if isinstance(values, list) else values!r}; {rebuild}")
+    names, sizes, values = _factor_attrs(attrs, path, rebuild)
+    source = attrs["source"]
+    if not (isinstance(source, list) and all(isinstance(s, dict) for s in source)):
+        raise GdraeError(f"{path}: source expected a list of {{name, bytes, sha256}} records, "
+                         f"got {_clip(source)}; {rebuild}")
     n = grid_size(sizes)
 
-    members = set(group.array_keys())
-    kinds = [k for k in ROW_SHAPES if k in members]
-    if len(kinds) != 1 or "factors" not in members:
+    arrays = {key: _open_array(group, key, path, rebuild) for key in (*ROW_SHAPES, "factors")}
+    kinds = [k for k in ROW_SHAPES if arrays[k] is not None]
+    if len(kinds) != 1 or arrays["factors"] is None:
         raise GdraeError(f"{path}: arrays expected 'factors' and one of 'images'/'points', "
-                         f"got {sorted(members)}; {rebuild}")
-    kind = kinds[0]
-    array = group[kind]
-    data = CheckedArray(array, path, kind)
+                         f"got {sorted(k for k, a in arrays.items() if a is not None)}; {rebuild}")
+    data = arrays[kinds[0]]
     _check_data_array(data, n, path, rebuild)
 
-    fz = group["factors"]
-    if fz.ndim != 2 or tuple(fz.shape) != (n, len(sizes)) or np.dtype(fz.dtype).kind not in "iu":
+    fz = arrays["factors"]
+    if fz.shape != (n, len(sizes)) or fz.dtype.kind not in "iu":
         raise GdraeError(f"{path}: 'factors' expected integer ({n}, {len(sizes)}), "
-                         f"got {fz.dtype} {tuple(fz.shape)}; {rebuild}")
-    factors = CheckedArray(fz, path, "factors")[:]
+                         f"got {fz.dtype} {fz.shape}; {rebuild}")
+    factors = fz[:]
     grid_index = _grid_index(factors, sizes)
     if grid_index is None:
         raise GdraeError(f"{path}: 'factors' expected every cell of the grid {tuple(sizes)} exactly once, "
@@ -300,6 +297,66 @@ def open_cache(path: str | Path) -> Cache:
     return Cache(path=path, attrs=attrs, data=data, factors=factors, grid_index=grid_index, factor_names=tuple(names),
                  factor_sizes=tuple(int(s) for s in sizes),
                  factor_values=tuple(tuple(float(x) for x in v) for v in values))
+
+
+def _factor_attrs(attrs: dict, path: Path, rebuild: str) -> tuple[list, list, list]:
+    """factor_names, factor_sizes and factor_values: K names, K positive sizes, K lists of numbers of those sizes."""
+    names, sizes, values = attrs["factor_names"], attrs["factor_sizes"], attrs["factor_values"]
+    if not (isinstance(sizes, list) and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)):
+        key, expected, got = "factor_sizes", "a list of positive integers", sizes
+    elif not (isinstance(names, list) and len(names) == len(sizes) and all(isinstance(x, str) for x in names)):
+        key, expected, got = "factor_names", f"{len(sizes)} strings", names
+    elif not (isinstance(values, list) and [len(v) if isinstance(v, list) else None for v in values] == sizes
+              and all(_is_number(x) for v in values for x in v)):
+        key, expected, got = "factor_values", f"{len(sizes)} lists of numbers of lengths {sizes}", values
+    else:
+        return names, sizes, values
+    raise GdraeError(f"{path}: {key} expected {expected}, got {_clip(got)}; {rebuild}")
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _clip(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters (attrs can hold long lists)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _open_array(group: Any, key: str, path: Path, rebuild: str) -> CheckedArray | None:
+    """Array ``key`` of the cache, or None if there is none; its metadata must be readable and describe
+    the layout the writer stores: chunks along the first axis, codecs CODECS (checksums on)."""
+    import zarr
+
+    meta = path / key / "zarr.json"
+    try:
+        array = group[key]
+    except KeyError:
+        return None
+    except Exception as exc:  # zarr raises many types for bad metadata (JSON, rank, dtype, unknown codec)
+        raise GdraeError(f"{meta}: expected readable zarr array metadata, got {_one_line(exc)}; {rebuild}") from exc
+    if not isinstance(array, zarr.Array):
+        return None
+    chain = _codec_chain(array)
+    if chain != list(CODECS):
+        unchecked = "" if "crc32c" in chain else " (no checksum: not a cache gdrae wrote)"
+        raise GdraeError(f"{meta}: codecs expected {' -> '.join(CODECS)}, got {' -> '.join(chain) or 'none'}"
+                         f"{unchecked}; {rebuild}")
+    if not array.shape or array.chunks[0] < 1 or tuple(array.chunks[1:]) != tuple(array.shape[1:]):
+        raise GdraeError(f"{meta}: chunks expected along N only, got chunks {array.chunks} "
+                         f"for shape {array.shape}; {rebuild}")
+    return CheckedArray(array, path, key)
+
+
+def _codec_chain(array: Any) -> list[str]:
+    """The names of ``array``'s codecs in order ("bytes-big-endian" where it stores big-endian values)."""
+    chain = []
+    for codec in getattr(array.metadata, "codecs", ()):
+        spec = codec.to_dict()
+        big = (spec.get("configuration") or {}).get("endian") == "big"
+        chain.append(spec["name"] + ("-big-endian" if big else ""))
+    return chain
 
 
 def _grid_index(factors: np.ndarray, sizes: list[int]) -> np.ndarray | None:
@@ -314,15 +371,13 @@ def _grid_index(factors: np.ndarray, sizes: list[int]) -> np.ndarray | None:
 
 
 def _check_data_array(data: CheckedArray, n: int, path: Path, rebuild: str) -> None:
-    """Dtype, shape, chunking and completeness of the images/points array."""
+    """Dtype, shape and completeness of the images/points array."""
     shape, kind = data.shape, data.name
     good = (data.dtype == np.uint8 and len(shape) == 4 and shape[1] in (1, 3)) if kind == "images" else \
         (data.dtype == np.float32 and len(shape) == 2 and shape[1] == 2)
     if not good or shape[0] != n:
         raise GdraeError(f"{path}: '{kind}' expected {ROW_SHAPES[kind]} with N = prod(factor_sizes) = {n}, "
                          f"got {data.dtype} {shape}; {rebuild}")
-    if tuple(data.zarr.chunks[1:]) != shape[1:]:
-        raise GdraeError(f"{path}: '{kind}' expected chunks along N only, got chunks {data.zarr.chunks}; {rebuild}")
     stored = data.zarr.nchunks_initialized
     if stored != data.nchunks:
         raise GdraeError(f"{path}: '{kind}' expected {data.nchunks} stored chunks, got {stored} "

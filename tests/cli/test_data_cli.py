@@ -1,4 +1,6 @@
 """gdrae-data through click's CliRunner: exit codes and messages."""
+import json
+
 import pytest
 from click.testing import CliRunner
 
@@ -88,3 +90,21 @@ def test_missing_and_corrupt_caches_are_one_line_errors(run, tmp_path):
 def test_unknown_name_is_a_usage_error(run):
     result = run("prepare", "mnist")
     assert result.exit_code == 2 and "mnist" in result.output and "shapes2d" in result.output
+
+
+def test_list_marks_a_bad_cache_and_lists_the_rest(run, tmp_path):
+    cache = tmp_path / "cache"
+    for name in ("sector2d", "sector2dunif"):
+        assert run("prepare", name, "--cache-dir", cache).exit_code == 0
+    group = cache / "sector2d.zarr" / "zarr.json"
+    metadata = json.loads(group.read_text())
+    metadata["attributes"]["factor_values"] = [["near"] * 64, ["left"] * 64]
+    group.write_text(json.dumps(metadata))
+    result = run("list", "--cache-dir", cache, "--raw-dir", tmp_path / "none")
+    assert result.exit_code == 0 and "Traceback" not in result.output
+    lines = result.output.splitlines()
+    bad = next(i for i, line in enumerate(lines) if line.startswith("sector2d "))
+    assert "INVALID" in lines[bad] and "factor_values expected 2 lists of numbers" in lines[bad + 1]
+    assert any(line.startswith("sector2dunif") and "valid" in line and "4,096" in line for line in lines)
+    line = _one_line_error(run("info", "sector2d", "--cache-dir", cache))
+    assert "sector2d.zarr: factor_values expected 2 lists of numbers of lengths [64, 64], got [['near'" in line
