@@ -14,6 +14,8 @@ compression) into a one-line :class:`GdraeError` naming the cache and chunk.
 """
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,10 @@ from typing import Any, Callable
 import numpy as np
 
 from gdrae.data.grid import factors_to_index, grid_size
+from gdrae.data.staging import staged
 from gdrae.errors import GdraeError
+
+log = logging.getLogger(__name__)
 
 CACHE_VERSION = 2
 REQUIRED_ATTRS = ("gdrae_cache_version", "dataset", "factor_names", "factor_sizes", "factor_values",
@@ -244,14 +249,15 @@ def open_cache(path: str | Path) -> Cache:
     """Open the cache at ``path`` and validate schema version, arrays, dtypes, shapes and the grid.
 
     Raises GdraeError when it is missing (naming the ``gdrae-data prepare``
-    command to run), incomplete or invalid.
+    command to run), incomplete or invalid. A cache missing because a replace
+    was killed halfway is first restored (:func:`restore_replaced`).
     """
     import zarr  # deferred: importing zarr costs time the CLI's --help does not need
 
     path = Path(path)
     name = dataset_name(path)
     rebuild = rebuild_advice(path)
-    if not path.exists():
+    if not path.exists() and not restore_replaced(path):
         raise GdraeError(f"cache {path} not found: expected a prepared cache; "
                          f"run `gdrae-data prepare {name} --cache-dir {path.parent}`")
     try:
@@ -297,6 +303,38 @@ def open_cache(path: str | Path) -> Cache:
     return Cache(path=path, attrs=attrs, data=data, factors=factors, grid_index=grid_index, factor_names=tuple(names),
                  factor_sizes=tuple(int(s) for s in sizes),
                  factor_values=tuple(tuple(float(x) for x in v) for v in values))
+
+
+def restore_replaced(path: str | Path) -> bool:
+    """Rename the earlier cache a replace set aside back to ``path`` if ``path`` is missing, saying so.
+
+    A kill between the two renames of a replace (pipelines.store) leaves the
+    old cache alone as ``.<name>.zarr.old-*``. It is restored when its process
+    is gone and it is the one valid such cache; True if it was.
+    """
+    path = Path(path)
+    if path.exists():
+        return False
+    olds = [s.path for s in staged(path.parent, dataset_name(path)) if s.kind == "old" and not s.alive]
+    olds = [old for old in olds if _opens(old)]
+    if len(olds) != 1:
+        return False
+    try:
+        os.rename(olds[0], path)
+    except OSError as exc:
+        raise GdraeError(f"{olds[0]}: expected to rename this earlier cache back to {path}, got "
+                         f"{_one_line(exc)}; rename it yourself") from exc
+    log.warning(f"{path}: restored from {olds[0].name}, where an interrupted `gdrae-data prepare --force` "
+                f"had set it aside")
+    return True
+
+
+def _opens(path: Path) -> bool:
+    try:
+        open_cache(path)
+    except GdraeError:
+        return False
+    return True
 
 
 def _factor_attrs(attrs: dict, path: Path, rebuild: str) -> tuple[list, list, list]:

@@ -1,5 +1,8 @@
 """gdrae-data through click's CliRunner: exit codes and messages."""
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -108,3 +111,29 @@ def test_list_marks_a_bad_cache_and_lists_the_rest(run, tmp_path):
     assert any(line.startswith("sector2dunif") and "valid" in line and "4,096" in line for line in lines)
     line = _one_line_error(run("info", "sector2d", "--cache-dir", cache))
     assert "sector2d.zarr: factor_values expected 2 lists of numbers of lengths [64, 64], got [['near'" in line
+
+
+def _dead_pid():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_list_removes_temporaries_of_dead_processes_and_shows_the_rest(run, tmp_path):
+    cache = tmp_path / "cache"
+    assert run("prepare", "sector2d", "--cache-dir", cache).exit_code == 0
+    dead = _dead_pid()
+    leftovers = {f".sector2d.zarr.tmp-{dead}-0badc0de": 5000,  # a killed prepare's
+                 f".sector2dunif.zarr.tmp-{os.getpid()}-00c0ffee": 3000,  # a running prepare's
+                 f".sector2d.zarr.old-{dead}-0ddba11a": 2048}  # set aside by an interrupted --force
+    for name, size in leftovers.items():
+        (cache / name).mkdir()
+        (cache / name / "chunk").write_bytes(b"x" * size)
+    result = run("list", "--cache-dir", cache, "--raw-dir", tmp_path / "none")
+    assert result.exit_code == 0, result.output
+    assert not (cache / f".sector2d.zarr.tmp-{dead}-0badc0de").exists()
+    assert f".sector2d.zarr.tmp-{dead}" not in result.output
+    assert f".sector2dunif.zarr.tmp-{os.getpid()}-00c0ffee  2.9 KB  a sector2dunif cache being written by " \
+           f"process {os.getpid()}" in result.output
+    assert f".sector2d.zarr.old-{dead}-0ddba11a  2.0 KB  an earlier sector2d cache set aside by an interrupted " \
+           "`prepare --force`; remove it once sector2d.zarr is good" in result.output
