@@ -131,22 +131,49 @@ def prepare(name: str | DatasetSpec, raw_dir: str | Path, cache_dir: str | Path,
     check_raw_files(spec, raw_dir)
     start = time.perf_counter()
     converted = spec.convert(raw_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = staging_path(final, "tmp")
     try:
         with _sigterm_raises():
+            cache_dir.mkdir(parents=True, exist_ok=True)
             write_cache(converted, tmp, spec.name, progress=progress, chunk_rows=chunk_rows)
             _replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         close = getattr(converted.blocks, "close", None)
         if close is not None:  # a generator may hold the raw file open
             close()
         _remove_tree(tmp)
+        unwritable = _unwritable_error(exc, cache_dir, spec.name)
+        if unwritable is not None:
+            raise unwritable from exc
         raise
     return PrepareSummary(name=spec.name, path=final, n=converted.n, factor_names=list(converted.factor_names),
                           factor_sizes=list(converted.factor_sizes), row_shape=tuple(converted.row_shape),
                           bytes_on_disk=dir_bytes(final), seconds=time.perf_counter() - start,
                           notes=list(converted.notes))
+
+
+# errno of a write to a full or read-only cache directory -> (what was expected, what was found, advice)
+_UNWRITABLE = {
+    errno.ENOSPC: ("room for", "no space left on device", "free space"),
+    errno.EDQUOT: ("room for", "no space left (disk quota exceeded)", "free space"),
+    errno.EROFS: ("a writable directory for", "a read-only file system", "remount it read-write"),
+    errno.EACCES: ("a writable directory for", "a read-only directory (permission denied)", "make it writable"),
+    errno.EPERM: ("a writable directory for", "a read-only directory (operation not permitted)", "make it writable"),
+}
+
+
+def _unwritable_error(exc: BaseException, cache_dir: Path, dataset: str) -> GdraeError | None:
+    """The one line for a write into ``cache_dir`` that failed for want of space or permission, else None
+    (other errors, and errors about other files such as the raw ones, pass through)."""
+    if not (isinstance(exc, OSError) and exc.errno in _UNWRITABLE):
+        return None
+    if exc.filename is not None:
+        where, folder = Path(os.path.abspath(exc.filename)), Path(os.path.abspath(cache_dir))
+        if not (where.is_relative_to(folder) or folder.is_relative_to(where)):
+            return None
+    expected, got, advice = _UNWRITABLE[exc.errno]
+    return GdraeError(f"{cache_dir}: expected {expected} the {dataset} cache, got {got}; nothing was left "
+                      f"behind and any earlier cache is kept; {advice} or pass another --cache-dir")
 
 
 def write_cache(converted: Converted, path: Path, dataset: str, progress: bool = True,

@@ -1,4 +1,5 @@
 """gdrae-data through click's CliRunner: exit codes and messages."""
+import errno
 import json
 import os
 import subprocess
@@ -137,3 +138,17 @@ def test_list_removes_temporaries_of_dead_processes_and_shows_the_rest(run, tmp_
            f"process {os.getpid()}" in result.output
     assert f".sector2d.zarr.old-{dead}-0ddba11a  2.0 KB  an earlier sector2d cache set aside by an interrupted " \
            "`prepare --force`; remove it once sector2d.zarr is good" in result.output
+
+
+def test_prepare_on_a_full_disk_is_one_line_and_leaves_nothing(run, tmp_path, monkeypatch):
+    from pipelines.row_order import PermutedRows
+
+    def full(rows, block):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(rows.work_dir / "bucket-00000"))
+
+    monkeypatch.setattr(PermutedRows, "add", full)
+    cache = tmp_path / "cache"
+    line = _one_line_error(run("prepare", "sector2d", "--cache-dir", cache))
+    assert line == (f"Error: {cache}: expected room for the sector2d cache, got no space left on device; nothing was "
+                    "left behind and any earlier cache is kept; free space or pass another --cache-dir")
+    assert os.listdir(cache) == []

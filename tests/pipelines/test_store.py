@@ -1,5 +1,7 @@
 """The cache writer: round trip, atomic replace, failures and interruptions, verify."""
+import errno
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from gdrae.data.cache import cache_path, open_cache
 from gdrae.errors import GdraeError
 from pipelines import store
 from pipelines.base import Converted, DatasetSpec, RawFile
+from pipelines.row_order import PermutedRows
 from pipelines.store import prepare, spec_from_array, verify
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -209,6 +212,40 @@ def test_a_replace_swaps_the_caches_in_one_step_where_the_os_can(tmp_path, monke
     monkeypatch.setattr(os, "rename", lambda *args: pytest.fail("renamed the old cache aside"))
     prepare(_spec(sizes=(2, 6)), tmp_path, cache_dir, force=True, progress=False)
     assert os.listdir(cache_dir) == ["toy.zarr"] and open_cache(cache_path(cache_dir, "toy")).factor_sizes == (2, 6)
+
+
+@pytest.mark.parametrize("code, message", [
+    (errno.ENOSPC, "expected room for the toy cache, got no space left on device"),
+    (errno.EROFS, "expected a writable directory for the toy cache, got a read-only file system"),
+    (errno.EACCES, "expected a writable .*, got a read-only directory \\(permission denied\\)"),
+])
+def test_a_full_or_read_only_cache_dir_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, code, message):
+    cache_dir = tmp_path / "cache"
+    prepare(_spec(), tmp_path, cache_dir, progress=False)
+    before = open_cache(cache_path(cache_dir, "toy")).images[:]
+
+    def fail(rows, block):
+        raise OSError(code, os.strerror(code), str(rows.work_dir / "bucket-00000"))
+
+    monkeypatch.setattr(PermutedRows, "add", fail)
+    with pytest.raises(GdraeError, match=f"^{re.escape(str(cache_dir))}: {message}; nothing was left behind"):
+        prepare(_spec(), tmp_path, cache_dir, force=True, progress=False)
+    assert os.listdir(cache_dir) == ["toy.zarr"]
+    np.testing.assert_array_equal(open_cache(cache_path(cache_dir, "toy")).images[:], before)
+
+
+def test_a_read_only_cache_dir(tmp_path):
+    cache_dir = tmp_path / "cache"
+    prepare(_spec(), tmp_path, cache_dir, progress=False)
+    cache_dir.chmod(0o555)
+    try:
+        if os.access(cache_dir, os.W_OK):
+            pytest.skip("permissions do not apply to this user (root)")
+        with pytest.raises(GdraeError, match=re.escape(str(cache_dir)) + ": .*got a read-only directory"):
+            prepare(_spec(), tmp_path, cache_dir, force=True, progress=False)
+        assert os.listdir(cache_dir) == ["toy.zarr"]
+    finally:
+        cache_dir.chmod(0o755)
 
 
 def test_verify_passes_and_names_corrupt_chunks(tmp_path):
