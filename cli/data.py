@@ -90,15 +90,13 @@ def list_(raw_dir: Path, cache_dir: Path) -> None:
             have = sum((raw_dir / f.relpath).exists() for f in spec.raw_files)
             raw = "present" if have == len(spec.raw_files) else f"{have}/{len(spec.raw_files)} files"
         path = cache_path(cache_dir, name)
-        rows = size = problem = ""
-        if not (path.exists() or restore_replaced(path)):
-            state = "missing"
-        else:
-            try:
+        state, rows, size, problem = "missing", "", "", ""
+        try:
+            if path.exists() or restore_replaced(path):
                 cache = open_cache(path)
                 state, rows, size = "valid", f"{cache.n:,}", human_bytes(cache.bytes_on_disk())
-            except GdraeError as exc:
-                state, problem = "INVALID", str(exc)
+        except GdraeError as exc:
+            state, problem = "INVALID", str(exc)
         click.echo(f"{name:<22}{raw:<12}{state:<10}{rows:>10}{size:>12}")
         if problem:
             click.echo(f"  {problem}")
