@@ -73,8 +73,10 @@ def prepare(name: str, raw_dir: Path, cache_dir: Path, force: bool) -> None:
 @CACHE_DIR
 @_one_line_errors
 def list_(raw_dir: Path, cache_dir: Path) -> None:
-    from gdrae.data.cache import cache_path, open_cache
+    from gdrae.data.cache import cache_path, dir_bytes, open_cache, restore_replaced
+    from gdrae.data.staging import remove_dead_temps, staged
 
+    remove_dead_temps(cache_dir)
     click.echo(f"{'name':<22}{'raw':<12}{'cache':<10}{'rows':>10}{'on disk':>12}")
     for name in NAMES:
         try:
@@ -88,18 +90,33 @@ def list_(raw_dir: Path, cache_dir: Path) -> None:
             have = sum((raw_dir / f.relpath).exists() for f in spec.raw_files)
             raw = "present" if have == len(spec.raw_files) else f"{have}/{len(spec.raw_files)} files"
         path = cache_path(cache_dir, name)
-        rows = size = problem = ""
-        if not path.exists():
-            state = "missing"
-        else:
-            try:
+        state, rows, size, problem = "missing", "", "", ""
+        try:
+            if path.exists() or restore_replaced(path):
                 cache = open_cache(path)
                 state, rows, size = "valid", f"{cache.n:,}", human_bytes(cache.bytes_on_disk())
-            except GdraeError as exc:
-                state, problem = "INVALID", str(exc)
+        except GdraeError as exc:
+            state, problem = "INVALID", str(exc)
         click.echo(f"{name:<22}{raw:<12}{state:<10}{rows:>10}{size:>12}")
         if problem:
             click.echo(f"  {problem}")
+    left = staged(cache_dir)
+    if left:
+        click.echo(f"\nbeside the caches in {cache_dir}:")
+    for s in left:
+        click.echo(f"  {s.path.name}  {human_bytes(dir_bytes(s.path))}  {_staged_note(s)}")
+
+
+def _staged_note(s) -> str:
+    """What a staging directory (gdrae.data.staging.Staged) is, for `list`."""
+    if s.kind == "tmp":
+        return (f"a {s.dataset} cache being written by process {s.pid}" if s.alive else
+                f"a temporary {s.dataset} cache of process {s.pid}, which is gone; could not be removed")
+    if s.alive:
+        return f"the earlier {s.dataset} cache, being replaced by process {s.pid}"
+    final = s.path.with_name(f"{s.dataset}.zarr")
+    advice = f"remove it once {final.name} is good" if final.exists() else f"rename it to {final.name} to keep it"
+    return f"an earlier {s.dataset} cache set aside by an interrupted `prepare --force`; {advice}"
 
 
 @main.command(help="Factors, rows, chunks, codecs and size of the cache of NAME.")

@@ -29,6 +29,7 @@ class RawFile:
     source: str  # where to get it (a web page), shown when the file is missing
     size: int | None = None  # bytes, where known
     sha256: str | None = None  # where known
+    folder: bool = False  # a folder of files rather than one file
 
 
 @dataclass

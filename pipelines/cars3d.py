@@ -30,8 +30,9 @@ from pipelines.checks import (
 )
 
 RAW = RawFile(
-    relpath="cars3d/raw",  # a folder of car_NNN_mesh.mat files
+    relpath="cars3d/raw",
     source="http://www.scottreed.info/files/nips2015-analogy-data.tar.gz (Reed et al. 2015, folder data/cars)",
+    folder=True,  # of car_NNN_mesh.mat files
 )
 _FACTORS = ("elevation", "azimuth", "object_type")
 _NAME = re.compile(r"car_(\d+)_mesh\.mat")

@@ -24,10 +24,13 @@ _SHOW = 3  # how many missing/duplicated combinations an error message lists
 
 
 def require_file(raw_dir: Path, raw: RawFile) -> Path:
-    """The path of ``raw`` under ``raw_dir``; a GdraeError says where to get it if absent."""
+    """The path of ``raw`` under ``raw_dir``; a GdraeError says where to get it if absent or of the wrong kind."""
     path = Path(raw_dir) / raw.relpath
     if not path.exists():
         raise GdraeError(f"{path}: raw file not found: expected {raw.relpath} under {raw_dir} (get it from {raw.source})")
+    if path.is_dir() != raw.folder:
+        want, got = ("a folder", "a file") if raw.folder else ("a file", "a folder")
+        raise GdraeError(f"{path}: expected {want}, got {got} (get it from {raw.source})")
     if raw.size is not None and path.is_file() and path.stat().st_size != raw.size:
         raise GdraeError(f"{path}: expected {raw.size} bytes, got {path.stat().st_size} (incomplete download?)")
     return path

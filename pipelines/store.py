@@ -4,16 +4,19 @@
 into ``<cache_dir>/.<name>.zarr.tmp-*``; only a complete, checked cache is
 renamed to ``<cache_dir>/<name>.zarr``. Any failure or interruption (Ctrl-C,
 SIGTERM) removes the temporary directory and leaves an earlier cache as it
-was. :func:`verify` re-reads every chunk (checksums) and the factor grid.
+was; what a kill leaves behind (gdrae.data.staging) the next prepare removes
+or restores. :func:`verify` re-reads every chunk (checksums) and the factor grid.
 """
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,8 +26,9 @@ from typing import Iterator
 import numpy as np
 from tqdm import tqdm
 
-from gdrae.data.cache import CACHE_VERSION, cache_path, dir_bytes, open_cache
+from gdrae.data.cache import CACHE_VERSION, cache_path, dir_bytes, open_cache, restore_replaced
 from gdrae.data.grid import index_to_factors
+from gdrae.data.staging import remove_dead_temps, staging_path
 from gdrae.errors import GdraeError
 from pipelines.base import Converted, DatasetSpec
 from pipelines.registry import get_spec
@@ -119,28 +123,57 @@ def prepare(name: str | DatasetSpec, raw_dir: str | Path, cache_dir: str | Path,
     spec = name if isinstance(name, DatasetSpec) else get_spec(name)
     raw_dir, cache_dir = Path(raw_dir), Path(cache_dir)
     final = cache_path(cache_dir, spec.name)
+    remove_dead_temps(cache_dir)
+    restore_replaced(final)
     if final.exists() and not force:
         raise GdraeError(f"{final}: cache exists: expected no cache, got one; "
                          f"pass --force to replace it (kept until the new one is complete)")
     check_raw_files(spec, raw_dir)
     start = time.perf_counter()
     converted = spec.convert(raw_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache_dir / f".{spec.name}.zarr.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = staging_path(final, "tmp")
     try:
         with _sigterm_raises():
+            cache_dir.mkdir(parents=True, exist_ok=True)
             write_cache(converted, tmp, spec.name, progress=progress, chunk_rows=chunk_rows)
             _replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         close = getattr(converted.blocks, "close", None)
         if close is not None:  # a generator may hold the raw file open
             close()
         _remove_tree(tmp)
+        unwritable = _unwritable_error(exc, cache_dir, spec.name)
+        if unwritable is not None:
+            raise unwritable from exc
         raise
     return PrepareSummary(name=spec.name, path=final, n=converted.n, factor_names=list(converted.factor_names),
                           factor_sizes=list(converted.factor_sizes), row_shape=tuple(converted.row_shape),
                           bytes_on_disk=dir_bytes(final), seconds=time.perf_counter() - start,
                           notes=list(converted.notes))
+
+
+# errno of a write to a full or read-only cache directory -> (what was expected, what was found, advice)
+_UNWRITABLE = {
+    errno.ENOSPC: ("room for", "no space left on device", "free space"),
+    errno.EDQUOT: ("room for", "no space left (disk quota exceeded)", "free space"),
+    errno.EROFS: ("a writable directory for", "a read-only file system", "remount it read-write"),
+    errno.EACCES: ("a writable directory for", "a read-only directory (permission denied)", "make it writable"),
+    errno.EPERM: ("a writable directory for", "a read-only directory (operation not permitted)", "make it writable"),
+}
+
+
+def _unwritable_error(exc: BaseException, cache_dir: Path, dataset: str) -> GdraeError | None:
+    """The one line for a write into ``cache_dir`` that failed for want of space or permission, else None
+    (other errors, and errors about other files such as the raw ones, pass through)."""
+    if not (isinstance(exc, OSError) and exc.errno in _UNWRITABLE):
+        return None
+    if exc.filename is not None:
+        where, folder = Path(os.path.abspath(exc.filename)), Path(os.path.abspath(cache_dir))
+        if not (where.is_relative_to(folder) or folder.is_relative_to(where)):
+            return None
+    expected, got, advice = _UNWRITABLE[exc.errno]
+    return GdraeError(f"{cache_dir}: expected {expected} the {dataset} cache, got {got}; nothing was left "
+                      f"behind and any earlier cache is kept; {advice} or pass another --cache-dir")
 
 
 def write_cache(converted: Converted, path: Path, dataset: str, progress: bool = True,
@@ -238,11 +271,21 @@ def _rebatch(blocks: Iterator[np.ndarray], size: int, c: Converted, dataset: str
 
 
 def _replace(tmp: Path, final: Path) -> None:
-    """Move the complete cache ``tmp`` to ``final``, replacing an existing one only now."""
+    """Move the complete cache ``tmp`` to ``final``, replacing an existing one only now.
+
+    Where the OS can, the two are swapped in one step and the old cache,
+    now under the temporary name, is removed. Otherwise the old cache is
+    renamed aside first: a kill before the second rename leaves it alone as
+    ``.<name>.zarr.old-*``, which the next open or prepare renames back
+    (:func:`gdrae.data.cache.restore_replaced`).
+    """
     if not final.exists():
         os.rename(tmp, final)
         return
-    old = final.with_name(f".{final.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    if _exchange(tmp, final):
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    old = staging_path(final, "old")
     os.rename(final, old)
     try:
         os.rename(tmp, final)
@@ -250,6 +293,24 @@ def _replace(tmp: Path, final: Path) -> None:
         os.rename(old, final)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where the OS or the file
+    system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)  # glibc 2.28+
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # not supported here
+        return False
+    raise OSError(code, os.strerror(code), str(a), None, str(b))
 
 
 def _remove_tree(path: Path, settle_s: float = 0.2, limit_s: float = 5.0) -> None:

@@ -14,6 +14,8 @@ compression) into a one-line :class:`GdraeError` naming the cache and chunk.
 """
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,10 @@ from typing import Any, Callable
 import numpy as np
 
 from gdrae.data.grid import factors_to_index, grid_size
+from gdrae.data.staging import staged
 from gdrae.errors import GdraeError
+
+log = logging.getLogger(__name__)
 
 CACHE_VERSION = 2
 REQUIRED_ATTRS = ("gdrae_cache_version", "dataset", "factor_names", "factor_sizes", "factor_values",
@@ -30,6 +35,7 @@ REQUIRED_ATTRS = ("gdrae_cache_version", "dataset", "factor_names", "factor_size
 # what zarr, blosc and the file system raise for a damaged or missing chunk (checksum: ValueError)
 CORRUPTION_ERRORS = (ValueError, RuntimeError, OSError)
 ROW_SHAPES = {"images": "uint8 (N, C, H, W)", "points": "float32 (N, 2)"}
+CODECS = ("bytes", "blosc", "crc32c")  # what pipelines.store writes: little-endian rows, compressed, checksummed
 
 
 def cache_path(cache_dir: str | Path, name: str) -> Path:
@@ -41,6 +47,12 @@ def dataset_name(path: str | Path) -> str:
     """The dataset name a cache path stands for (``cache/shapes2d.zarr`` -> ``shapes2d``)."""
     name = Path(path).name
     return name[: -len(".zarr")] if name.endswith(".zarr") else name
+
+
+def rebuild_advice(path: str | Path) -> str:
+    """What to run to rebuild the cache at ``path`` (the end of every message about a bad cache)."""
+    path = Path(path)
+    return f"rebuild with `gdrae-data prepare {dataset_name(path)} --cache-dir {path.parent} --force`"
 
 
 def _one_line(exc: BaseException) -> str:
@@ -111,9 +123,8 @@ class CheckedArray:
         lo, hi = self.chunk_range(chunks[0]) if chunks else (0, 0)
         what = f"chunk {shown} (rows {lo}..{hi - 1})" if len(chunks) == 1 else f"{len(chunks)} chunks ({shown})"
         cause = f" [{_one_line(exc)}]" if exc is not None else ""
-        name = dataset_name(self.cache)
         return GdraeError(f"{self.cache}: {what} of '{self.name}' is corrupt: expected data matching its "
-                          f"checksum{cause}; rebuild with `gdrae-data prepare {name} --force`")
+                          f"checksum and chunk shape{cause}; {rebuild_advice(self.cache)}")
 
     def _bad_chunks(self, key: Any) -> list[int]:
         """Chunks touched by ``key`` that fail to read on their own (for the error message)."""
@@ -158,12 +169,22 @@ def _decode_blosc_crc32c(path: Path, out: np.ndarray, chunk_rows: int) -> None:
     body = np.frombuffer(raw, dtype=np.uint8)[:-4]
     if len(raw) < 4 or google_crc32c.value(body) != int.from_bytes(raw[-4:], "little"):
         raise ValueError("stored and computed CRC32C checksums differ")
+    expected = chunk_rows * int(np.prod(out.shape[1:], dtype=np.int64)) * out.itemsize
+    stored = _blosc_nbytes(raw)
+    if stored != expected:  # else blosc fills part of the buffer and leaves the rest as it was
+        raise ValueError(f"the chunk holds {stored} bytes, expected {expected} for {chunk_rows} rows "
+                         f"(the chunk_shape in zarr.json)")
     if len(out) == chunk_rows and out.flags.c_contiguous:
         blosc.decompress(body, out)
     else:  # the last chunk is stored full size; a caller's view may be strided
         full = np.empty((chunk_rows, *out.shape[1:]), dtype=out.dtype)
         blosc.decompress(body, full)
         out[...] = full[:len(out)]
+
+
+def _blosc_nbytes(frame: bytes) -> int:
+    """The decompressed size a blosc frame declares: its 16-byte header holds it (uint32 LE) at byte 4."""
+    return int.from_bytes(frame[4:8], "little") if len(frame) >= 16 else -1
 
 
 @dataclass(frozen=True)
@@ -228,14 +249,15 @@ def open_cache(path: str | Path) -> Cache:
     """Open the cache at ``path`` and validate schema version, arrays, dtypes, shapes and the grid.
 
     Raises GdraeError when it is missing (naming the ``gdrae-data prepare``
-    command to run), incomplete or invalid.
+    command to run), incomplete or invalid. A cache missing because a replace
+    was killed halfway is first restored (:func:`restore_replaced`).
     """
     import zarr  # deferred: importing zarr costs time the CLI's --help does not need
 
     path = Path(path)
     name = dataset_name(path)
-    rebuild = f"rebuild with `gdrae-data prepare {name} --cache-dir {path.parent} --force`"
-    if not path.exists():
+    rebuild = rebuild_advice(path)
+    if not path.exists() and not restore_replaced(path):
         raise GdraeError(f"cache {path} not found: expected a prepared cache; "
                          f"run `gdrae-data prepare {name} --cache-dir {path.parent}`")
     try:
@@ -253,30 +275,26 @@ def open_cache(path: str | Path) -> Cache:
     if missing:
         raise GdraeError(f"{path}: attrs lack {', '.join(missing)}: expected a gdrae cache; {rebuild}")
 
-    names, sizes, values = attrs["factor_names"], attrs["factor_sizes"], attrs["factor_values"]
-    if not (isinstance(sizes, list) and all(isinstance(s, int) and s > 0 for s in sizes)
-            and isinstance(names, list) and len(names) == len(sizes)
-            and isinstance(values, list) and [len(v) for v in values] == list(sizes)):
-        raise GdraeError(f"{path}: factor_names/factor_sizes/factor_values expected K names, K positive sizes "
-                         f"and K value lists of those sizes, got {names!r}, {sizes!r}, "
-                         f"{[len(v) for v in values] if isinstance(values, list) else values!r}; {rebuild}")
+    names, sizes, values = _factor_attrs(attrs, path, rebuild)
+    source = attrs["source"]
+    if not (isinstance(source, list) and all(isinstance(s, dict) for s in source)):
+        raise GdraeError(f"{path}: source expected a list of {{name, bytes, sha256}} records, "
+                         f"got {_clip(source)}; {rebuild}")
     n = grid_size(sizes)
 
-    members = set(group.array_keys())
-    kinds = [k for k in ROW_SHAPES if k in members]
-    if len(kinds) != 1 or "factors" not in members:
+    arrays = {key: _open_array(group, key, path, rebuild) for key in (*ROW_SHAPES, "factors")}
+    kinds = [k for k in ROW_SHAPES if arrays[k] is not None]
+    if len(kinds) != 1 or arrays["factors"] is None:
         raise GdraeError(f"{path}: arrays expected 'factors' and one of 'images'/'points', "
-                         f"got {sorted(members)}; {rebuild}")
-    kind = kinds[0]
-    array = group[kind]
-    data = CheckedArray(array, path, kind)
+                         f"got {sorted(k for k, a in arrays.items() if a is not None)}; {rebuild}")
+    data = arrays[kinds[0]]
     _check_data_array(data, n, path, rebuild)
 
-    fz = group["factors"]
-    if fz.ndim != 2 or tuple(fz.shape) != (n, len(sizes)) or np.dtype(fz.dtype).kind not in "iu":
+    fz = arrays["factors"]
+    if fz.shape != (n, len(sizes)) or fz.dtype.kind not in "iu":
         raise GdraeError(f"{path}: 'factors' expected integer ({n}, {len(sizes)}), "
-                         f"got {fz.dtype} {tuple(fz.shape)}; {rebuild}")
-    factors = CheckedArray(fz, path, "factors")[:]
+                         f"got {fz.dtype} {fz.shape}; {rebuild}")
+    factors = fz[:]
     grid_index = _grid_index(factors, sizes)
     if grid_index is None:
         raise GdraeError(f"{path}: 'factors' expected every cell of the grid {tuple(sizes)} exactly once, "
@@ -285,6 +303,98 @@ def open_cache(path: str | Path) -> Cache:
     return Cache(path=path, attrs=attrs, data=data, factors=factors, grid_index=grid_index, factor_names=tuple(names),
                  factor_sizes=tuple(int(s) for s in sizes),
                  factor_values=tuple(tuple(float(x) for x in v) for v in values))
+
+
+def restore_replaced(path: str | Path) -> bool:
+    """Rename the earlier cache a replace set aside back to ``path`` if ``path`` is missing, saying so.
+
+    A kill between the two renames of a replace (pipelines.store) leaves the
+    old cache alone as ``.<name>.zarr.old-*``. It is restored when its process
+    is gone and it is the one valid such cache; True if it was.
+    """
+    path = Path(path)
+    if path.exists():
+        return False
+    olds = [s.path for s in staged(path.parent, dataset_name(path)) if s.kind == "old" and not s.alive]
+    olds = [old for old in olds if _opens(old)]
+    if len(olds) != 1:
+        return False
+    try:
+        os.rename(olds[0], path)
+    except OSError as exc:
+        raise GdraeError(f"{olds[0]}: expected to rename this earlier cache back to {path}, got "
+                         f"{_one_line(exc)}; rename it yourself") from exc
+    log.warning(f"{path}: restored from {olds[0].name}, where an interrupted `gdrae-data prepare --force` "
+                f"had set it aside")
+    return True
+
+
+def _opens(path: Path) -> bool:
+    try:
+        open_cache(path)
+    except GdraeError:
+        return False
+    return True
+
+
+def _factor_attrs(attrs: dict, path: Path, rebuild: str) -> tuple[list, list, list]:
+    """factor_names, factor_sizes and factor_values: K names, K positive sizes, K lists of numbers of those sizes."""
+    names, sizes, values = attrs["factor_names"], attrs["factor_sizes"], attrs["factor_values"]
+    if not (isinstance(sizes, list) and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)):
+        key, expected, got = "factor_sizes", "a list of positive integers", sizes
+    elif not (isinstance(names, list) and len(names) == len(sizes) and all(isinstance(x, str) for x in names)):
+        key, expected, got = "factor_names", f"{len(sizes)} strings", names
+    elif not (isinstance(values, list) and [len(v) if isinstance(v, list) else None for v in values] == sizes
+              and all(_is_number(x) for v in values for x in v)):
+        key, expected, got = "factor_values", f"{len(sizes)} lists of numbers of lengths {sizes}", values
+    else:
+        return names, sizes, values
+    raise GdraeError(f"{path}: {key} expected {expected}, got {_clip(got)}; {rebuild}")
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _clip(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters (attrs can hold long lists)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _open_array(group: Any, key: str, path: Path, rebuild: str) -> CheckedArray | None:
+    """Array ``key`` of the cache, or None if there is none; its metadata must be readable and describe
+    the layout the writer stores: chunks along the first axis, codecs CODECS (checksums on)."""
+    import zarr
+
+    meta = path / key / "zarr.json"
+    try:
+        array = group[key]
+    except KeyError:
+        return None
+    except Exception as exc:  # zarr raises many types for bad metadata (JSON, rank, dtype, unknown codec)
+        raise GdraeError(f"{meta}: expected readable zarr array metadata, got {_one_line(exc)}; {rebuild}") from exc
+    if not isinstance(array, zarr.Array):
+        return None
+    chain = _codec_chain(array)
+    if chain != list(CODECS):
+        unchecked = "" if "crc32c" in chain else " (no checksum: not a cache gdrae wrote)"
+        raise GdraeError(f"{meta}: codecs expected {' -> '.join(CODECS)}, got {' -> '.join(chain) or 'none'}"
+                         f"{unchecked}; {rebuild}")
+    if not array.shape or array.chunks[0] < 1 or tuple(array.chunks[1:]) != tuple(array.shape[1:]):
+        raise GdraeError(f"{meta}: chunks expected along N only, got chunks {array.chunks} "
+                         f"for shape {array.shape}; {rebuild}")
+    return CheckedArray(array, path, key)
+
+
+def _codec_chain(array: Any) -> list[str]:
+    """The names of ``array``'s codecs in order ("bytes-big-endian" where it stores big-endian values)."""
+    chain = []
+    for codec in getattr(array.metadata, "codecs", ()):
+        spec = codec.to_dict()
+        big = (spec.get("configuration") or {}).get("endian") == "big"
+        chain.append(spec["name"] + ("-big-endian" if big else ""))
+    return chain
 
 
 def _grid_index(factors: np.ndarray, sizes: list[int]) -> np.ndarray | None:
@@ -299,15 +409,13 @@ def _grid_index(factors: np.ndarray, sizes: list[int]) -> np.ndarray | None:
 
 
 def _check_data_array(data: CheckedArray, n: int, path: Path, rebuild: str) -> None:
-    """Dtype, shape, chunking and completeness of the images/points array."""
+    """Dtype, shape and completeness of the images/points array."""
     shape, kind = data.shape, data.name
     good = (data.dtype == np.uint8 and len(shape) == 4 and shape[1] in (1, 3)) if kind == "images" else \
         (data.dtype == np.float32 and len(shape) == 2 and shape[1] == 2)
     if not good or shape[0] != n:
         raise GdraeError(f"{path}: '{kind}' expected {ROW_SHAPES[kind]} with N = prod(factor_sizes) = {n}, "
                          f"got {data.dtype} {shape}; {rebuild}")
-    if tuple(data.zarr.chunks[1:]) != shape[1:]:
-        raise GdraeError(f"{path}: '{kind}' expected chunks along N only, got chunks {data.zarr.chunks}; {rebuild}")
     stored = data.zarr.nchunks_initialized
     if stored != data.nchunks:
         raise GdraeError(f"{path}: '{kind}' expected {data.nchunks} stored chunks, got {stored} "

@@ -1,4 +1,10 @@
 """gdrae-data through click's CliRunner: exit codes and messages."""
+import errno
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 from click.testing import CliRunner
 
@@ -76,7 +82,8 @@ def test_missing_and_corrupt_caches_are_one_line_errors(run, tmp_path):
     raw[len(raw) // 2] ^= 0xFF
     chunk.write_bytes(bytes(raw))
     line = _one_line_error(run("verify", "sector2d", "--cache-dir", cache))
-    assert "chunk 0 (rows 0..4095) of 'points' is corrupt" in line and "prepare sector2d --force" in line
+    assert "chunk 0 (rows 0..4095) of 'points' is corrupt" in line
+    assert f"prepare sector2d --cache-dir {cache} --force" in line
     result = run("list", "--cache-dir", cache)
     assert result.exit_code == 0  # list reads no chunk: the cache still opens
     (cache / "sector2d.zarr" / "zarr.json").write_text("{")
@@ -87,3 +94,61 @@ def test_missing_and_corrupt_caches_are_one_line_errors(run, tmp_path):
 def test_unknown_name_is_a_usage_error(run):
     result = run("prepare", "mnist")
     assert result.exit_code == 2 and "mnist" in result.output and "shapes2d" in result.output
+
+
+def test_list_marks_a_bad_cache_and_lists_the_rest(run, tmp_path):
+    cache = tmp_path / "cache"
+    for name in ("sector2d", "sector2dunif"):
+        assert run("prepare", name, "--cache-dir", cache).exit_code == 0
+    group = cache / "sector2d.zarr" / "zarr.json"
+    metadata = json.loads(group.read_text())
+    metadata["attributes"]["factor_values"] = [["near"] * 64, ["left"] * 64]
+    group.write_text(json.dumps(metadata))
+    result = run("list", "--cache-dir", cache, "--raw-dir", tmp_path / "none")
+    assert result.exit_code == 0 and "Traceback" not in result.output
+    lines = result.output.splitlines()
+    bad = next(i for i, line in enumerate(lines) if line.startswith("sector2d "))
+    assert "INVALID" in lines[bad] and "factor_values expected 2 lists of numbers" in lines[bad + 1]
+    assert any(line.startswith("sector2dunif") and "valid" in line and "4,096" in line for line in lines)
+    line = _one_line_error(run("info", "sector2d", "--cache-dir", cache))
+    assert "sector2d.zarr: factor_values expected 2 lists of numbers of lengths [64, 64], got [['near'" in line
+
+
+def _dead_pid():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_list_removes_temporaries_of_dead_processes_and_shows_the_rest(run, tmp_path):
+    cache = tmp_path / "cache"
+    assert run("prepare", "sector2d", "--cache-dir", cache).exit_code == 0
+    dead = _dead_pid()
+    leftovers = {f".sector2d.zarr.tmp-{dead}-0badc0de": 5000,  # a killed prepare's
+                 f".sector2dunif.zarr.tmp-{os.getpid()}-00c0ffee": 3000,  # a running prepare's
+                 f".sector2d.zarr.old-{dead}-0ddba11a": 2048}  # set aside by an interrupted --force
+    for name, size in leftovers.items():
+        (cache / name).mkdir()
+        (cache / name / "chunk").write_bytes(b"x" * size)
+    result = run("list", "--cache-dir", cache, "--raw-dir", tmp_path / "none")
+    assert result.exit_code == 0, result.output
+    assert not (cache / f".sector2d.zarr.tmp-{dead}-0badc0de").exists()
+    assert f".sector2d.zarr.tmp-{dead}" not in result.output
+    assert f".sector2dunif.zarr.tmp-{os.getpid()}-00c0ffee  2.9 KB  a sector2dunif cache being written by " \
+           f"process {os.getpid()}" in result.output
+    assert f".sector2d.zarr.old-{dead}-0ddba11a  2.0 KB  an earlier sector2d cache set aside by an interrupted " \
+           "`prepare --force`; remove it once sector2d.zarr is good" in result.output
+
+
+def test_prepare_on_a_full_disk_is_one_line_and_leaves_nothing(run, tmp_path, monkeypatch):
+    from pipelines.row_order import PermutedRows
+
+    def full(rows, block):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(rows.work_dir / "bucket-00000"))
+
+    monkeypatch.setattr(PermutedRows, "add", full)
+    cache = tmp_path / "cache"
+    line = _one_line_error(run("prepare", "sector2d", "--cache-dir", cache))
+    assert line == (f"Error: {cache}: expected room for the sector2d cache, got no space left on device; nothing was "
+                    "left behind and any earlier cache is kept; free space or pass another --cache-dir")
+    assert os.listdir(cache) == []

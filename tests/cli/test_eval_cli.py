@@ -132,7 +132,7 @@ def test_corrupt_cache_chunk(image_run, tmp_path):
     raw[len(raw) // 2] ^= 0xFF
     chunk.write_bytes(bytes(raw))
     one_line_error(run("--ckpt", image_run[0], "--cache-dir", tmp_path, "--out", tmp_path / "out"),
-                   "is corrupt", "gdrae-data prepare tiny2d --force")
+                   "is corrupt", f"gdrae-data prepare tiny2d --cache-dir {tmp_path} --force")
 
 
 def test_corrupt_checkpoint(image_run, tmp_path):

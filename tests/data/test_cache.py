@@ -4,8 +4,9 @@ import zarr
 
 from gdrae.data.cache import CACHE_VERSION, open_cache
 from gdrae.errors import GdraeError
+from pipelines.store import codecs_for, verify
 
-from tiny_caches import chunk_file, corrupt, decode_index
+from tiny_caches import chunk_file, corrupt, decode_index, edit_metadata
 
 
 def test_round_trip_arrays_and_attrs(make_cache):
@@ -85,9 +86,53 @@ def test_wrong_dtype_is_refused(make_cache):
     cache = make_cache()
     group = zarr.open_group(cache.path, mode="r+")
     del group["images"]
-    group.create_array("images", shape=(120, 3, 2, 2), chunks=(16, 3, 2, 2), dtype="float32")[:] = 0
+    group.create_array("images", shape=(120, 3, 2, 2), chunks=(16, 3, 2, 2), dtype="float32",
+                       compressors=codecs_for("float32"))[:] = 0
     with pytest.raises(GdraeError, match=r"expected uint8 .* got float32"):
         open_cache(cache.path)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("factor_values", "abc", r"factor_values expected 3 lists of numbers of lengths \[5, 4, 6\], got 'abc'"),
+    ("factor_values", [list("abcde"), list("abcd"), list("abcdef")],
+     r"factor_values expected 3 lists of numbers .*, got \[\['a', 'b', .*\.\.\."),
+    ("factor_values", [1, 2, 3], r"factor_values expected .*, got \[1, 2, 3\]"),
+    ("factor_names", ["f0", "f1"], r"factor_names expected 3 strings, got \['f0', 'f1'\]"),
+    ("factor_sizes", "5,4,6", r"factor_sizes expected a list of positive integers, got '5,4,6'"),
+    ("source", "raw.npz", r"source expected a list of \{name, bytes, sha256\} records, got 'raw.npz'"),
+])
+def test_malformed_attrs_are_one_line_errors(make_cache, key, value, message):
+    cache = make_cache()
+    _edit_attr(cache, key, value)
+    with pytest.raises(GdraeError, match=message + r"; rebuild with `gdrae-data prepare tiny --cache-dir .* --force`$"):
+        open_cache(cache.path)
+
+
+@pytest.mark.parametrize("key, edit, message", [
+    ("images", "{", r"images/zarr.json: expected readable zarr array metadata, got JSONDecodeError"),
+    ("factors", "{", r"factors/zarr.json: expected readable zarr array metadata, got JSONDecodeError"),
+    ("images", lambda m: m.update(shape=[120, 3, 2]), r"images/zarr.json: .*same number of dimensions"),
+    ("images", lambda m: (m.update(shape=[120, 12]), m["chunk_grid"]["configuration"].update(chunk_shape=[16, 12])),
+     r"'images' expected uint8 \(N, C, H, W\) .* got uint8 \(120, 12\)"),
+    ("images", lambda m: m.update(data_type="uint9"),
+     r"images/zarr.json: .*No Zarr data type found that matches 'uint9'"),
+    ("images", lambda m: m["codecs"].insert(1, {"name": "numcodecs.pickle"}), r"images/zarr.json: .*Unknown codec"),
+    ("images", lambda m: m["codecs"].insert(1, {"name": "gzip", "configuration": {"level": 1}}),
+     r"images/zarr.json: codecs expected bytes -> blosc -> crc32c, got bytes -> gzip -> blosc -> crc32c; "),
+    ("images", lambda m: m["codecs"].pop(),
+     r"images/zarr.json: codecs expected .*, got bytes -> blosc \(no checksum: not a cache gdrae wrote\); "),
+    ("factors", lambda m: m["codecs"].pop(), r"factors/zarr.json: codecs .*\(no checksum: not a cache gdrae wrote\)"),
+    ("factors", lambda m: m["codecs"][0].update(configuration={"endian": "big"}),
+     r"factors/zarr.json: codecs expected .*, got bytes-big-endian -> blosc -> crc32c"),
+    ("images", lambda m: m["chunk_grid"]["configuration"].update(chunk_shape=[0, 3, 2, 2]),
+     r"images/zarr.json: chunks expected along N only, got chunks \(0, 3, 2, 2\)"),
+])
+def test_edited_array_metadata_is_a_one_line_error(make_cache, key, edit, message):
+    cache = make_cache()
+    edit_metadata(cache.path, key, edit)
+    with pytest.raises(GdraeError, match=message) as err:
+        open_cache(cache.path)
+    assert "rebuild with `gdrae-data prepare tiny --cache-dir" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_factors_that_are_not_a_permutation_of_the_grid(make_cache):
@@ -121,4 +166,18 @@ def test_corrupt_chunk_fails_on_read_naming_cache_and_chunk(make_cache):
             read()
         message = str(err.value)
         assert str(cache.path) in message and "chunk 2 (rows 32..47) of 'images' is corrupt" in message
-        assert "\n" not in message
+        assert f"gdrae-data prepare tiny --cache-dir {cache.path.parent} --force" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("rows", [32, 15])
+def test_a_chunk_shape_that_disagrees_with_the_stored_chunks_is_corrupt(make_cache, rows):
+    cache = make_cache()  # 120 rows in chunks of 16 (192 bytes each): 8 chunk files
+    edit_metadata(cache.path, "images", lambda m: m["chunk_grid"]["configuration"].update(
+        chunk_shape=[rows, 3, 2, 2]))
+    cache = open_cache(cache.path)  # as many chunks as files either way
+    with pytest.raises(GdraeError, match=f"chunk 0 \\(rows 0..{rows - 1}\\) of 'images' is corrupt: .*"
+                                         f"the chunk holds 192 bytes, expected {rows * 12} for {rows} rows"):
+        cache.data.read_chunk(0)
+    for read in (lambda: cache.images[:], lambda: verify(cache.path, progress=False)):
+        with pytest.raises(GdraeError, match="of 'images' is corrupt: expected data matching its checksum and chunk"):
+            read()

@@ -1,4 +1,6 @@
 """Small caches built from in-memory arrays whose content encodes the row index."""
+import json
+
 import numpy as np
 
 
@@ -28,3 +30,14 @@ def corrupt(path) -> None:
     raw = bytearray(path.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     path.write_bytes(bytes(raw))
+
+
+def edit_metadata(cache_path, key: str, edit) -> None:
+    """Rewrite ``<cache>/<key>/zarr.json`` with ``edit(metadata dict)`` applied, or with the text ``edit``."""
+    path = cache_path / key / "zarr.json"
+    if isinstance(edit, str):
+        path.write_text(edit)
+        return
+    metadata = json.loads(path.read_text())
+    edit(metadata)
+    path.write_text(json.dumps(metadata))

@@ -49,6 +49,14 @@ def test_missing_folder_or_files_say_where_to_get_them(raw_dir):
         cars3d.convert(raw_dir)
 
 
+def test_a_file_where_the_folder_belongs_is_refused(raw_dir):
+    folder = raw_dir / "cars3d/raw"
+    folder.parent.mkdir()
+    folder.write_bytes(b"a tar file, say")
+    with pytest.raises(GdraeError, match=re.escape(str(folder)) + ": expected a folder, got a file .*scottreed"):
+        cars3d.convert(raw_dir)
+
+
 def test_truncated_file_is_refused(raw_dir):
     paths = write_cars3d(raw_dir, SIZES)
     path = sorted(paths)[1]

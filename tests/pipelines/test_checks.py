@@ -20,6 +20,11 @@ def test_require_file_names_the_expected_path_and_source(tmp_path):
     assert checks.require_file(tmp_path, raw) == tmp_path / "x/data.bin"
     with pytest.raises(GdraeError, match="expected 10 bytes, got 3"):
         checks.require_file(tmp_path, RawFile(relpath="x/data.bin", source="s", size=10))
+    with pytest.raises(GdraeError, match="x/data.bin: expected a folder, got a file"):
+        checks.require_file(tmp_path, RawFile(relpath="x/data.bin", source="s", folder=True))
+    assert checks.require_file(tmp_path, RawFile(relpath="x", source="s", folder=True)) == tmp_path / "x"
+    with pytest.raises(GdraeError, match="x: expected a file, got a folder"):
+        checks.require_file(tmp_path, RawFile(relpath="x", source="s"))
 
 
 def test_source_entries_hash_and_known_checksum(tmp_path):

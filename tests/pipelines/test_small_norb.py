@@ -80,6 +80,15 @@ def test_truncated_file_is_refused(raw_dir, kind):
         small_norb.convert(raw_dir)
 
 
+def test_a_folder_where_a_file_belongs_is_refused(raw_dir):
+    write_small_norb(raw_dir, SIZES)
+    path = _path(raw_dir, "training", "info")
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(GdraeError, match=re.escape(str(path)) + ": expected a file, got a folder .*norb-v1.0-small"):
+        small_norb.convert(raw_dir)
+
+
 def test_corrupt_header_is_refused(raw_dir):
     write_small_norb(raw_dir, SIZES)
     path = _path(raw_dir, "testing", "dat")

@@ -1,5 +1,7 @@
 """The cache writer: round trip, atomic replace, failures and interruptions, verify."""
+import errno
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,7 +13,9 @@ import pytest
 
 from gdrae.data.cache import cache_path, open_cache
 from gdrae.errors import GdraeError
+from pipelines import store
 from pipelines.base import Converted, DatasetSpec, RawFile
+from pipelines.row_order import PermutedRows
 from pipelines.store import prepare, spec_from_array, verify
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,6 +140,112 @@ def test_sigterm_during_prepare_leaves_no_cache_and_keeps_the_old_one(tmp_path):
     assert os.listdir(cache_dir) == ["toy.zarr"]
     kept = open_cache(cache_path(cache_dir, "toy"))
     np.testing.assert_array_equal(kept.images[:, 0, 1, 1], kept.grid_index)
+
+
+def _run_killed_in_replace(cache_dir):
+    """A prepare --force of toy that is killed (no cleanup) right after renaming the old cache aside,
+    as on an OS without an atomic exchange."""
+    script = textwrap.dedent(f"""
+        import os, sys
+        import numpy as np
+        sys.path.insert(0, {str(ROOT)!r})
+        from pipelines import store
+        spec = store.spec_from_array("toy", np.full((24, 1, 3, 3), 9, np.uint8), ["a", "b"], [4, 6])
+        rename, replace = os.rename, store._replace
+
+        def killed_after_one_rename(src, dst):
+            rename(src, dst)
+            os._exit(9)
+
+        def replace_then_die(tmp, final):
+            os.rename = killed_after_one_rename
+            replace(tmp, final)
+
+        store._exchange = lambda a, b: False
+        store._replace = replace_then_die
+        store.prepare(spec, "raw", {str(cache_dir)!r}, force=True, progress=False)
+    """)
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert child.returncode == 9, child.stderr
+
+
+def test_a_kill_between_the_renames_of_a_replace_loses_nothing(tmp_path, caplog):
+    cache_dir = tmp_path / "cache"
+    final = cache_path(cache_dir, "toy")
+    prepare(_spec(), tmp_path, cache_dir, progress=False)
+    before = open_cache(final).images[:]
+    _run_killed_in_replace(cache_dir)
+    left = sorted(p.name for p in cache_dir.iterdir())
+    assert [name.split("-")[0] for name in left] == [".toy.zarr.old", ".toy.zarr.tmp"]  # and no toy.zarr
+    np.testing.assert_array_equal(open_cache(final).images[:], before)  # the next open renames it back
+    assert f"{final}: restored from {left[0]}" in caplog.text
+    assert sorted(p.name for p in cache_dir.iterdir()) == [left[1], "toy.zarr"]
+    prepare(_spec(sizes=(2, 6)), tmp_path, cache_dir, force=True, progress=False)  # removes the dead temporary
+    assert f"removed the temporary toy cache of process {left[1].split('-')[1]}" in caplog.text
+    assert os.listdir(cache_dir) == ["toy.zarr"] and open_cache(final).factor_sizes == (2, 6)
+
+
+def test_prepare_restores_a_lone_earlier_cache_only_when_it_is_valid(tmp_path, caplog):
+    cache_dir = tmp_path / "cache"
+    final = cache_path(cache_dir, "toy")
+    prepare(_spec(), tmp_path, cache_dir, progress=False)
+    _run_killed_in_replace(cache_dir)
+    old = next(cache_dir.glob(".toy.zarr.old-*"))
+    (old / "zarr.json").write_text("{")
+    with pytest.raises(GdraeError, match="toy.zarr not found"):
+        open_cache(final)
+    assert old.exists()  # not valid: left where it is
+    (old / "zarr.json").unlink()
+    prepare(_spec(), tmp_path, cache_dir, progress=False)  # without --force: no cache to keep
+    assert sorted(p.name for p in cache_dir.iterdir()) == [old.name, "toy.zarr"]
+
+
+def test_a_replace_swaps_the_caches_in_one_step_where_the_os_can(tmp_path, monkeypatch):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    (a / "from_a").touch()
+    if not store._exchange(a, b):
+        pytest.skip("no atomic exchange on this OS or file system")
+    assert os.listdir(b) == ["from_a"] and os.listdir(a) == []
+    cache_dir = tmp_path / "cache"
+    prepare(_spec(), tmp_path, cache_dir, progress=False)
+    monkeypatch.setattr(os, "rename", lambda *args: pytest.fail("renamed the old cache aside"))
+    prepare(_spec(sizes=(2, 6)), tmp_path, cache_dir, force=True, progress=False)
+    assert os.listdir(cache_dir) == ["toy.zarr"] and open_cache(cache_path(cache_dir, "toy")).factor_sizes == (2, 6)
+
+
+@pytest.mark.parametrize("code, message", [
+    (errno.ENOSPC, "expected room for the toy cache, got no space left on device"),
+    (errno.EROFS, "expected a writable directory for the toy cache, got a read-only file system"),
+    (errno.EACCES, "expected a writable .*, got a read-only directory \\(permission denied\\)"),
+])
+def test_a_full_or_read_only_cache_dir_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, code, message):
+    cache_dir = tmp_path / "cache"
+    prepare(_spec(), tmp_path, cache_dir, progress=False)
+    before = open_cache(cache_path(cache_dir, "toy")).images[:]
+
+    def fail(rows, block):
+        raise OSError(code, os.strerror(code), str(rows.work_dir / "bucket-00000"))
+
+    monkeypatch.setattr(PermutedRows, "add", fail)
+    with pytest.raises(GdraeError, match=f"^{re.escape(str(cache_dir))}: {message}; nothing was left behind"):
+        prepare(_spec(), tmp_path, cache_dir, force=True, progress=False)
+    assert os.listdir(cache_dir) == ["toy.zarr"]
+    np.testing.assert_array_equal(open_cache(cache_path(cache_dir, "toy")).images[:], before)
+
+
+def test_a_read_only_cache_dir(tmp_path):
+    cache_dir = tmp_path / "cache"
+    prepare(_spec(), tmp_path, cache_dir, progress=False)
+    cache_dir.chmod(0o555)
+    try:
+        if os.access(cache_dir, os.W_OK):
+            pytest.skip("permissions do not apply to this user (root)")
+        with pytest.raises(GdraeError, match=re.escape(str(cache_dir)) + ": .*got a read-only directory"):
+            prepare(_spec(), tmp_path, cache_dir, force=True, progress=False)
+        assert os.listdir(cache_dir) == ["toy.zarr"]
+    finally:
+        cache_dir.chmod(0o755)
 
 
 def test_verify_passes_and_names_corrupt_chunks(tmp_path):
