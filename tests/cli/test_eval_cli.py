@@ -144,6 +144,21 @@ def test_corrupt_checkpoint(image_run, tmp_path):
     one_line_error(run("--ckpt", tmp_path / "nope.pt"), "checkpoint not found")
 
 
+def test_zeroed_bytes_in_the_weights_name_the_intact_step_file(image_run, tmp_path):
+    ckpts = tmp_path / "checkpoints"
+    shutil.copytree(image_run[0].parent, ckpts)  # copies: step-2.pt keeps the good bytes
+    weights = max(torch.load(ckpts / "latest.pt", weights_only=True)["model"].values(), key=torch.numel)
+    latest = ckpts / "latest.pt"
+    raw = bytearray(latest.read_bytes())
+    offset = raw.find(weights.numpy().tobytes())
+    assert offset > 0
+    raw[offset + 8 : offset + 72] = bytes(64)
+    latest.write_bytes(bytes(raw))
+    one_line_error(run("--ckpt", latest, "--out", tmp_path), f"{latest}: damaged checkpoint",
+                   f"the newest intact checkpoint beside it is {ckpts / 'step-2.pt'}")
+    assert not (tmp_path / "metrics").exists()
+
+
 @pytest.mark.parametrize("kind, message", [
     ("channels", "channels expected 1 (model.channels), got 3"),
     ("size", "image size expected 64x64 (model.image_size), got 32x32"),
@@ -163,6 +178,7 @@ def test_checkpoint_and_cache_that_do_not_belong_together(image_run, tmp_path, k
 def test_latent_size_of_config_and_weights_differ(image_run, tmp_path):
     state = torch.load(image_run[0], weights_only=True)
     state["config"]["model"]["nz"] = 4
+    del state["sha256"]  # a hand-edited file; with the digest it would be refused as damaged
     edited = tmp_path / "latest.pt"
     torch.save(state, edited)
     one_line_error(run("--ckpt", edited, "--out", tmp_path), "weights do not fit")
