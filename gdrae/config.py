@@ -247,5 +247,9 @@ def dump_config(cfg: RunConfig, path: str | os.PathLike) -> None:
     path = Path(path)
     text = "\n".join(_dump_lines(cfg, 0)) + "\n"
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file
+        raise
