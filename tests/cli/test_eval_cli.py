@@ -125,6 +125,15 @@ def test_unwritable_out_dir(image_run, tmp_path):
                    "cannot write the evaluation results")
 
 
+def test_a_metrics_table_of_another_shape_is_left_alone(image_run, tmp_path):
+    table = tmp_path / "metrics" / "metrics.csv"
+    table.parent.mkdir()
+    table.write_text("run,score\nmine,0.9\n")
+    one_line_error(run("--ckpt", image_run[0], "--metrics", "histogram", "--out", tmp_path),
+                   f"{table}: expected step as the first column, got 'run'", "move it aside and evaluate again")
+    assert table.read_text() == "run,score\nmine,0.9\n"
+
+
 def test_corrupt_cache_chunk(image_run, tmp_path):
     shutil.copytree(image_run[1] / "tiny2d.zarr", tmp_path / "tiny2d.zarr")
     chunk = next(f for f in sorted((tmp_path / "tiny2d.zarr" / "images").rglob("*")) if f.is_file() and f.name != "zarr.json")
