@@ -146,14 +146,21 @@ def _digest_into(h, obj: Any) -> None:
 
 
 def torch_load(path: Path, map_location: str | torch.device = "cpu") -> Any:
-    """torch.load(weights_only=True); a file holding pickled code is refused in plain words (a GdraeError)."""
+    """torch.load(weights_only=True), its refusals in plain words.
+
+    A file holding pickled code is a GdraeError saying so. Other refusals
+    (damage, e.g. "Unsupported operand 0") stay a pickle.UnpicklingError,
+    carrying only torch's reason, not its advice to load with
+    weights_only=False.
+    """
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:  # also raised for plain damage ("Unsupported operand"): not that
+    except pickle.UnpicklingError as exc:
         if _NAMES_PYTHON_OBJECTS.search(str(exc)):
             raise GdraeError(f"{path}: holds Python code (pickled objects), not only tensors: not loaded; "
                              "do not trust this file") from None
-        raise
+        reason = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\n|$)", str(exc), re.S)
+        raise pickle.UnpicklingError(reason.group(1) if reason else str(exc)) from None
 
 
 def _is_count(v: Any) -> bool:
@@ -198,6 +205,9 @@ def _read_checked(path: Path, map_location: str | torch.device) -> dict:
     if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
         got = sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__
         raise GdraeError(f"{path}: not a gdrae checkpoint: expected keys {list(REQUIRED_KEYS)}, got {got}")
+    stored = state.pop("sha256", None)  # None: written before checkpoints carried a digest
+    if stored is not None and stored != content_digest(state):
+        raise GdraeError(f"{path}: damaged checkpoint: its content does not match the sha256 stored in it")
     if state["version"] != VERSION:
         raise GdraeError(f"{path}: checkpoint version: expected {VERSION}, got {state['version']!r}")
     for key, (expected, ok) in _KEY_TYPES.items():
@@ -205,14 +215,11 @@ def _read_checked(path: Path, map_location: str | torch.device) -> dict:
         if not ok(value):
             got = repr(value)[:60] if isinstance(value, (int, float, str)) else type(value).__name__
             raise GdraeError(f"{path}: checkpoint {key}: expected {expected}, got {got}")
-    stored = state.pop("sha256", None)  # None: written before checkpoints carried a digest
-    if stored is not None and stored != content_digest(state):
-        raise GdraeError(f"{path}: damaged checkpoint: its content does not match the sha256 stored in it")
     return state
 
 
 def _intact_neighbour(path: Path) -> str:
-    """"; <the newest intact step-N.pt beside path> ..." for a message about a damaged ``path``, or ""."""
+    """The end of a message about a damaged ``path``: the newest intact step-N.pt beside it, or nothing."""
     for step in reversed(step_numbers(path.parent)):
         other = path.parent / f"step-{step}.pt"
         if other.name == path.name:

@@ -178,3 +178,11 @@ def test_full_disk_leaves_no_temporary_file_and_keeps_the_earlier_checkpoint(tmp
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     monkeypatch.undo()
     assert read_checkpoint(tmp_path / "latest.pt")["step"] == 1
+
+
+def test_damage_torch_refuses_is_not_told_as_advice_to_load_unsafely(tmp_path):
+    path = tmp_path / "latest.pt"
+    path.write_bytes(b"\x00" * 64)  # torch: "Weights only load failed ... Re-running with weights_only=False ..."
+    with pytest.raises(GdraeError) as error:
+        read_checkpoint(path)
+    assert str(error.value) == f"{path}: unreadable checkpoint (corrupt or not a torch file): Unsupported operand 0"
