@@ -8,14 +8,22 @@ tensors and primitives, so a checkpoint from elsewhere cannot run code.
 
 A run keeps ``checkpoints/latest.pt`` (always the newest) and up to
 ``keep_checkpoints`` files ``step-N.pt``. Every file is written to a
-temporary name and renamed, so a crash mid-write leaves the earlier good
-checkpoint in place.
+temporary name (unique to the writing process) and renamed, so a crash or a
+full disk mid-write leaves the earlier good checkpoint in place.
+
+Each file also carries ``sha256``, a digest of everything else in it (every
+tensor's bytes and every primitive, see :func:`content_digest`), checked on
+every read: damage inside the tensor data, which torch.load does not notice,
+is refused. Checkpoints written before the digest existed load unchecked.
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import pickle
 import random
 import re
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +35,8 @@ from gdrae.errors import GdraeError
 VERSION = 1
 REQUIRED_KEYS = ("version", "step", "model", "optimizer", "config", "rng")
 _STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
+# torch's weights-only refusals of a pickle that names Python classes or functions (torch/_weights_only_unpickler.py)
+_NAMES_PYTHON_OBJECTS = re.compile(r"GLOBAL|safe_globals|unrecognized function")
 
 
 def rng_states() -> dict[str, Any]:
@@ -53,51 +63,173 @@ def set_rng_states(states: dict[str, Any]) -> None:
     random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
 
 
+def temp_path(path: Path) -> Path:
+    """A temporary name beside ``path``, unique to this process and call (hidden, ends in .tmp)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
 def save_atomic(obj: dict, path: Path) -> None:
-    """torch.save to a temporary name in the same folder, then rename over ``path``."""
+    """torch.save to a temporary name in the same folder, then rename over ``path``.
+
+    A write that fails (a full disk, a read-only folder) removes the temporary
+    file and raises a GdraeError naming ``path``; the earlier file stays.
+    """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "wb") as f:  # through a Python file, so a failed write is an OSError with its errno
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise GdraeError(f"{path}: cannot write the checkpoint: {exc.strerror or exc}") from None
 
 
 def write_checkpoint(ckpt_dir: Path, state: dict, keep: int) -> Path:
-    """Write ``state`` as ``latest.pt`` and ``step-N.pt``, then keep only the ``keep`` newest step files."""
+    """Write ``state`` plus its ``sha256`` as ``latest.pt`` and ``step-N.pt``; keep the ``keep`` newest step files."""
     ckpt_dir = Path(ckpt_dir)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
     latest = ckpt_dir / "latest.pt"
+    try:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GdraeError(f"{ckpt_dir}: cannot write the checkpoint: {exc.strerror or exc}") from None
+    state = {**state, "sha256": content_digest(state)}
     save_atomic(state, latest)
     if keep > 0:
         step_file = ckpt_dir / f"step-{state['step']}.pt"
-        tmp = ckpt_dir / f".{step_file.name}.tmp"
-        tmp.unlink(missing_ok=True)
+        tmp = temp_path(step_file)
         try:
             os.link(latest, tmp)  # same bytes, no second write
+            os.replace(tmp, step_file)
         except OSError:
-            save_atomic(state, tmp)
-        os.replace(tmp, step_file)
-    steps = sorted(int(m.group(1)) for f in ckpt_dir.iterdir() if (m := _STEP_FILE.match(f.name)))
+            tmp.unlink(missing_ok=True)
+            save_atomic(state, step_file)
+    steps = step_numbers(ckpt_dir)
     for old in steps[: max(len(steps) - keep, 0)]:
         (ckpt_dir / f"step-{old}.pt").unlink()
     return latest
 
 
+def step_numbers(ckpt_dir: Path) -> list[int]:
+    """The N of every ``step-N.pt`` in ``ckpt_dir``, ascending."""
+    return sorted(int(m.group(1)) for f in Path(ckpt_dir).iterdir() if (m := _STEP_FILE.match(f.name)))
+
+
+def content_digest(state: dict) -> str:
+    """sha256 over a checkpoint dict: every key, primitive and tensor (dtype, shape, bytes), in order.
+
+    The same before torch.save and after torch.load(weights_only=True), so it
+    travels inside the file, and hard-linked step files share it.
+    """
+    h = hashlib.sha256()
+    _digest_into(h, state)
+    return h.hexdigest()
+
+
+def _digest_into(h, obj: Any) -> None:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"tensor {t.dtype} {tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(obj, dict):
+        h.update(f"dict {len(obj)};".encode())
+        for key, value in obj.items():
+            _digest_into(h, key)
+            _digest_into(h, value)
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"list {len(obj)};".encode())
+        for value in obj:
+            _digest_into(h, value)
+    else:
+        text = repr(obj)
+        h.update(f"{type(obj).__name__} {len(text)} {text};".encode())
+
+
+def torch_load(path: Path, map_location: str | torch.device = "cpu") -> Any:
+    """torch.load(weights_only=True), its refusals in plain words.
+
+    A file holding pickled code is a GdraeError saying so. Other refusals
+    (damage, e.g. "Unsupported operand 0") stay a pickle.UnpicklingError,
+    carrying only torch's reason, not its advice to load with
+    weights_only=False.
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if _NAMES_PYTHON_OBJECTS.search(str(exc)):
+            raise GdraeError(f"{path}: holds Python code (pickled objects), not only tensors: not loaded; "
+                             "do not trust this file") from None
+        reason = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\n|$)", str(exc), re.S)
+        raise pickle.UnpicklingError(reason.group(1) if reason else str(exc)) from None
+
+
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _is_tensor_dict(v: Any) -> bool:
+    return isinstance(v, dict) and all(isinstance(t, torch.Tensor) for t in v.values())
+
+
+_KEY_TYPES = {  # checkpoint key -> (what it must be, test)
+    "step": ("an integer >= 0", _is_count),
+    "model": ("a dict of tensors", _is_tensor_dict),
+    "optimizer": ("a dict", lambda v: isinstance(v, dict)),
+    "config": ("a dict", lambda v: isinstance(v, dict)),
+    "rng": ("a dict", lambda v: isinstance(v, dict)),
+}
+
+
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Load and check a checkpoint dict; a GdraeError names the file when it is missing, corrupt or foreign."""
+    """Load and check a checkpoint dict; a GdraeError names the file when it is missing, damaged or foreign.
+
+    A damaged file's message names the newest ``step-N.pt`` beside it that is intact.
+    """
     path = Path(path)
     if not path.is_file():
         raise GdraeError(f"{path}: checkpoint not found")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        return _read_checked(path, map_location)
+    except GdraeError as exc:
+        raise GdraeError(f"{exc}{_intact_neighbour(path)}") from None
+
+
+def _read_checked(path: Path, map_location: str | torch.device) -> dict:
+    try:
+        state = torch_load(path, map_location)
+    except GdraeError:
+        raise
     except Exception as exc:  # torch raises many types for damaged files
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise GdraeError(f"{path}: unreadable checkpoint (corrupt or not a torch file): {reason[:200]}") from None
     if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
-        got = sorted(state) if isinstance(state, dict) else type(state).__name__
+        got = sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__
         raise GdraeError(f"{path}: not a gdrae checkpoint: expected keys {list(REQUIRED_KEYS)}, got {got}")
+    stored = state.pop("sha256", None)  # None: written before checkpoints carried a digest
+    if stored is not None and stored != content_digest(state):
+        raise GdraeError(f"{path}: damaged checkpoint: its content does not match the sha256 stored in it")
     if state["version"] != VERSION:
-        raise GdraeError(f"{path}: checkpoint version: expected {VERSION}, got {state['version']}")
+        raise GdraeError(f"{path}: checkpoint version: expected {VERSION}, got {state['version']!r}")
+    for key, (expected, ok) in _KEY_TYPES.items():
+        value = state[key]
+        if not ok(value):
+            got = repr(value)[:60] if isinstance(value, (int, float, str)) else type(value).__name__
+            raise GdraeError(f"{path}: checkpoint {key}: expected {expected}, got {got}")
     return state
+
+
+def _intact_neighbour(path: Path) -> str:
+    """The end of a message about a damaged ``path``: the newest intact step-N.pt beside it, or nothing."""
+    for step in reversed(step_numbers(path.parent)):
+        other = path.parent / f"step-{step}.pt"
+        if other.name == path.name:
+            continue
+        try:
+            _read_checked(other, "cpu")
+        except GdraeError:
+            continue
+        return f"; the newest intact checkpoint beside it is {other} (copy it over latest.pt to resume from it)"
+    return ""
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"):

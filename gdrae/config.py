@@ -7,8 +7,9 @@ as a comment. Unknown keys are errors naming the key.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Annotated, Any, Iterable, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -17,7 +18,13 @@ from gdrae.errors import GdraeError
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # .inf and .nan are never a setting
+
+
+# a dataset name is one path component: it names the cache file and the default run directory
+DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+LossWeight = Annotated[float | None, Field(ge=0)]
+Beta = Annotated[float, Field(ge=0, lt=1)]
 
 
 class DataConfig(_Section):
@@ -25,6 +32,13 @@ class DataConfig(_Section):
     cache_dir: str = Field("cache", description="directory holding the <name>.zarr caches")
     batch_size: int = Field(64, ge=1, description="training batch size")
     in_memory: Literal["auto"] | bool = Field("auto", description="load the whole cache into RAM: auto, true or false")
+
+    @model_validator(mode="after")
+    def _plain_name(self) -> "DataConfig":
+        if not DATASET_NAME.fullmatch(self.name) or ".." in self.name:
+            raise ValueError(f"name: expected a dataset name like shapes2d (letters, digits, '_', '.', '-'; "
+                             f"no '/' or '..'), got {self.name!r}")
+        return self
 
 
 class Sector2DConfig(_Section):
@@ -91,12 +105,12 @@ class ModelConfig(_Section):
 
 
 class LossConfig(_Section):
-    recon: float | None = Field(1.0, description="weight of the reconstruction term (Sector2D: 1000)")
-    prior: float | None = Field(1000.0, description="weight of relu(|mu| - r), keeps codes in the prior box")
-    sn: float | None = Field(1000.0, description="weight of (log spectral norm of J diag(1/sv))^2")
-    sv: float | None = Field(0.01, description="weight of the entropy of softmax(log sv) (Sector2D: 1)")
-    cap: float | None = Field(10.0, description="weight of the log capacity c")
-    norm_sv: float | None = Field(0.01, description="weight of mean sv^2 (images only; null disables)")
+    recon: LossWeight = Field(1.0, description="weight of the reconstruction term (Sector2D: 1000)")
+    prior: LossWeight = Field(1000.0, description="weight of relu(|mu| - r), keeps codes in the prior box")
+    sn: LossWeight = Field(1000.0, description="weight of (log spectral norm of J diag(1/sv))^2")
+    sv: LossWeight = Field(0.01, description="weight of the entropy of softmax(log sv) (Sector2D: 1)")
+    cap: LossWeight = Field(10.0, description="weight of the log capacity c")
+    norm_sv: LossWeight = Field(0.01, description="weight of mean sv^2 (images only; null disables)")
 
 
 class TrainConfig(_Section):
@@ -104,7 +118,7 @@ class TrainConfig(_Section):
     seed: int = Field(0, description="seed of torch, numpy and the data order")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks cuda when available")
     lr: float = Field(1e-4, gt=0, description="Adam learning rate")
-    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam betas")
+    betas: tuple[Beta, Beta] = Field((0.9, 0.999), description="Adam betas, each in [0, 1)")
     run_dir: str | None = Field(None, description="run directory; empty means runs/<data.name>")
     log_every: int = Field(100, ge=1, description="steps between scalar logs")
     image_every: int = Field(5000, ge=1, description="steps between qualitative images")
@@ -194,9 +208,12 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> RunCo
     """
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise GdraeError(f"{path}: cannot read config ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise GdraeError(f"{path}: expected a UTF-8 text file, got byte {exc.object[exc.start]:#04x} "
+                         f"at offset {exc.start}") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -230,5 +247,9 @@ def dump_config(cfg: RunConfig, path: str | os.PathLike) -> None:
     path = Path(path)
     text = "\n".join(_dump_lines(cfg, 0)) + "\n"
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file
+        raise

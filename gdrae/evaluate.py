@@ -348,23 +348,18 @@ def write_metrics(metrics_dir: str | Path, step: int, results: Mapping[str, floa
     The CSV's columns are ``step`` then metric keys in first-seen order; a
     new key adds a column at the end (earlier rows get empty cells); a step
     evaluated again updates its own row, keeping the values it does not
-    recompute. Both files are written atomically.
+    recompute. Both files are written atomically. A ``metrics.csv`` this
+    function did not write (first column not ``step``, a step that is not an
+    integer) is a GdraeError and stays as it is: its rows are never dropped.
     """
     metrics_dir = Path(metrics_dir)
     metrics_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = metrics_dir / "metrics.csv"
+    columns, rows = read_metrics_csv(csv_path)  # first: a table it cannot keep stops before any write
     json_path = metrics_dir / f"step-{step}.json"
     record = {"step": step, **dict(provenance or {}), "metrics": dict(results)}
     _write_atomic(json_path, json.dumps(record, indent=2) + "\n")
 
-    csv_path = metrics_dir / "metrics.csv"
-    columns, rows = ["step"], {}
-    if csv_path.exists():
-        with open(csv_path, newline="") as f:
-            reader = csv.DictReader(f)
-            if reader.fieldnames and reader.fieldnames[0] == "step":
-                columns = list(reader.fieldnames)
-                for row in reader:
-                    rows[int(row["step"])] = row
     columns += [k for k in results if k not in columns]
     row = rows.setdefault(step, {"step": str(step)})
     row.update({k: repr(float(v)) for k, v in results.items()})
@@ -375,6 +370,39 @@ def write_metrics(metrics_dir: str | Path, step: int, results: Mapping[str, floa
         writer.writerow(rows[s])
     _write_atomic(csv_path, text.getvalue())
     return [json_path, csv_path]
+
+
+def read_metrics_csv(path: Path) -> tuple[list[str], dict[int, dict[str, str]]]:
+    """(columns, rows by step) of a metrics.csv as :func:`write_metrics` writes it; (["step"], {}) if none.
+
+    A table that could not be rewritten without losing a row is a GdraeError.
+    """
+    if not path.exists():
+        return ["step"], {}
+    rows: dict[int, dict[str, str]] = {}
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            columns = list(reader.fieldnames or ["step"])
+            if columns[0] != "step":
+                raise _kept_as_is(path, f"expected step as the first column, got {columns[0]!r}")
+            for row in reader:
+                where = f"line {reader.line_num}"
+                if None in row:
+                    raise _kept_as_is(path, f"{where}: expected at most {len(columns)} cells (one per column), "
+                                            "got more")
+                if not row["step"].strip().isdigit():
+                    raise _kept_as_is(path, f"{where}: step: expected an integer, got {row['step']!r}")
+                if int(row["step"]) in rows:
+                    raise _kept_as_is(path, f"{where}: step: expected one row per step, got {row['step']} again")
+                rows[int(row["step"])] = row
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise _kept_as_is(path, f"expected a UTF-8 CSV table, got {exc}") from None
+    return columns, rows
+
+
+def _kept_as_is(path: Path, problem: str) -> GdraeError:
+    return GdraeError(f"{path}: {problem}; the file is left as it is: move it aside and evaluate again")
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -8,7 +8,8 @@ intervals. The helpers below it are small and each does one thing.
 
 Run directory (DESIGN.md, training run contract)::
 
-    runs/<run>/config.yaml     the resolved config
+    runs/<run>/.lock           held by the one training writing here (its pid inside)
+               config.yaml     the resolved config
                checkpoints/    latest.pt (newest) + step-N.pt (keep_checkpoints newest)
                tb/             TensorBoard (tensorboardX) scalars and images
                images/         PNG pictures, one set per evaluation step
@@ -30,13 +31,14 @@ sections 6-8).
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import json
 import os
 import random
 import re
 import signal
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -47,7 +49,7 @@ import torch.distributed as tdist
 
 from gdrae import viz
 from gdrae.checkpoint import VERSION, read_checkpoint, rng_states, set_rng_states, write_checkpoint
-from gdrae.config import ModelConfig, RunConfig, dump_config
+from gdrae.config import ModelConfig, RunConfig, TrainConfig, dump_config
 from gdrae.data.sector import sample_sector
 from gdrae.errors import GdraeError
 from gdrae.losses import weighted_total
@@ -71,18 +73,19 @@ def train(cfg: RunConfig, resume: bool = False) -> torch.nn.Module:
         keep_freed_memory()
     main = rank == 0
     run_dir = Path(t.run_dir)
-    stop, log = StopSignal(), None
+    stop, log, lock = StopSignal(), None, None
     try:
+        lock = RunDirLock(run_dir) if main else None  # one training per run directory
         state = open_run_dir(run_dir, cfg, resume, write=main)  # every rank checks, rank 0 writes
         data, metrics = open_data(cfg), metrics_hook(cfg)
         seed_everything(t.seed)
         model = build_model(cfg).to(device)
         sync_parameters(model, world)  # identical start on every rank
         optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, betas=tuple(t.betas))
-        step = 0
+        step, notes = 0, []
         if state is not None:
             model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
+            notes = restore_optimizer(optimizer, state["optimizer"], t)
             step = state["step"]
             set_rng_states(state["rng"])
         if world > 1:  # every rank draws its own geometric-term samples
@@ -93,17 +96,20 @@ def train(cfg: RunConfig, resume: bool = False) -> torch.nn.Module:
         log = RunLog(run_dir, enabled=main, start_step=step, total_steps=t.steps)
         log.text(f"{'resuming at' if resume else 'starting'} step {step} of {t.steps} on {device} ({world} "
                  f"process(es)), {sum(p.numel() for p in model.parameters()):,} parameters")
+        for note in notes:
+            log.text(note)
         if t.dtype == "bfloat16" and bfloat16_is_emulated(device):
             log.text("warning: train.dtype bfloat16 on a CPU without bfloat16 instructions is emulated, "
                      "many times slower than float32 (about 15x for sector2dunif); float32 is the choice here")
         nonfinite_in_a_row = 0
         while step < t.steps:
             model.train()
-            with autocast:
-                terms = loss_fn(next(batches))
-                total = weighted_total(terms, cfg.loss)
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
+            with batch_must_fit(cfg, device):
+                with autocast:
+                    terms = loss_fn(next(batches))
+                    total = weighted_total(terms, cfg.loss)
+                optimizer.zero_grad(set_to_none=True)
+                total.backward()
             flags = torch.stack([~torch.isfinite(total.detach()), torch.tensor(stop.requested, device=device)])
             if world > 1:  # any rank's non-finite loss or signal stops every rank
                 flags = average_gradients(model, flags, world)
@@ -139,6 +145,8 @@ def train(cfg: RunConfig, resume: bool = False) -> torch.nn.Module:
         stop.restore()
         if log is not None:
             log.close()
+        if lock is not None:
+            lock.release()
         if world > 1:
             tdist.destroy_process_group()
     return model
@@ -199,6 +207,37 @@ def open_run_dir(run_dir: Path, cfg: RunConfig, resume: bool, write: bool = True
     except OSError as exc:
         raise GdraeError(f"{run_dir}: cannot write the run directory: {exc.strerror or exc}") from None
     return state
+
+
+class RunDirLock:
+    """An exclusive lock on ``run_dir/.lock`` for the whole training, so two trainings never share a run.
+
+    A second training into the same directory is refused with the pid that
+    holds it. The lock is flock's: the OS drops it when its process ends,
+    however it ends, so a crashed run leaves no stale lock behind.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            self.file = open(run_dir / ".lock", "a+", encoding="utf-8")
+        except OSError as exc:
+            raise GdraeError(f"{run_dir}: cannot write the run directory: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "unknown"
+            self.file.close()
+            raise GdraeError(f"{run_dir}: another training (pid {holder}) is writing this run directory; "
+                             "wait for it to end or choose another train.run_dir") from None
+        self.file.truncate(0)
+        self.file.write(f"{os.getpid()}\n")
+        self.file.flush()
+
+    def release(self) -> None:
+        self.file.truncate(0)  # an empty .lock: nobody holds it
+        self.file.close()
 
 
 def keep_freed_memory() -> bool:
@@ -274,6 +313,37 @@ def checkpoint_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, s
     """The checkpoint dict (gdrae.checkpoint): tensors and primitives only."""
     return {"version": VERSION, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "config": cfg.model_dump(mode="json"), "rng": rng_states()}
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict, t: TrainConfig) -> list[str]:
+    """Load the checkpoint's optimiser state, then apply the config's lr and betas to it.
+
+    A resumed run may change them (lowering the learning rate is common); the
+    returned lines (for train.log) say what changed, so the optimiser and
+    config.yaml never disagree silently.
+    """
+    optimizer.load_state_dict(saved)
+    notes = []
+    for key, value in (("lr", t.lr), ("betas", tuple(t.betas))):
+        before = optimizer.param_groups[0][key]
+        if before != value:
+            for group in optimizer.param_groups:
+                group[key] = value
+            shown = [list(v) if isinstance(v, tuple) else v for v in (before, value)]
+            notes.append(f"train.{key}: {shown[0]} in the checkpoint, {shown[1]} from now on")
+    return notes
+
+
+@contextmanager
+def batch_must_fit(cfg: RunConfig, device: torch.device):
+    """Running out of memory in a training step becomes one line naming data.batch_size."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as exc:
+        if not isinstance(exc, (MemoryError, torch.OutOfMemoryError)) and "allocate memory" not in str(exc):
+            raise
+        raise GdraeError(f"data.batch_size: {cfg.data.batch_size} does not fit in memory on {device} "
+                         "(a training step ran out of memory); lower data.batch_size") from None
 
 
 class StopSignal:

@@ -15,6 +15,7 @@ import pickle
 from pathlib import Path
 import torch
 
+from gdrae.checkpoint import torch_load
 from gdrae.errors import GdraeError
 from pipelines.base import Converted, DatasetSpec, RawFile
 from pipelines.checks import array_blocks, grid_notes, require_file, source_entries
@@ -56,14 +57,10 @@ def convert(raw_dir: Path) -> Converted:
 def _load_tensor(path: Path) -> torch.Tensor:
     """The one tensor in ``path``; anything else (or an unsafe pickle) is a GdraeError."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "weights only" in str(e).lower():
-            raise GdraeError(
-                f"{path}: expected only tensors, got a pickled object that torch.load(weights_only=True) refuses to run"
-            ) from None
-        raise GdraeError(f"{path}: expected a readable .pth file, got a corrupt or truncated file ({e})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        obj = torch_load(path)  # a file holding pickled code is a GdraeError saying so
+    except GdraeError:
+        raise
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
         raise GdraeError(f"{path}: expected a readable .pth file, got a corrupt or truncated file ({e})") from None
     if not isinstance(obj, torch.Tensor):
         raise GdraeError(f"{path}: expected one uint8 tensor, got {type(obj).__name__}")

@@ -146,3 +146,40 @@ def test_config_from_dict_does_not_modify_its_input():
     raw = {"train": {"steps": 3}}
     config_from_dict(raw, overrides=["train.steps=4"])
     assert raw == {"train": {"steps": 3}}
+
+
+@pytest.mark.parametrize("override,pattern", [
+    ("train.lr=.inf", r"x\.yaml: train\.lr: input should be a finite number, got inf"),
+    ("loss.recon=.nan", r"x\.yaml: loss\.recon: input should be a finite number, got nan"),
+    ("model.prior_radius=.inf", r"model\.prior_radius: input should be a finite number"),
+    ("model.sigma=.inf", r"model\.sigma: input should be a finite number"),
+    ("loss.sn=-1", r"x\.yaml: loss\.sn: input should be greater than or equal to 0, got -1"),
+    ("train.betas=[2, 3]", r"x\.yaml: train\.betas: input should be less than 1, got 2"),
+    ("train.betas=[0.9, -0.1]", r"train\.betas: input should be greater than or equal to 0"),
+])
+def test_infinite_nan_negative_and_out_of_range_values_are_refused(tmp_path, override, pattern):
+    with pytest.raises(GdraeError, match=pattern):
+        load_config(_write(tmp_path, {}), [override])
+
+
+def test_loss_weights_may_be_zero_or_null(tmp_path):
+    cfg = load_config(_write(tmp_path, {}), ["loss.sn=0", "loss.cap=null"])
+    assert cfg.loss.sn == 0 and cfg.loss.cap is None
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "a/b", "/abs", "..", ".hidden", "", "x..y"])
+def test_dataset_name_is_one_plain_path_component(tmp_path, name):
+    with pytest.raises(GdraeError, match=r"x\.yaml: data\.name: expected a dataset name like shapes2d .*got "):
+        load_config(_write(tmp_path, {"data": {"name": name}}))
+
+
+@pytest.mark.parametrize("name", ["shapes2d-synth-small", "my_faces.v2", "Cars3D"])
+def test_user_named_caches_keep_working(tmp_path, name):
+    assert load_config(_write(tmp_path, {"data": {"name": name}})).train.run_dir == f"runs/{name}"
+
+
+def test_config_that_is_not_utf8(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("train:\n  seed: 3  # caf\xe9\n".encode("latin-1"))
+    with pytest.raises(GdraeError, match=r"latin1\.yaml: expected a UTF-8 text file, got byte 0xe9 at offset 23"):
+        load_config(path)

@@ -2,6 +2,7 @@
 import csv
 import json
 import math
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -190,6 +191,29 @@ def test_metrics_files(tmp_path):
     record = json.loads((d / "step-20.json").read_text())
     assert record["step"] == 20 and record["metrics"] == {"hist20/mig": 0.75, "sap/sap_score": 0.125}
     assert json.loads((d / "step-10.json").read_text())["metrics"] == {"sap/sap_score": 0.0625}
+
+
+@pytest.mark.parametrize("table, problem", [
+    ("epoch,hist20/mig\n1,0.5\n", "expected step as the first column, got 'epoch'"),
+    ("step,hist20/mig\n10,0.5\nlast,0.7\n", "line 3: step: expected an integer, got 'last'"),
+    ("step,hist20/mig\n10,0.5,0.9\n", "line 2: expected at most 2 cells (one per column), got more"),
+    ("step,hist20/mig\n10,0.5\n10,0.6\n", "line 3: step: expected one row per step, got 10 again"),
+])
+def test_a_metrics_table_it_cannot_keep_whole_is_refused_and_left_alone(tmp_path, table, problem):
+    d = tmp_path / "metrics"
+    d.mkdir()
+    (d / "metrics.csv").write_text(table)
+    message = f"{d / 'metrics.csv'}: {problem}; the file is left as it is: move it aside and evaluate again"
+    with pytest.raises(GdraeError, match=re.escape(message) + "$"):
+        ev.write_metrics(d, 20, {"hist20/mig": 0.75})
+    assert (d / "metrics.csv").read_text() == table
+    assert sorted(p.name for p in d.iterdir()) == ["metrics.csv"]  # no step-20.json either
+
+
+def test_an_empty_metrics_table_is_started_afresh(tmp_path):
+    (tmp_path / "metrics.csv").write_text("")
+    ev.write_metrics(tmp_path, 5, {"hist20/mig": 0.5})
+    assert (tmp_path / "metrics.csv").read_text() == "step,hist20/mig\n5,0.5\n"
 
 
 def test_format_table_groups_by_metric():

@@ -125,6 +125,15 @@ def test_unwritable_out_dir(image_run, tmp_path):
                    "cannot write the evaluation results")
 
 
+def test_a_metrics_table_of_another_shape_is_left_alone(image_run, tmp_path):
+    table = tmp_path / "metrics" / "metrics.csv"
+    table.parent.mkdir()
+    table.write_text("run,score\nmine,0.9\n")
+    one_line_error(run("--ckpt", image_run[0], "--metrics", "histogram", "--out", tmp_path),
+                   f"{table}: expected step as the first column, got 'run'", "move it aside and evaluate again")
+    assert table.read_text() == "run,score\nmine,0.9\n"
+
+
 def test_corrupt_cache_chunk(image_run, tmp_path):
     shutil.copytree(image_run[1] / "tiny2d.zarr", tmp_path / "tiny2d.zarr")
     chunk = next(f for f in sorted((tmp_path / "tiny2d.zarr" / "images").rglob("*")) if f.is_file() and f.name != "zarr.json")
@@ -142,6 +151,21 @@ def test_corrupt_checkpoint(image_run, tmp_path):
     bad.write_bytes(data[: len(data) // 2])
     one_line_error(run("--ckpt", bad), str(bad), "unreadable checkpoint")
     one_line_error(run("--ckpt", tmp_path / "nope.pt"), "checkpoint not found")
+
+
+def test_zeroed_bytes_in_the_weights_name_the_intact_step_file(image_run, tmp_path):
+    ckpts = tmp_path / "checkpoints"
+    shutil.copytree(image_run[0].parent, ckpts)  # copies: step-2.pt keeps the good bytes
+    weights = max(torch.load(ckpts / "latest.pt", weights_only=True)["model"].values(), key=torch.numel)
+    latest = ckpts / "latest.pt"
+    raw = bytearray(latest.read_bytes())
+    offset = raw.find(weights.numpy().tobytes())
+    assert offset > 0
+    raw[offset + 8 : offset + 72] = bytes(64)
+    latest.write_bytes(bytes(raw))
+    one_line_error(run("--ckpt", latest, "--out", tmp_path), f"{latest}: damaged checkpoint",
+                   f"the newest intact checkpoint beside it is {ckpts / 'step-2.pt'}")
+    assert not (tmp_path / "metrics").exists()
 
 
 @pytest.mark.parametrize("kind, message", [
@@ -163,6 +187,7 @@ def test_checkpoint_and_cache_that_do_not_belong_together(image_run, tmp_path, k
 def test_latent_size_of_config_and_weights_differ(image_run, tmp_path):
     state = torch.load(image_run[0], weights_only=True)
     state["config"]["model"]["nz"] = 4
+    del state["sha256"]  # a hand-edited file; with the digest it would be refused as damaged
     edited = tmp_path / "latest.pt"
     torch.save(state, edited)
     one_line_error(run("--ckpt", edited, "--out", tmp_path), "weights do not fit")

@@ -1,4 +1,5 @@
 """gdrae-train: flags, and every failure as one line with a non-zero exit."""
+import os
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,11 @@ def test_missing_cache_says_which_prepare_to_run(tmp_path):
     ("train.steps=many", "train.steps:"),
     ("train.steps", "expected KEY=VALUE"),
     ("model.nz=[1,2]", "model.nz:"),
+    ("train.lr=.inf", "train.lr: input should be a finite number, got inf"),
+    ("loss.recon=.nan", "loss.recon: input should be a finite number, got nan"),
+    ("loss.sn=-1", "loss.sn: input should be greater than or equal to 0, got -1"),
+    ("train.betas=[2, 3]", "train.betas: input should be less than 1, got 2"),
+    ("data.name=../../escaped", "data.name: expected a dataset name like shapes2d"),
 ])
 def test_bad_overrides(tmp_path, override, fragment):
     _one_line_error(_sector(tmp_path, "--set", override), fragment)
@@ -98,3 +104,46 @@ def test_unwritable_run_directory(tmp_path):
     result = _run("--config", str(REPO / "configs" / "sector2dunif.yaml"), *TINY,
                   "--set", f"train.run_dir={tmp_path / 'file' / 'run'}")
     _one_line_error(result, "cannot write the run directory")
+
+
+def test_resume_with_a_lower_lr_applies_it_and_says_so(tmp_path):
+    assert _sector(tmp_path, "--set", "train.steps=1").exit_code == 0
+    result = _sector(tmp_path, "--set", "train.steps=2", "--set", "train.lr=0.00005", "--resume")
+    assert result.exit_code == 0, result.output
+    assert "train.lr: 0.0001 in the checkpoint, 5e-05 from now on" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_second_training_into_a_run_in_use(tmp_path):
+    from gdrae.train import RunDirLock
+
+    held = RunDirLock(tmp_path / "run")
+    try:
+        _one_line_error(_sector(tmp_path, "--set", "train.steps=1"),
+                        f"{tmp_path / 'run'}: another training (pid {os.getpid()}) is writing this run directory")
+    finally:
+        held.release()
+
+
+def test_batch_too_large_for_memory(tmp_path, monkeypatch):
+    import gdrae.train
+
+    real = gdrae.train.sample_sector
+
+    def sample_sector(n, uniform, generator):  # what torch says when an allocation fails
+        if n < 10**6:
+            return real(n, uniform, generator)
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                           f"memory: you tried to allocate {8 * n} bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(gdrae.train, "sample_sector", sample_sector)
+    result = _sector(tmp_path, "--set", "train.steps=1", "--set", "data.batch_size=100000000")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    errors = [part for part in result.output.replace("\r", "\n").splitlines() if part.startswith("Error: ")]
+    assert errors == ["Error: data.batch_size: 100000000 does not fit in memory on cpu (a training step ran out of "
+                      "memory); lower data.batch_size"], result.output  # after the run's own start line
+
+
+def test_config_file_that_is_not_utf8(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_bytes(b"data:\n  name: sector2dunif  # \xff\n")
+    _one_line_error(_run("--config", str(config)), f"{config}: expected a UTF-8 text file, got byte 0xff")

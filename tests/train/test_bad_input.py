@@ -1,9 +1,18 @@
 """Runs that must not start: each ends with one GdraeError line and leaves earlier files untouched."""
+import errno
+import os
+import re
+from pathlib import Path
+
 import pytest
 import torch
 
 from gdrae.errors import GdraeError
+from gdrae.models import GDRAE
 from gdrae.train import train
+
+CPU_OUT_OF_MEMORY = ("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                     "you tried to allocate 40000000000000 bytes. Error code 12 (Cannot allocate memory)")
 
 
 def _snapshot(folder):
@@ -48,7 +57,7 @@ def test_resume_refuses_a_changed_model(make_cfg, tmp_path):
     assert _snapshot(tmp_path / "run") == before
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "foreign"])
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "foreign", "zeroed", "step_text"])
 def test_resume_from_a_corrupt_checkpoint(make_cfg, tmp_path, damage):
     train(make_cfg("sector", "train.steps=1"))
     latest = tmp_path / "run" / "checkpoints" / "latest.pt"
@@ -56,11 +65,81 @@ def test_resume_from_a_corrupt_checkpoint(make_cfg, tmp_path, damage):
         latest.write_bytes(latest.read_bytes()[:1000])
     elif damage == "garbage":
         latest.write_bytes(b"\x00" * 64)
-    else:
+    elif damage == "foreign":
         torch.save({"state_dict": {}}, latest)
+    elif damage == "zeroed":  # inside a weight tensor's bytes: torch.load does not notice
+        weights = max(torch.load(latest, weights_only=True)["model"].values(), key=torch.numel)
+        raw = bytearray(latest.read_bytes())
+        offset = raw.find(weights.numpy().tobytes())
+        raw[offset + 8 : offset + 72] = bytes(64)
+        latest.write_bytes(bytes(raw))
+    else:
+        state = torch.load(latest, weights_only=True)
+        torch.save({**state, "step": "1"}, latest)
     before = _snapshot(tmp_path / "run")
-    with pytest.raises(GdraeError, match="latest.pt: (unreadable checkpoint|not a gdrae checkpoint)"):
+    with pytest.raises(GdraeError, match="latest.pt: (unreadable checkpoint|not a gdrae checkpoint|damaged checkpoint"
+                                         "|checkpoint step: expected an integer >= 0, got '1')"):
         train(make_cfg("sector", "train.steps=2"), resume=True)
+    assert _snapshot(tmp_path / "run") == before
+
+
+def test_a_step_that_runs_out_of_memory_names_the_batch_size(make_cfg, monkeypatch):
+    def out_of_memory(self, x):
+        raise RuntimeError(CPU_OUT_OF_MEMORY)
+
+    monkeypatch.setattr(GDRAE, "loss_terms", out_of_memory)
+    with pytest.raises(GdraeError, match=r"^data.batch_size: 8 does not fit in memory on cpu \(a training step ran "
+                                         r"out of memory\); lower data.batch_size$"):
+        train(make_cfg("sector", "train.steps=1"))
+
+
+def test_other_runtime_errors_are_not_taken_for_memory(make_cfg, monkeypatch):
+    def broken(self, x):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(GDRAE, "loss_terms", broken)
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        train(make_cfg("sector", "train.steps=1"))
+
+
+def test_full_disk_at_a_checkpoint_keeps_the_earlier_one_and_no_temporary_file(make_cfg, tmp_path, monkeypatch):
+    train(make_cfg("sector", "train.steps=1"))
+    ckpts = tmp_path / "run" / "checkpoints"
+    before = _snapshot(ckpts)
+
+    def full_disk(obj, f):
+        f.write(b"PK partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(GdraeError, match=re.escape(f"{ckpts / 'latest.pt'}: cannot write the checkpoint: "
+                                                   "No space left on device") + "$"):
+        train(make_cfg("sector", "train.steps=2"), resume=True)
+    assert _snapshot(ckpts) == before
+
+
+def test_read_only_file_system_at_run_start(make_cfg, tmp_path, monkeypatch):
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    with pytest.raises(GdraeError, match=re.escape(f"{tmp_path / 'run'}: cannot write the run directory: "
+                                                   "Read-only file system") + "$"):
+        train(make_cfg("sector", "train.steps=1"))
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories anyway")
+def test_run_directory_without_write_permission(make_cfg, tmp_path):
+    train(make_cfg("sector", "train.steps=1"))
+    before = _snapshot(tmp_path / "run")
+    os.chmod(tmp_path / "run", 0o555)
+    try:
+        with pytest.raises(GdraeError, match=re.escape(f"{tmp_path / 'run'}: cannot write the run directory: "
+                                                       "Permission denied") + "$"):
+            train(make_cfg("sector", "train.steps=2"), resume=True)
+    finally:
+        os.chmod(tmp_path / "run", 0o755)
     assert _snapshot(tmp_path / "run") == before
 
 

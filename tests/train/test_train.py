@@ -16,7 +16,7 @@ from gdrae.checkpoint import read_checkpoint
 from gdrae.config import load_config
 from gdrae.errors import GdraeError
 from gdrae.models import GDRAE
-from gdrae.train import RunLog, TrainingDiverged, bfloat16_is_emulated, read_loss_log, train
+from gdrae.train import RunDirLock, RunLog, TrainingDiverged, bfloat16_is_emulated, read_loss_log, train
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -99,6 +99,7 @@ def test_checkpoint_from_before_posterior_noise_loads_and_resumes(make_cfg, tmp_
     latest = tmp_path / "run" / "checkpoints" / "latest.pt"
     state = torch.load(latest, weights_only=True)
     del state["config"]["model"]["posterior_noise"]
+    del state["sha256"]  # such checkpoints predate the digest too
     torch.save(state, latest)
     model, cfg = load_checkpoint(latest)
     assert cfg.model.posterior_noise == "independent" and model.posterior_noise == "independent"
@@ -107,6 +108,56 @@ def test_checkpoint_from_before_posterior_noise_loads_and_resumes(make_cfg, tmp_
         train(make_cfg("image", "train.steps=2", "model.posterior_noise=shared"), resume=True)
     train(make_cfg("image", "train.steps=2"), resume=True)
     assert read_checkpoint(latest)["step"] == 2
+
+
+def test_resume_applies_a_changed_lr_and_betas_and_logs_it(make_cfg, tmp_path):
+    train(make_cfg("sector", "train.steps=1"))
+    train(make_cfg("sector", "train.steps=2", "train.lr=0.5", "train.betas=[0.5, 0.999]"), resume=True)
+    groups = read_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["optimizer"]["param_groups"]
+    assert all(g["lr"] == 0.5 and tuple(g["betas"]) == (0.5, 0.999) for g in groups)
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "train.lr: 0.0001 in the checkpoint, 0.5 from now on" in log
+    assert "train.betas: [0.9, 0.999] in the checkpoint, [0.5, 0.999] from now on" in log
+    train(make_cfg("sector", "train.steps=3", "train.lr=0.5", "train.betas=[0.5, 0.999]"), resume=True)
+    assert (tmp_path / "run" / "train.log").read_text().count("from now on") == 2  # nothing changed this time
+
+
+def test_a_second_training_into_a_run_directory_is_refused(make_cfg, tmp_path):
+    held = RunDirLock(tmp_path / "run")  # as another training would hold it (flock is per open file)
+    try:
+        with pytest.raises(GdraeError, match=f"{tmp_path / 'run'}: another training \\(pid {os.getpid()}\\) is "
+                                             "writing this run directory; wait for it to end"):
+            train(make_cfg("sector", "train.steps=1"))
+        assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".lock"]
+    finally:
+        held.release()
+    train(make_cfg("sector", "train.steps=1"))
+    assert (tmp_path / "run" / ".lock").read_text() == ""  # released
+
+
+def test_a_training_in_another_process_is_named_by_its_pid(make_cfg, tmp_path):
+    (tmp_path / "run").mkdir()
+    holder = ("import fcntl, os, sys; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); "
+              "f.write(str(os.getpid())); f.flush(); print('held', flush=True); sys.stdin.read()")
+    other = subprocess.Popen([sys.executable, "-c", holder, str(tmp_path / "run" / ".lock")],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline() == "held\n"
+        with pytest.raises(GdraeError, match=f"another training \\(pid {other.pid}\\) is writing this run"):
+            train(make_cfg("sector", "train.steps=1"))
+    finally:
+        other.communicate("")
+    assert (tmp_path / "run" / ".lock").read_text() == str(other.pid)  # the refused run wrote nothing there
+
+
+def test_the_lock_of_a_process_that_died_is_no_obstacle(make_cfg, tmp_path):
+    (tmp_path / "run").mkdir()
+    holder = ("import fcntl, os, sys; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); "
+              "f.write(str(os.getpid())); f.flush(); os._exit(9)")  # dies holding it, pid left in the file
+    subprocess.run([sys.executable, "-c", holder, str(tmp_path / "run" / ".lock")], check=False)
+    assert (tmp_path / "run" / ".lock").read_text().isdigit()
+    train(make_cfg("sector", "train.steps=1"))
+    assert read_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["step"] == 1
 
 
 def _nan_from_call(monkeypatch, calls: set[int]):
