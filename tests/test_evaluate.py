@@ -61,8 +61,10 @@ def test_code_table_is_mu_of_every_image_in_grid_order(model, cache):
         expected = model.encode(images).numpy()
     assert codes.shape == (60, 3) and codes.dtype == np.float32
     np.testing.assert_allclose(codes, expected, rtol=1e-5, atol=1e-6)
-    # batches that straddle chunks and batches smaller than chunks give the same table
-    np.testing.assert_array_equal(codes, ev.encode_cache(model, cache, batch_size=1000, progress=False))
+    # batches that straddle chunks and batches smaller than chunks give the same table (to rounding:
+    # convolution kernels may sum in another order at another batch size)
+    np.testing.assert_allclose(codes, ev.encode_cache(model, cache, batch_size=1000, progress=False),
+                               rtol=1e-6, atol=1e-7)
 
 
 def test_evaluation_leaves_a_training_model_as_it_was(model, cache):
