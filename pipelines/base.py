@@ -1,8 +1,9 @@
 """The contract between a dataset pipeline and the cache writer.
 
 A pipeline is declarative: a :class:`DatasetSpec` names the dataset, its
-expected raw files (where to get them, size, sha256 where known), its
-canonical factor grid, and one ``convert`` function. ``convert(raw_dir)``
+expected raw files (where to get them, size, sha256 where known), how
+``gdrae-data download`` fetches them (a :class:`pipelines.download.Manifest`),
+its canonical factor grid, and one ``convert`` function. ``convert(raw_dir)``
 checks the raw files and returns a :class:`Converted`: the factor grid it
 found in the data and an iterator of row blocks *in grid order* (row i has
 factor indices ``np.unravel_index(i, factor_sizes)``). The generic writer in
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+
+from pipelines.download import Manifest
 
 
 @dataclass(frozen=True)
@@ -62,3 +65,4 @@ class DatasetSpec:
     factor_sizes: tuple[int, ...]  # canonical
     raw_files: tuple[RawFile, ...]  # empty for synthetic sets
     convert: Callable[[Path], Converted]  # raw_dir -> Converted; raises GdraeError
+    download: Manifest | None = None  # how `gdrae-data download` fetches raw_files; None for synthetic sets

@@ -28,12 +28,25 @@ from pipelines.checks import (
     require_file,
     source_entries,
 )
+from pipelines.download import Download, Manifest
 
 RAW = RawFile(
     relpath="cars3d/raw",
     source="http://www.scottreed.info/files/nips2015-analogy-data.tar.gz (Reed et al. 2015, folder data/cars)",
     folder=True,  # of car_NNN_mesh.mat files
 )
+# md5: nmichlo/disent _groundtruth__cars3d.py (uri_hash "full") and the latte project's cars3d.py (MD5_CHECKSUM)
+# agree. Size and sha256: no public source found: unknown. The tarball also holds data/sprites and
+# data/shapes48.mat; only the 183 car files are unpacked.
+DOWNLOAD = Manifest(dataset="cars3d", files=(Download(
+    name="nips2015-analogy-data.tar.gz",
+    url="http://www.scottreed.info/files/nips2015-analogy-data.tar.gz",
+    target=RAW.relpath,
+    md5="4e866a7919c1beedf53964e6f7a23686",
+    unpack="untar",
+    members="data/cars/car_*_mesh.mat",
+    count=183,
+),))
 _FACTORS = ("elevation", "azimuth", "object_type")
 _NAME = re.compile(r"car_(\d+)_mesh\.mat")
 _SIZE = 64
@@ -102,5 +115,6 @@ SPEC = DatasetSpec(
     factor_names=_FACTORS,
     factor_sizes=(4, 24, 183),
     raw_files=(RAW,),
+    download=DOWNLOAD,
     convert=convert,
 )

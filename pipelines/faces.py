@@ -19,11 +19,17 @@ from gdrae.checkpoint import torch_load
 from gdrae.errors import GdraeError
 from pipelines.base import Converted, DatasetSpec, RawFile
 from pipelines.checks import array_blocks, grid_notes, require_file, source_entries
+from pipelines.download import Manifest
 
 RAW = RawFile(
     relpath="3dfaces/basel_face_renders.pth",
     source="https://github.com/rtqichen/beta-tcvae (3D faces renders, as distributed with the beta-TCVAE code)",
 )
+DOWNLOAD = Manifest(dataset="faces", unavailable=(
+    "the 3DFaces renders are not public and cannot be downloaded: they are the Basel face model renders of "
+    "Kulkarni et al. (2015) that the beta-TCVAE authors shared with researchers (https://github.com/rtqichen/"
+    f"beta-tcvae); ask them or a colleague for {Path(RAW.relpath).name} and place it at <raw-dir>/{RAW.relpath}, "
+    "or pass --manifest with an entry for a copy you host"))
 _FACTORS = ("face_id", "azimuth", "elevation", "lighting")
 
 
@@ -73,5 +79,6 @@ SPEC = DatasetSpec(
     factor_names=_FACTORS,
     factor_sizes=(50, 21, 11, 11),
     raw_files=(RAW,),
+    download=DOWNLOAD,
     convert=convert,
 )

@@ -36,11 +36,22 @@ from pipelines.checks import (
     row_blocks,
     source_entries,
 )
+from pipelines.download import Download, Manifest
 
 RAW = RawFile(
     relpath="dsprites/dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz",
     source="https://github.com/deepmind/dsprites-dataset",
 )
+# md5: the same value pinned by several independent public loaders, e.g. the vaetc project's DSprites
+# (md5_true) and the latte project's dsprites.py (MD5_CHECKSUM).
+# Size and sha256: no two public sources found (TFDS pins the .hdf5 variant, not this .npz): unknown.
+DOWNLOAD = Manifest(dataset="shapes2d", files=(Download(
+    name="dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz",
+    url="https://raw.githubusercontent.com/deepmind/dsprites-dataset/master/"
+        "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz",
+    target=RAW.relpath,
+    md5="7da33b31b13a06f4b04a70402ce90c2e",
+),))
 _FACTORS = ("shape", "scale", "orientation", "pos_x", "pos_y")
 _CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError)
 
@@ -149,5 +160,6 @@ SPEC = DatasetSpec(
     factor_names=_FACTORS,
     factor_sizes=(3, 6, 40, 32, 32),
     raw_files=(RAW,),
+    download=DOWNLOAD,
     convert=convert,
 )

@@ -33,8 +33,20 @@ from pipelines.checks import (
     row_blocks,
     source_entries,
 )
+from pipelines.download import Download, Manifest
 
 RAW = RawFile(relpath="3dshapes/raw/3dshapes.h5", source="https://github.com/deepmind/3d-shapes")
+# size and sha256: tensorflow/datasets url_checksums/shapes3d.txt (267573662 bytes, sha256 0a0f6ed9...) and,
+# independently, a public Shapes3D audit loader (SHAPES3D_SIZE_BYTES, SHAPES3D_SHA256); md5: the same loader and
+# nmichlo/disent _groundtruth__shapes3d.py (uri_hash "full" 099a2078...).
+DOWNLOAD = Manifest(dataset="shapes3d", files=(Download(
+    name="3dshapes.h5",
+    url="https://storage.googleapis.com/3d-shapes/3dshapes.h5",
+    target=RAW.relpath,
+    size=267_573_662,
+    sha256="0a0f6ed98baff276a50f3a081a7434d788da63cb135a98189b2a5b5769be1785",
+    md5="099a2078d58cec4daad0702c55d06868",
+),))
 _FACTORS = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
 
 
@@ -94,5 +106,6 @@ SPEC = DatasetSpec(
     factor_names=_FACTORS,
     factor_sizes=(10, 10, 10, 8, 4, 15),
     raw_files=(RAW,),
+    download=DOWNLOAD,
     convert=convert,
 )

@@ -35,6 +35,7 @@ from pipelines.checks import (
     row_blocks,
     source_entries,
 )
+from pipelines.download import Download, Manifest
 
 SOURCE = "https://cs.nyu.edu/~ylclab/data/norb-v1.0-small/"
 SPLITS = {
@@ -42,6 +43,22 @@ SPLITS = {
     "testing": "small_norb/raw/smallnorb-5x01235x9x18x6x2x96x96-testing-{}.mat",
 }
 RAW = {(split, kind): RawFile(relpath=pattern.format(kind), source=SOURCE) for split, pattern in SPLITS.items() for kind in ("dat", "cat", "info")}
+# md5 of each .mat.gz: nmichlo/disent _groundtruth__norb.py (uri_hash "full") and independent torchvision-style
+# smallNORB loaders ("md5_gz" / urls_train entries) agree. Sizes and sha256: only tensorflow/datasets
+# url_checksums/smallnorb.txt lists them (one source): unknown here.
+_MD5_GZ = {
+    ("training", "dat"): "66054832f9accfe74a0f4c36a75bc0a2",
+    ("training", "cat"): "23c8b86101fbf0904a000b43d3ed2fd9",
+    ("training", "info"): "51dee1210a742582ff607dfd94e332e3",
+    ("testing", "dat"): "e4ad715691ed5a3a5f138751a4ceb071",
+    ("testing", "cat"): "5aa791cd7e6016cf957ce9bdb93b8603",
+    ("testing", "info"): "a9454f3864d7fd4bb3ea7fc3eb84924e",
+}
+DOWNLOAD = Manifest(dataset="small_norb", files=tuple(
+    Download(name=f"{Path(raw.relpath).name}.gz", url=f"{SOURCE}{Path(raw.relpath).name}.gz", target=raw.relpath,
+             md5=_MD5_GZ[key], unpack="gunzip")
+    for key, raw in RAW.items()
+))
 MAGIC = {  # magic number -> element type
     0x1E3D4C55: np.dtype("u1"),
     0x1E3D4C54: np.dtype("<i4"),
@@ -152,5 +169,6 @@ SPEC = DatasetSpec(
     factor_names=_FACTORS,
     factor_sizes=(5, 10, 9, 18, 6),
     raw_files=tuple(RAW.values()),
+    download=DOWNLOAD,
     convert=convert,
 )

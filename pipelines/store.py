@@ -31,6 +31,7 @@ from gdrae.data.grid import index_to_factors
 from gdrae.data.staging import remove_dead_temps, staging_path
 from gdrae.errors import GdraeError
 from pipelines.base import Converted, DatasetSpec
+from pipelines.download import with_download_provenance
 from pipelines.registry import get_spec
 from pipelines.row_order import PermutedRows, row_order
 
@@ -131,6 +132,7 @@ def prepare(name: str | DatasetSpec, raw_dir: str | Path, cache_dir: str | Path,
     check_raw_files(spec, raw_dir)
     start = time.perf_counter()
     converted = spec.convert(raw_dir)
+    converted.sources = with_download_provenance(raw_dir, converted.sources)  # URLs, archives, first-use hashes
     tmp = staging_path(final, "tmp")
     try:
         with _sigterm_raises():
