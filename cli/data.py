@@ -1,7 +1,7 @@
-"""``gdrae-data``: prepare, list, inspect and verify dataset caches.
+"""``gdrae-data``: download raw files; prepare, list, inspect and verify dataset caches.
 
-Thin: parses arguments, calls pipelines.store / gdrae.data.cache, and turns
-every GdraeError into one line and a non-zero exit.
+Thin: parses arguments, calls pipelines.download / pipelines.store /
+gdrae.data.cache, and turns every GdraeError into one line and a non-zero exit.
 """
 from __future__ import annotations
 
@@ -18,6 +18,12 @@ RAW_DIR = click.option("--raw-dir", type=click.Path(file_okay=False, path_type=P
 CACHE_DIR = click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("cache"),
                          show_default=True, help="Directory holding the <name>.zarr caches.")
 NAME = click.argument("name", type=click.Choice(NAMES), metavar="NAME")
+MIRROR = click.option("--mirror", metavar="BASE", default=None,
+                      help="Fetch each file as BASE/<its file name>, BASE being an http(s) URL or a local folder "
+                           "(a mirror behind a firewall).")
+MANIFEST = click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                        help="Read the list of files (URL, size, sha256, md5, unpacking) from this JSON file "
+                             "instead of the built-in one (format: Datasets/README.md).")
 
 
 def _one_line_errors(command):
@@ -50,16 +56,73 @@ def main() -> None:
     pass
 
 
+@main.command(help="Download the raw files of NAME into --raw-dir where prepare reads them: resumed after an "
+                   "interruption, checked against the published size and hashes (or, where none is published, "
+                   "their sha256 printed and recorded: trust on first use), unpacked. Files already present and "
+                   "verified are not fetched again.")
+@NAME
+@RAW_DIR
+@MIRROR
+@MANIFEST
+@_one_line_errors
+def download(name: str, raw_dir: Path, mirror: str | None, manifest: Path | None) -> None:
+    _download(name, raw_dir, mirror, manifest)
+
+
+def _download(name: str, raw_dir: Path, mirror: str | None, manifest_path: Path | None) -> None:
+    """Fetch what is missing of NAME, one line per file and a summary; GdraeError on any problem."""
+    from pipelines.download import download as run_download, load_manifest
+    from pipelines.store import check_raw_files
+
+    spec = get_spec(name)
+    manifest = load_manifest(manifest_path, name) if manifest_path is not None else spec.download
+    if manifest is None:
+        click.echo(f"{name} is synthetic: nothing to download (`gdrae-data prepare {name}` builds it)")
+        return
+    summary = run_download(manifest, raw_dir, mirror=mirror, progress=True, on_file=_echo_file)
+    check_raw_files(spec, raw_dir)  # a manifest of one's own must give what prepare reads
+    fetched = [f for f in summary.files if f.status in ("downloaded", "resumed")]
+    rate = f", {human_bytes(summary.fetched / summary.seconds)}/s" if fetched and summary.seconds > 0 else ""
+    click.echo(f"{name}: {len(fetched)} of {len(summary.files)} file(s) fetched ({human_bytes(summary.fetched)} in "
+               f"{summary.seconds:.1f} s{rate}), {len(summary.files) - len(fetched)} already there; "
+               f"record: {summary.record}")
+
+
+def _echo_file(result) -> None:
+    """One line per manifest entry (a pipelines.download.FileResult), its notes, and a first-use sha256."""
+    what = {"downloaded": f"downloaded ({human_bytes(result.bytes)})",
+            "resumed": f"resumed ({human_bytes(result.fetched)} of {human_bytes(result.bytes)} fetched now)",
+            "present": "already present", "unpacked": "archive already present"}[result.status]
+    click.echo(f"{result.path}: {what}; {result.checked}")
+    for note in result.notes:
+        click.echo(f"  {note}")
+    if result.first_use and result.sha256 and result.status != "present":
+        click.echo(f"  sha256 {result.sha256} of {result.name}: no published hash to compare with, so this one "
+                   "is trusted on first use; compare it with a colleague's copy (prepare records it in the "
+                   "cache's source attributes)")
+
+
 @main.command(help="Convert the raw files of NAME into <cache-dir>/NAME.zarr. An existing cache is kept "
-                   "unless --force, and with --force it is replaced only once the new one is complete.")
+                   "unless --force, and with --force it is replaced only once the new one is complete. "
+                   "Nothing is downloaded unless --download is given.")
 @NAME
 @RAW_DIR
 @CACHE_DIR
 @click.option("--force", is_flag=True, help="Replace an existing cache (after the new one is complete).")
+@click.option("--download", "fetch", is_flag=True,
+              help="First download what is missing of the raw files (as `gdrae-data download NAME`).")
+@MIRROR
+@MANIFEST
 @_one_line_errors
-def prepare(name: str, raw_dir: Path, cache_dir: Path, force: bool) -> None:
+def prepare(name: str, raw_dir: Path, cache_dir: Path, force: bool, fetch: bool, mirror: str | None,
+            manifest: Path | None) -> None:
     from pipelines.store import prepare as run_prepare
 
+    if not fetch and (mirror is not None or manifest is not None):
+        raise click.BadParameter("applies to --download only; add --download",
+                                 param_hint="--mirror" if mirror is not None else "--manifest")
+    if fetch:
+        _download(name, raw_dir, mirror, manifest)
     summary = run_prepare(name, raw_dir, cache_dir, force=force, progress=True)
     for note in summary.notes:
         click.echo(f"note: {note}")
@@ -137,7 +200,8 @@ def info(name: str, cache_dir: Path) -> None:
     for fname, size, values in zip(cache.factor_names, cache.factor_sizes, cache.factor_values):
         click.echo(f"  {fname:<14}{size:>5}  values {values[0]:.4g} .. {values[-1]:.4g}")
     for src in cache.attrs["source"]:
-        click.echo(f"source: {src.get('name')} ({src.get('bytes')} bytes, sha256 {src.get('sha256')})")
+        fetched = f"; downloaded from {src['url']}: {src.get('checked')}" if src.get("url") else ""
+        click.echo(f"source: {src.get('name')} ({src.get('bytes')} bytes, sha256 {src.get('sha256')}{fetched})")
     if cache.attrs["pipeline"]:
         click.echo(f"pipeline: {cache.attrs['pipeline']}")
 
