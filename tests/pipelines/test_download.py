@@ -424,3 +424,15 @@ def test_manifest_file_problems(tmp_path):
     path.write_text(json.dumps({"version": 1, "datasets": {"a": {"unavailable": "no"}}}))
     with pytest.raises(GdraeError, match=r"m.json: expected an entry for dataset x under 'datasets', got \['a'\]"):
         load_manifest(path, "x")
+
+
+def test_datasets_readme_states_the_builtin_hashes_and_a_valid_manifest_example(tmp_path):
+    readme = (Path(__file__).resolve().parents[2] / "Datasets" / "README.md").read_text()
+    for name in FETCHABLE:
+        for item in get_spec(name).download.files:
+            for value in (item.sha256, item.md5):
+                assert value is None or f"`{value}`" in readme, (name, value)
+            assert item.size is None or f"{item.size:,}" in readme
+    example = tmp_path / "example.json"
+    example.write_text(readme.split("```json\n", 1)[1].split("```", 1)[0])
+    assert load_manifest(example, "faces").files[0].target == get_spec("faces").raw_files[0].relpath
