@@ -325,15 +325,19 @@ def _fetch_http(item: Download, url: str, part: Path, hashes: _Hashes, bar: tqdm
                 best, failures = hashes.count, 0
             failures += 1
             if failures > retries:
-                raise GdraeError(f"{url}: truncated transfer of {item.name}: {e} (gave up after {tries} tries); "
+                raise GdraeError(f"{url}: truncated transfer of {item.name}: {e} (gave up after {tries} "
+                                 f"{'try' if tries == 1 else 'tries'}); "
                                  f"{_kept(part, hashes)}") from None
             notes.append(f"interrupted ({e}): trying again from byte {hashes.count:,}")
             time.sleep(RETRY_WAIT_S)
 
 
 def _kept(part: Path, hashes: _Hashes) -> str:
+    """What is left of a failed transfer, in words (an empty partial file is removed)."""
     if hashes.count and part.exists():
         return f"the {hashes.count:,} bytes received are kept in {part} and the next run resumes from there"
+    if part.exists() and part.stat().st_size == 0:
+        part.unlink()
     return "nothing was kept"
 
 

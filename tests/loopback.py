@@ -3,7 +3,7 @@
 The server is a thread of the test process bound to 127.0.0.1 on a free port,
 serving bytes by path; per path it can cut the connection after some bytes,
 ignore Range requests or answer with an error status, and it logs every
-request (path, Range header). :func:`published` writes a small raw set with
+request (path, Range header), or stall before the body. :func:`published` writes a small raw set with
 ``pipelines/raw_writers.py`` and packs it as the real publication is packed
 (the .mat files of SmallNORB gzipped, the Cars3D files in a tarball under
 data/cars/); :func:`manifest_for` is the built-in manifest of a dataset
@@ -19,6 +19,7 @@ import re
 import socket
 import tarfile
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -40,6 +41,7 @@ class Server:
         self.ranges = True  # honour "Range: bytes=N-"
         self.cuts: dict[str, list[int]] = {}  # path -> [byte at which to close, requests left to cut]
         self.status: dict[str, int] = {}  # path -> status to answer instead of the file
+        self.stall: dict[str, float] = {}  # path -> seconds to wait after the headers before sending the body
         self.requests: list[tuple[str, str | None]] = []
         state = self
 
@@ -74,6 +76,9 @@ class Server:
                 body = data[start:]
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                self.wfile.flush()
+                if path in state.stall:
+                    time.sleep(state.stall[path])
                 cut = state.cuts.get(path)
                 if cut is not None and cut[1] > 0:
                     cut[1] -= 1

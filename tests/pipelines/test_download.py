@@ -174,6 +174,17 @@ def test_a_truncated_transfer_keeps_the_part_and_the_next_run_resumes(server, tm
     assert target.read_bytes() == data and _leftovers(raw_dir) == []
 
 
+def test_a_stalled_transfer_times_out(server, tmp_path, raw_dir):
+    files, manifest = _serve(server, tmp_path, "shapes2d")
+    (name,) = files
+    server.stall[name] = 2.0
+    with pytest.raises(GdraeError) as e:
+        download(manifest, raw_dir, progress=False, timeout=0.3, retries=0)
+    assert str(e.value) == (f"{server.url}/{name}: truncated transfer of {name}: no data for 0.3 s after byte 0 "
+                            "(gave up after 1 try); nothing was kept")
+    assert _leftovers(raw_dir) == []
+
+
 def test_a_server_without_range_support_restarts_cleanly(server, tmp_path, raw_dir):
     files, manifest = _serve(server, tmp_path, "shapes3d")
     (name, data), = files.items()
