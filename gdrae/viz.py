@@ -206,10 +206,12 @@ def sector_comparison(runs: dict[str, dict[str, np.ndarray]], radius: float, lin
 
 
 def loss_curves(runs: dict[str, dict[int, dict[str, float]]]) -> Figure:
-    """Every loss term of several runs against the step, one panel per term, log scale.
+    """Every loss term of several runs against the step, one panel per term.
 
     ``runs`` maps a label to {step: {term: value}} (``gdrae.train.read_loss_log``).
-    Values that are not positive are left out of the log-scale panels.
+    A term that is never negative is drawn on a log scale, its zeros left
+    out; a term that goes negative (the log capacity, a total that holds it)
+    on a symmetric log scale, linear within 0.01 of zero, with every value.
     """
     terms = list(dict.fromkeys(t for curves in runs.values() for values in curves.values() for t in values))
     if not terms:
@@ -219,11 +221,16 @@ def loss_curves(runs: dict[str, dict[int, dict[str, float]]]) -> Figure:
     fig = Figure(figsize=(4.0 * ncols, 2.8 * nrows), dpi=100)
     for i, term in enumerate(terms):
         ax = fig.add_subplot(nrows, ncols, i + 1)
+        signed = any(v.get(term, 0.0) < 0 for curves in runs.values() for v in curves.values())
         for label, curves in runs.items():
-            points = [(step, v[term]) for step, v in sorted(curves.items()) if v.get(term, 0.0) > 0]
+            points = [(step, v[term]) for step, v in sorted(curves.items())
+                      if term in v and (signed or v[term] > 0)]
             if points:
                 ax.plot(*zip(*points), label=label, linewidth=1.0)
-        ax.set_yscale("log")
+        if signed:
+            ax.set_yscale("symlog", linthresh=1e-2)
+        else:
+            ax.set_yscale("log")
         ax.set_title(term)
         ax.set_xlabel("step")
         if i == 0:

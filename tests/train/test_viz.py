@@ -80,6 +80,13 @@ def test_loss_curves_one_panel_per_term_one_line_per_run():
         viz.loss_curves({"float32": {}})
 
 
+def test_loss_curves_draw_terms_that_go_negative_whole_on_a_symmetric_log_scale():
+    runs = {"a": {10: {"cap": 0.05, "total": 3.0}, 20: {"cap": 0.0, "total": 1.0}, 30: {"cap": -0.2, "total": -0.5}}}
+    axes = {ax.get_title(): ax for ax in viz.loss_curves(runs).axes}
+    assert axes["cap"].get_yscale() == "symlog" and axes["total"].get_yscale() == "symlog"
+    assert axes["cap"].lines[0].get_ydata().tolist() == [0.05, 0.0, -0.2]  # zero and negatives kept
+
+
 def test_sector_comparison_one_row_per_run_four_panels_each():
     grid = viz.sector_grid_codes(1.0, lines=3, points=4)
     mu, colour = np.random.rand(30, 2), np.random.rand(30)
