@@ -220,8 +220,8 @@ def write_results(args: argparse.Namespace, command: str, results: dict, curves:
     out = args.out
     figure = viz.sector_comparison(pictures, 1.0, 11, ("radius", "angle"), HEATMAP_BINS,
                                    outline=sector_outline(args.dataset == "sector2dunif"))
-    viz.save_png(viz.figure_to_array(figure), out / "figures.png")
-    viz.save_png(viz.figure_to_array(viz.loss_curves(curves)), out / "curves.png")
+    viz.save_png(viz.figure_to_array(figure), out / "figures.png", colors=256)  # small enough for docs/
+    viz.save_png(viz.figure_to_array(viz.loss_curves(curves)), out / "curves.png", colors=256)
     (out / "results.json").write_text(json.dumps(
         {"command": command, "dataset": args.dataset, "steps": args.steps, "seed": args.seed,
          "runs": {label: {"overrides": RUNS[label], "metrics": {str(s): v for s, v in per.items()}}

@@ -63,6 +63,17 @@ def test_save_png_round_trip(tmp_path):
     assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), arr)
 
 
+def test_save_png_with_a_palette_keeps_a_plot_s_colours(tmp_path):
+    from PIL import Image
+
+    arr = viz.figure_to_array(viz.sv_bars(np.array([0.5, 1.0, 2.0])))
+    viz.save_png(arr, tmp_path / "full.png")
+    viz.save_png(arr, tmp_path / "palette.png", colors=256)
+    small = np.asarray(Image.open(tmp_path / "palette.png").convert("RGB"))
+    assert small.shape == arr.shape and np.abs(small.astype(int) - arr).mean() < 2.0
+    assert (tmp_path / "palette.png").stat().st_size < (tmp_path / "full.png").stat().st_size
+
+
 def test_loss_curves_one_panel_per_term_one_line_per_run():
     runs = {
         "float32": {10: {"total": 5.0, "sn": 0.5, "prior": 0.0}, 20: {"total": 2.0, "sn": 0.25, "prior": 0.0}},
