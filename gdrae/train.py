@@ -41,7 +41,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import torch
@@ -54,6 +54,9 @@ from gdrae.data.sector import sample_sector
 from gdrae.errors import GdraeError
 from gdrae.losses import weighted_total
 from gdrae.models import build_model
+
+if TYPE_CHECKING:
+    from gdrae.data.cache import Cache
 
 
 class TrainingDiverged(GdraeError):
@@ -378,7 +381,7 @@ class TrainData:
     """What the run trains on: a cache (images) or the Sector2D sampler, and a fixed sample to draw pictures of."""
 
     cfg: RunConfig
-    cache: object | None  # gdrae.data.cache.Cache for image data, None for Sector2D
+    cache: Cache | None  # the image cache; None for Sector2D, which samples fresh points
     sample: torch.Tensor  # fixed real data (64 images in [0, 1], or 2000 points) for the pictures
 
     def batches(self, start_step: int, rank: int, world: int, device: torch.device) -> Iterator[torch.Tensor]:

@@ -13,13 +13,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, never a window
-
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure  # the object API draws without pyplot: no backend to choose, no window
+from PIL import Image
 
 PAD = 2  # pixels of white between tiles
 

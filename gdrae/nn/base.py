@@ -18,7 +18,7 @@ Each block is a :class:`Transposable` module with four methods:
 
 All tensors are batched: ``v`` has the input's shape, ``u`` the output's, and
 each sample uses its own slopes. Every block is tested against autograd
-through one shared helper (tests/nn/helpers.py).
+through one shared helper (:func:`gdrae.nn.testing.assert_jacobian_products`).
 """
 from __future__ import annotations
 

@@ -2,19 +2,16 @@
 import csv
 import json
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/evalkit.py
-from evalkit import make_cache, train_tiny  # noqa: E402
+from evalkit import make_cache, train_tiny  # tests/evalkit.py (tests/ is on pytest's pythonpath)
 
-from cli.eval import main  # noqa: E402
-from gdrae.evaluate import METRIC_NAMES  # noqa: E402
-from pipelines.store import prepare  # noqa: E402
+from cli.eval import main
+from gdrae.evaluate import METRIC_NAMES
+from pipelines.store import prepare
 
 FAST = "histogram,mig,sap,geometry"  # the quick metrics; tests/test_evaluate.py runs them all
 
