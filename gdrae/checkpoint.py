@@ -7,9 +7,9 @@ It loads with ``torch.load(weights_only=True)``: nothing is unpickled beyond
 tensors and primitives, so a checkpoint from elsewhere cannot run code.
 
 A run keeps ``checkpoints/latest.pt`` (always the newest) and up to
-``keep_checkpoints`` files ``step-N.pt``. Every file is written to a
-temporary name (unique to the writing process) and renamed, so a crash or a
-full disk mid-write leaves the earlier good checkpoint in place.
+``keep_checkpoints`` files ``step-N.pt``. Every file is written whole or not
+at all (:mod:`gdrae.atomic`), so a crash or a full disk mid-write leaves the
+earlier good checkpoint in place.
 
 Each file also carries ``sha256``, a digest of everything else in it (every
 tensor's bytes and every primitive, see :func:`content_digest`), checked on
@@ -23,13 +23,13 @@ import os
 import pickle
 import random
 import re
-import secrets
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from gdrae.atomic import temp_path, write_atomic
 from gdrae.errors import GdraeError
 
 VERSION = 1
@@ -63,25 +63,11 @@ def set_rng_states(states: dict[str, Any]) -> None:
     random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
 
 
-def temp_path(path: Path) -> Path:
-    """A temporary name beside ``path``, unique to this process and call (hidden, ends in .tmp)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-
-
 def save_atomic(obj: dict, path: Path) -> None:
-    """torch.save to a temporary name in the same folder, then rename over ``path``.
-
-    A write that fails (a full disk, a read-only folder) removes the temporary
-    file and raises a GdraeError naming ``path``; the earlier file stays.
-    """
-    path = Path(path)
-    tmp = temp_path(path)
+    """torch.save through :func:`gdrae.atomic.write_atomic`; a failed write is a GdraeError naming ``path``."""
     try:
-        with open(tmp, "wb") as f:  # through a Python file, so a failed write is an OSError with its errno
-            torch.save(obj, f)
-        os.replace(tmp, path)
+        write_atomic(path, lambda f: torch.save(obj, f))
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise GdraeError(f"{path}: cannot write the checkpoint: {exc.strerror or exc}") from None
 
 

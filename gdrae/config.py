@@ -14,6 +14,7 @@ from typing import Annotated, Any, Iterable, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gdrae.atomic import write_atomic
 from gdrae.errors import GdraeError
 
 
@@ -260,12 +261,4 @@ def _dump_lines(model: BaseModel, indent: int) -> list[str]:
 
 def dump_config(cfg: RunConfig, path: str | os.PathLike) -> None:
     """Write the resolved config as commented YAML (field order kept), atomically."""
-    path = Path(path)
-    text = "\n".join(_dump_lines(cfg, 0)) + "\n"
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file
-        raise
+    write_atomic(path, "\n".join(_dump_lines(cfg, 0)) + "\n")

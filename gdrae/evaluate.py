@@ -28,7 +28,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -38,6 +37,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from gdrae.atomic import write_atomic
+from gdrae.data.cache import open_run_cache
+from gdrae.device import resolve_device
 from gdrae.errors import GdraeError
 
 # name accepted by --metrics / train.metrics -> what it computes (shown in --help)
@@ -116,7 +118,7 @@ def encode_cache(model: torch.nn.Module, cache, batch_size: int = ENCODE_BATCH, 
     device = model_device(model)
     codes = np.empty((cache.n, model.nz), dtype=np.float32)  # row i: grid cell i
     layout = _channels_last(model.encoder) if data.name == "images" else nullcontext()
-    with _eval_mode(model), layout, ThreadPoolExecutor(max_workers=1) as pool, \
+    with model.evaluating(), layout, ThreadPoolExecutor(max_workers=1) as pool, \
             tqdm(total=cache.n, unit="row", desc=f"encode {cache.name}", disable=not progress, leave=False) as bar:
         pending = pool.submit(data.read_chunk, 0) if data.nchunks else None
         for i in range(data.nchunks):
@@ -128,17 +130,6 @@ def encode_cache(model: torch.nn.Module, cache, batch_size: int = ENCODE_BATCH, 
                 codes[cache.grid_index[lo + start:lo + start + len(mu)]] = mu.float().cpu().numpy()
             bar.update(len(rows))
     return codes
-
-
-@contextmanager
-def _eval_mode(model: torch.nn.Module):
-    """The model in eval mode inside, its previous mode restored after (the trainer's model keeps training)."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 @contextmanager
@@ -174,10 +165,7 @@ def code_table(model: torch.nn.Module, cache, code_dir: str | Path | None = None
         return _read_codes(path, cache.n, model.nz)
     path.parent.mkdir(parents=True, exist_ok=True)  # before the encoding pass: fail early
     codes = encode_cache(model, cache, batch_size, progress)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, codes, allow_pickle=False)
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: np.save(f, codes, allow_pickle=False))
     return codes
 
 
@@ -232,7 +220,7 @@ def evaluate(model: torch.nn.Module, cache, metrics: Sequence[str] | None = None
             for b in nbins:
                 results.update(_prefixed(f"hist{b}", m.histogram_family(codes, sizes, nbins=b, seed=seed, **kwargs)))
         elif name == "geometry":
-            with _eval_mode(model):
+            with model.evaluating():
                 values = model.diagnostics(n_points=kwargs.pop("n_points", diag_points), seed=seed)
             results.update(_prefixed("geometry", values))
         else:  # the disentanglement_lib family: gdrae.metrics.<name>(codes, factor_sizes, seed, **options)
@@ -244,52 +232,21 @@ def _prefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, float]:
     return {f"{prefix}/{k}": float(v) for k, v in values.items()}
 
 
-def training_metrics(model: torch.nn.Module, cfg, metrics: Sequence[str]) -> dict[str, float]:
+def training_metrics(model: torch.nn.Module, cfg, cache) -> dict[str, float]:
     """The disentanglement metrics the trainer logs at an evaluation step (``train.metrics``).
 
-    Opens the run's cache (``data.cache_dir``/``data.name``; Sector2D needs
-    its prepared grid too) and evaluates with ``train.seed``: one encoding
-    pass, kept in memory. The trainer logs the geometric diagnostics itself,
-    so "geometry" is skipped here.
+    ``cache`` is the run's cache, opened and checked once by the trainer
+    (Sector2D: its prepared grid). Evaluates with ``train.seed``: one
+    encoding pass, kept in memory. The trainer logs the geometric
+    diagnostics itself, so "geometry" is skipped here.
     """
-    names = [n for n in check_metric_names(metrics, "train.metrics") if n != "geometry"]
+    names = [n for n in check_metric_names(cfg.train.metrics, "train.metrics") if n != "geometry"]
     if not names:
         return {}
-    return evaluate(model, open_run_cache(cfg), names, seed=cfg.train.seed, progress=False)
+    return evaluate(model, cache, names, seed=cfg.train.seed, progress=False)
 
 
-# ----------------------------------------------------------------------------- checkpoint and cache
-
-
-def open_run_cache(cfg, cache_dir: str | Path | None = None, source: str = "checkpoint"):
-    """Open the cache a run was trained on (in ``cache_dir`` or the config's) and check they belong together."""
-    from gdrae.data.cache import cache_path, open_cache
-
-    cache = open_cache(cache_path(cfg.data.cache_dir if cache_dir is None else cache_dir, cfg.data.name))
-    check_compatible(cfg, cache, source)
-    return cache
-
-
-def check_compatible(cfg, cache, source: str = "checkpoint") -> None:
-    """GdraeError unless the cache fits the run's config: dataset name, images vs points, channels, size."""
-    m = cfg.model
-    where = f"{source} and cache {cache.path}"
-    if cache.name != cfg.data.name:
-        raise GdraeError(f"{where} do not belong together: dataset expected {cfg.data.name!r} "
-                         f"(data.name), got {cache.name!r}")
-    expected_kind = "points" if m.kind == "sector2d" else "images"
-    if cache.kind != expected_kind:
-        raise GdraeError(f"{where} do not belong together: expected {expected_kind} for model.kind={m.kind}, "
-                         f"got {cache.kind}")
-    if m.kind == "sector2d":
-        return
-    channels, height, width = cache.row_shape
-    if channels != m.channels:
-        raise GdraeError(f"{where} do not belong together: channels expected {m.channels} (model.channels), "
-                         f"got {channels}")
-    if (height, width) != (m.image_size, m.image_size):
-        raise GdraeError(f"{where} do not belong together: image size expected {m.image_size}x{m.image_size} "
-                         f"(model.image_size), got {height}x{width}")
+# ----------------------------------------------------------------------------- checkpoint
 
 
 def run_dir_of(ckpt: str | Path) -> Path:
@@ -308,7 +265,7 @@ class Report:
 
 
 def evaluate_checkpoint(ckpt: str | Path, metrics: Sequence[str] | None = None, cache_dir: str | Path | None = None,
-                        out: str | Path | None = None, seed: int = 0, device: str = "cpu",
+                        out: str | Path | None = None, seed: int = 0, device: str | torch.device = "cpu",
                         nbins: Sequence[int] = NBINS, options: Mapping[str, Mapping[str, Any]] | None = None,
                         images: bool = True, progress: bool = True) -> Report:
     """``gdrae-eval``: evaluate checkpoint ``ckpt`` on its cache and write the results under ``out``.
@@ -320,6 +277,7 @@ def evaluate_checkpoint(ckpt: str | Path, metrics: Sequence[str] | None = None, 
     from gdrae.checkpoint import load_checkpoint, read_checkpoint
 
     names = check_metric_names(METRIC_NAMES if metrics is None else metrics)
+    device = resolve_device(device) if isinstance(device, str) else device
     step = int(read_checkpoint(ckpt)["step"])
     model, cfg = load_checkpoint(ckpt, map_location=device)
     cache = open_run_cache(cfg, cache_dir, source=f"checkpoint {ckpt}")
@@ -331,7 +289,7 @@ def evaluate_checkpoint(ckpt: str | Path, metrics: Sequence[str] | None = None, 
         provenance = {"checkpoint": str(ckpt), "cache": str(cache.path), "cache_id": cache_id(cache), "seed": seed}
         files = write_metrics(out / "metrics", step, results, provenance)
         if images:
-            files += write_images(model, cfg, cache, codes, out / "images", step, seed)
+            files += write_images(model, cache, codes, out / "images", step, seed)
     except OSError as exc:  # the cache's own read errors are GdraeErrors already
         raise GdraeError(f"{out}: cannot write the evaluation results there: "
                          f"{exc.strerror or exc} ({exc.filename or out})") from None
@@ -358,7 +316,7 @@ def write_metrics(metrics_dir: str | Path, step: int, results: Mapping[str, floa
     columns, rows = read_metrics_csv(csv_path)  # first: a table it cannot keep stops before any write
     json_path = metrics_dir / f"step-{step}.json"
     record = {"step": step, **dict(provenance or {}), "metrics": dict(results)}
-    _write_atomic(json_path, json.dumps(record, indent=2) + "\n")
+    write_atomic(json_path, json.dumps(record, indent=2) + "\n")
 
     columns += [k for k in results if k not in columns]
     row = rows.setdefault(step, {"step": str(step)})
@@ -368,7 +326,7 @@ def write_metrics(metrics_dir: str | Path, step: int, results: Mapping[str, floa
     writer.writeheader()
     for s in sorted(rows):
         writer.writerow(rows[s])
-    _write_atomic(csv_path, text.getvalue())
+    write_atomic(csv_path, text.getvalue())
     return [json_path, csv_path]
 
 
@@ -405,12 +363,6 @@ def _kept_as_is(path: Path, problem: str) -> GdraeError:
     return GdraeError(f"{path}: {problem}; the file is left as it is: move it aside and evaluate again")
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def format_table(results: Mapping[str, float]) -> str:
     """A readable two-column table of results, one metric group per block."""
     width = max((len(k) for k in results), default=0)
@@ -425,7 +377,7 @@ def format_table(results: Mapping[str, float]) -> str:
 
 
 @torch.no_grad()
-def write_images(model: torch.nn.Module, cfg, cache, codes: np.ndarray, images_dir: str | Path, step: int,
+def write_images(model: torch.nn.Module, cache, codes: np.ndarray, images_dir: str | Path, step: int,
                  seed: int = 0) -> list[Path]:
     """The pictures people read faster than tables, as PNG files under ``images_dir``.
 
@@ -438,27 +390,20 @@ def write_images(model: torch.nn.Module, cfg, cache, codes: np.ndarray, images_d
     """
     from gdrae import viz
     from gdrae.metrics import histogram_mi
+    from gdrae.pictures import model_pictures
 
     images_dir = Path(images_dir)
     images_dir.mkdir(parents=True, exist_ok=True)
-    device, r = model_device(model), cfg.model.prior_radius
     mi = histogram_mi(codes, cache.factor_sizes, nbins=HEATMAP_BINS)
     pictures = {"mi": viz.figure_to_array(viz.mi_heatmap(mi, cache.factor_names, HEATMAP_BINS))}
-    with _eval_mode(model):
-        if cache.kind == "points":
-            grid = viz.sector_grid_codes(r)
-            decoded = model.decode(torch.from_numpy(grid).to(device)).cpu().numpy()
-            pictures["grid"] = viz.figure_to_array(viz.sector_correspondence(grid, decoded, lines=11))
-            radius = np.linalg.norm(cache.to_grid_order(cache.points[:]), axis=1)
-            pictures["mu"] = viz.figure_to_array(viz.mu_scatter(codes, radius, r))
-        else:
-            row = int(np.random.RandomState(seed).randint(cache.n))  # a stored row, and its grid cell's code
-            real = cache.images[row].astype(np.float32) / 255.0
-            mu = codes[cache.grid_index[row]]
-            sweep = torch.from_numpy(viz.traversal_codes(mu, r, 10)).to(device)
-            decoded = model.decode(torch.cat([torch.from_numpy(mu[None]).to(device), sweep])).cpu().numpy()
-            sweeps = decoded[1:].reshape(len(mu), 10, *real.shape)
-            pictures["traversal"] = viz.traversal_grid(sweeps, real, decoded[0])
+    if cache.kind == "points":  # the whole grid, coloured by radius
+        drawn = model_pictures(model, torch.from_numpy(cache.to_grid_order(cache.points[:])), torch.from_numpy(codes))
+        pictures.update(grid=drawn["sector_grid"], mu=drawn["sector_mu"])
+    else:
+        row = int(np.random.RandomState(seed).randint(cache.n))  # a stored row, and its grid cell's code
+        real = torch.from_numpy(cache.images[row:row + 1].astype(np.float32) / 255.0)
+        drawn = model_pictures(model, real, torch.from_numpy(codes[cache.grid_index[row:row + 1]]))
+        pictures["traversal"] = drawn["traversal_real"]
     paths = []
     for name, array in pictures.items():
         paths.append(images_dir / f"eval-step-{step}-{name}.png")

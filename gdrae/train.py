@@ -40,6 +40,7 @@ import signal
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -51,9 +52,11 @@ from gdrae import viz
 from gdrae.checkpoint import VERSION, read_checkpoint, rng_states, set_rng_states, write_checkpoint
 from gdrae.config import ModelConfig, RunConfig, TrainConfig, dump_config
 from gdrae.data.sector import sample_sector
+from gdrae.device import resolve_device
 from gdrae.errors import GdraeError
 from gdrae.losses import weighted_total
 from gdrae.models import build_model
+from gdrae.pictures import model_pictures
 
 if TYPE_CHECKING:
     from gdrae.data.cache import Cache
@@ -80,7 +83,8 @@ def train(cfg: RunConfig, resume: bool = False) -> torch.nn.Module:
     try:
         lock = RunDirLock(run_dir) if main else None  # one training per run directory
         state = open_run_dir(run_dir, cfg, resume, write=main)  # every rank checks, rank 0 writes
-        data, metrics = open_data(cfg), metrics_hook(cfg)
+        data = open_data(cfg)
+        metrics = metrics_hook(cfg, data)
         seed_everything(t.seed)
         model = build_model(cfg).to(device)
         sync_parameters(model, world)  # identical start on every rank
@@ -135,7 +139,7 @@ def train(cfg: RunConfig, resume: bool = False) -> torch.nn.Module:
             if main and (step % t.log_every == 0 or last):
                 log.losses(step, terms, total)
             if main and (step % t.image_every == 0 or last):
-                log.images(step, snapshot_images(model, cfg, data, device))
+                log.images(step, model_pictures(model, data.sample, generator=picture_generator(t.seed, device)))
             if main and (step % t.eval_every == 0 or last):
                 log.diagnostics(step, evaluate_step(model, cfg, metrics))
             if main and (step % t.ckpt_every == 0 or last):
@@ -160,11 +164,7 @@ def train(cfg: RunConfig, resume: bool = False) -> torch.nn.Module:
 
 def setup_distributed(device: str) -> tuple[int, int, torch.device]:
     """(rank, world_size, device): torchrun's environment if present (gloo on CPU, nccl on GPU), else one process."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise GdraeError(f"train.device: expected auto, cpu or cuda, got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise GdraeError("train.device: expected a CUDA device (train.device=cuda), got none available")
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    use_cuda = resolve_device(device, "train.device").type == "cuda"
     if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return 0, 1, torch.device("cuda" if use_cuda else "cpu")
     rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
@@ -414,17 +414,9 @@ def open_data(cfg: RunConfig) -> TrainData:
         return TrainData(cfg, None, sample_sector(2000, SECTOR_NAMES[d.name], gen))
     if d.name in SECTOR_NAMES:
         raise GdraeError(f"model.kind: expected sector2d for data.name={d.name}, got {m.kind!r}")
-    from gdrae.data.cache import cache_path, open_cache
+    from gdrae.data.cache import open_run_cache
 
-    cache = open_cache(cache_path(d.cache_dir, d.name))
-    if cache.images is None:
-        raise GdraeError(f"{cache.path}: expected images for model.kind=image, got {cache.kind}")
-    channels, height, width = cache.row_shape
-    if channels != m.channels:
-        raise GdraeError(f"{cache.path}: model.channels: expected {channels} (the cache's images), got {m.channels}")
-    if (height, width) != (m.image_size, m.image_size):
-        raise GdraeError(f"{cache.path}: expected {m.image_size}x{m.image_size} images (model.image_size), "
-                         f"got {height}x{width}")
+    cache = open_run_cache(cfg, source="config")
     rows = np.sort(np.random.default_rng(cfg.train.seed).choice(cache.n, size=min(64, cache.n), replace=False))
     sample = torch.from_numpy(cache.images[rows]).float() / 255.0
     return TrainData(cfg, cache, sample)
@@ -433,55 +425,28 @@ def open_data(cfg: RunConfig) -> TrainData:
 # ----------------------------------------------------------------------------- evaluation
 
 
-@torch.no_grad()
-def snapshot_images(model, cfg: RunConfig, data: TrainData, device: torch.device) -> dict[str, np.ndarray]:
-    """The qualitative pictures of MODEL.md section 8 as RGB arrays, keyed by name.
-
-    Uses its own generator (train.seed), so the training random stream is untouched.
-    """
-    model.eval()
-    r = cfg.model.prior_radius
-    gen = torch.Generator(device=device).manual_seed(cfg.train.seed)
-    z_many = model.sample_prior(10000, generator=gen)
-    sv_mean = torch.cat([model.predict_sv(z) for z in z_many.split(2000)]).mean(0)
-    pictures = {"sv_bars": viz.figure_to_array(viz.sv_bars(sv_mean.cpu().numpy()))}
-    real = data.sample.to(device)
-    mu = model.encode(real)
-    if cfg.model.kind == "sector2d":
-        codes = torch.from_numpy(viz.sector_grid_codes(r)).to(device)
-        fig = viz.sector_correspondence(codes.cpu().numpy(), model.decode(codes).cpu().numpy(), lines=11)
-        pictures["sector_grid"] = viz.figure_to_array(fig)
-        fig = viz.mu_scatter(mu.cpu().numpy(), real.norm(dim=1).cpu().numpy(), r)
-        pictures["sector_mu"] = viz.figure_to_array(fig)
-        return pictures
-    recon = model.decode(mu)
-    pictures["reconstruction"] = viz.reconstruction_grid(real.cpu().numpy(), recon.cpu().numpy())
-    steps = 10
-
-    def sweep(z: torch.Tensor) -> np.ndarray:  # (nz,) code -> (nz, steps, C, H, W) decoded traversal
-        codes = torch.from_numpy(viz.traversal_codes(z.cpu().numpy(), r, steps)).to(device)
-        return model.decode(codes).cpu().numpy().reshape(cfg.model.nz, steps, *real.shape[1:])
-
-    pictures["traversal_real"] = viz.traversal_grid(sweep(mu[0]), real[0].cpu().numpy(), recon[0].cpu().numpy())
-    pictures["traversal_random"] = viz.traversal_grid(sweep(model.sample_prior(1, generator=gen)[0]))
-    return pictures
+def picture_generator(seed: int, device: torch.device) -> torch.Generator:
+    """The pictures' own generator (seeded by train.seed), so the training random stream is untouched."""
+    return torch.Generator(device=device).manual_seed(seed)
 
 
-def metrics_hook(cfg: RunConfig):
-    """``gdrae.evaluate.training_metrics`` when train.metrics asks for metrics, else None.
+def metrics_hook(cfg: RunConfig, data: TrainData):
+    """``gdrae.evaluate.training_metrics`` on the run's cache when train.metrics asks for metrics, else None.
 
-    The names and the run's cache are checked here, at run start, so a typo or
-    a missing cache stops the run before its first step, not at its first
-    evaluation. Imported lazily: plain training needs neither the metrics nor
-    scikit-learn.
+    The names and the cache are checked here, at run start, so a typo or a
+    missing cache stops the run before its first step, not at its first
+    evaluation. The cache is opened once: the one the run trains on, or for
+    Sector2D (trained on fresh samples) its prepared grid. Imported lazily:
+    plain training needs neither the metrics nor scikit-learn.
     """
     if not cfg.train.metrics:
         return None
     from gdrae import evaluate
+    from gdrae.data.cache import open_run_cache
 
     evaluate.check_metric_names(cfg.train.metrics, "train.metrics")
-    evaluate.open_run_cache(cfg, source="train.metrics")
-    return evaluate.training_metrics
+    cache = data.cache if data.cache is not None else open_run_cache(cfg, source="train.metrics")
+    return partial(evaluate.training_metrics, cache=cache)
 
 
 def evaluate_step(model, cfg: RunConfig, metrics=None) -> dict[str, float]:
@@ -489,7 +454,7 @@ def evaluate_step(model, cfg: RunConfig, metrics=None) -> dict[str, float]:
     model.eval()
     values = dict(model.diagnostics(n_points=cfg.train.diag_points, seed=cfg.train.seed))
     if metrics is not None:
-        values.update(metrics(model, cfg, cfg.train.metrics))
+        values.update(metrics(model, cfg))
     return values
 
 

@@ -11,6 +11,7 @@ import torch
 
 from evalkit import SIZES, block_images, make_cache, tiny_config
 from gdrae import evaluate as ev
+from gdrae.data.cache import check_compatible
 from gdrae.errors import GdraeError
 from gdrae.models import build_model
 
@@ -163,13 +164,13 @@ def test_checkpoint_and_cache_must_belong_together(cache, tmp_path, change, mess
     if "channels" in change:
         cfg.model.channels = change["channels"]
     with pytest.raises(GdraeError, match=message):
-        ev.check_compatible(cfg, cache)
+        check_compatible(cfg, cache)
 
 
 def test_image_size_must_match(tmp_path):
     small = make_cache(tmp_path, "tiny2d", side=32)
     with pytest.raises(GdraeError, match="image size expected 64x64 .*got 32x32"):
-        ev.check_compatible(tiny_config("image", tmp_path, tmp_path / "run"), small)
+        check_compatible(tiny_config("image", tmp_path, tmp_path / "run"), small)
 
 
 def test_cache_id_follows_content():

@@ -5,7 +5,8 @@ Unsupervised Learning of Disentangled Representations", AAAI 2023; MODEL.md.
 """
 from __future__ import annotations
 
-from typing import Literal
+from contextlib import contextmanager
+from typing import Iterator, Literal
 
 import torch
 from torch import Tensor, nn
@@ -55,6 +56,16 @@ class GDRAE(nn.Module):
         # how the power iteration applies A (jacobian.spectral_estimate): "auto" picks the
         # cheaper route; "reference" is the plain reading. Same numbers either way.
         self.spectral_method = "auto"
+
+    @contextmanager
+    def evaluating(self) -> Iterator["GDRAE"]:
+        """Eval mode inside, the previous mode restored after (a training model goes on training)."""
+        was_training = self.training
+        self.eval()
+        try:
+            yield self
+        finally:
+            self.train(was_training)
 
     def encode(self, x: Tensor) -> Tensor:
         """Posterior mean mu (B, nz)."""

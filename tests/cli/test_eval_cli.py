@@ -107,7 +107,7 @@ def test_sector2d_checkpoint(sector_run, tmp_path):
 def test_unknown_metric_is_a_bad_parameter(image_run):
     result = run("--ckpt", image_run[0], "--metrics", "histogram,mgi")
     assert result.exit_code == 2
-    assert "Invalid value for '--metrics'" in result.output and "got mgi" in result.output
+    assert "Invalid value for '--metrics'" in result.output and "got 'mgi'" in result.output
 
 
 def test_missing_cache_says_what_to_prepare(image_run, tmp_path):
@@ -167,7 +167,7 @@ def test_zeroed_bytes_in_the_weights_name_the_intact_step_file(image_run, tmp_pa
 
 @pytest.mark.parametrize("kind, message", [
     ("channels", "channels expected 1 (model.channels), got 3"),
-    ("size", "image size expected 64x64 (model.image_size), got 32x32"),
+    ("size", "image size expected 64x64 (the encoders' input), got 32x32"),
     ("dataset", "dataset expected 'tiny2d' (data.name), got 'other'"),
 ])
 def test_checkpoint_and_cache_that_do_not_belong_together(image_run, tmp_path, kind, message):

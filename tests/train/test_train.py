@@ -292,14 +292,16 @@ def test_metrics_hook_is_called_at_each_evaluation_when_asked(make_cfg, tmp_path
 
     calls = []
 
-    def training_metrics(model, cfg, names):
-        calls.append(list(names))
+    def training_metrics(model, cfg, cache):
+        calls.append((list(cfg.train.metrics), cache))
         return {"fake_score": 0.5}
 
+    opened = []
     monkeypatch.setattr(evaluate, "training_metrics", training_metrics)
-    monkeypatch.setattr(evaluate, "open_run_cache", lambda cfg, source: None)  # Sector2D trains without a cache
+    # Sector2D trains without a cache; its metrics read the prepared grid, opened once at the start
+    monkeypatch.setattr("gdrae.data.cache.open_run_cache", lambda cfg, source: opened.append(source) or "grid")
     train(make_cfg("sector", "train.steps=2", "train.eval_every=1", "train.metrics=[mig]"))
-    assert calls == [["mig"], ["mig"]]
+    assert calls == [(["mig"], "grid"), (["mig"], "grid")] and opened == ["train.metrics"]
     evals = (tmp_path / "run" / "metrics" / "eval.jsonl").read_text().splitlines()
     assert all(json.loads(line)["fake_score"] == 0.5 for line in evals)
 
