@@ -21,10 +21,10 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from cli.common import keep_freed_memory
 from gdrae.config import load_config
 from gdrae.losses import weighted_total
 from gdrae.models import build_model
-from gdrae.train import keep_freed_memory
 
 MATRIX_OPS = {"aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::matmul", "aten::linear"}
 LAYOUT_OPS = {"aten::pixel_shuffle", "aten::pixel_unshuffle", "aten::cat", "aten::copy_", "aten::clone",

@@ -1,5 +1,5 @@
 """``gdrae-eval``: disentanglement metrics and geometric diagnostics of a checkpoint (thin: parse, call
-gdrae.evaluate, print, translate errors)."""
+gdrae.evaluate, print gdrae.reports.format_table, translate errors)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -53,7 +53,8 @@ def main(ckpt: str, metrics: list[str] | None, cache_dir: Path | None, out: str 
       gdrae-eval --ckpt runs/demo/checkpoints/latest.pt --metrics histogram,dci
     """
     from gdrae.device import resolve_device
-    from gdrae.evaluate import evaluate_checkpoint, format_table
+    from gdrae.evaluate import evaluate_checkpoint
+    from gdrae.reports import format_table
 
     report = evaluate_checkpoint(ckpt, metrics, cache_dir=cache_dir, out=out, seed=seed,
                                  device=resolve_device(device, "--device"))

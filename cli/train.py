@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from cli.common import one_line_errors
+from cli.common import keep_freed_memory, one_line_errors
 
 # the figures of the last evaluation shown when a run ends (those present)
 SUMMARY_KEYS = ("ortho_sign", "sv_match_err", "hist20/mig", "hist50/mig", "hist20/modularity",
@@ -37,9 +37,13 @@ def main(config_path: str, overrides: tuple[str, ...], resume: bool) -> None:
       torchrun --nproc_per_node=N -m cli.train --config run.yaml
     """
     from gdrae.config import load_config
-    from gdrae.train import last_evaluation, train
+    from gdrae.device import resolve_device
+    from gdrae.runlog import last_evaluation
+    from gdrae.train import train
 
     cfg = load_config(config_path, overrides)
+    if resolve_device(cfg.train.device, "train.device").type == "cpu":
+        keep_freed_memory()  # process-wide malloc settings: the command's business, not the library's
     train(cfg, resume=resume)
     run_dir = Path(cfg.train.run_dir)
     click.echo(f"run directory: {run_dir}")

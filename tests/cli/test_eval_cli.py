@@ -104,6 +104,16 @@ def test_sector2d_checkpoint(sector_run, tmp_path):
         assert (tmp_path / "images" / f"eval-step-2-{name}.png").is_file()
 
 
+def test_the_checkpoint_is_read_once(image_run, tmp_path, monkeypatch):
+    import gdrae.checkpoint
+
+    real, reads = gdrae.checkpoint.torch_load, []
+    monkeypatch.setattr(gdrae.checkpoint, "torch_load", lambda path, *args: reads.append(path) or real(path, *args))
+    result = run("--ckpt", image_run[0], "--metrics", "geometry", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert reads == [image_run[0]]
+
+
 def test_unknown_metric_is_a_bad_parameter(image_run):
     result = run("--ckpt", image_run[0], "--metrics", "histogram,mgi")
     assert result.exit_code == 2

@@ -16,7 +16,9 @@ from gdrae.checkpoint import read_checkpoint
 from gdrae.config import load_config
 from gdrae.errors import GdraeError
 from gdrae.models import GDRAE
-from gdrae.train import RunDirLock, RunLog, TrainingDiverged, bfloat16_is_emulated, read_loss_log, train
+from gdrae.rundir import RunDirLock
+from gdrae.runlog import RunLog, read_loss_log
+from gdrae.train import TrainingDiverged, bfloat16_is_emulated, train
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -325,7 +327,14 @@ def test_read_loss_log_reads_what_runlog_writes(tmp_path):
     log.losses(20, {**terms, "recon": torch.tensor(0.125)}, total=torch.tensor(1.5))
     log.losses(20, {**terms, "recon": torch.tensor(0.25)}, total=torch.tensor(1.5))  # a resumed run logs again
     log.close()
-    assert read_loss_log(tmp_path / "train.log") == {
-        10: {"total": 3.25, "recon": 0.5, "sn": 2e-5},
-        20: {"total": 1.5, "recon": 0.25, "sn": 2e-5},
+    assert "step 10 total=3.25 recon=0.5 sn=2e-05" in (tmp_path / "train.log").read_text()  # for people
+    assert read_loss_log(tmp_path) == {
+        10: {"total": 3.25, "recon": 0.5, "sn": torch.tensor(2e-5).item()},  # the logged float32, not rounded
+        20: {"total": 1.5, "recon": 0.25, "sn": torch.tensor(2e-5).item()},
     }
+
+
+def test_read_loss_log_of_a_run_without_json_losses_says_so(tmp_path):
+    (tmp_path / "train.log").write_text("2026-01-01 00:00:00 step 10 total=3.25 recon=0.5\n")  # an older run
+    with pytest.raises(GdraeError, match=r"metrics/losses.jsonl: cannot read the run's losses"):
+        read_loss_log(tmp_path)
