@@ -175,6 +175,18 @@ def test_image_size_must_match(tmp_path):
         check_compatible(tiny_config("image", tmp_path, tmp_path / "run"), small)
 
 
+def test_channels_last_encoding_equals_the_plain_layout(model, cache, monkeypatch):
+    """The fast path channels_last (gdrae.fastpaths): the same codes, the encoder's weights as they were."""
+    monkeypatch.delenv("GDRAE_PLAIN", raising=False)
+    weights = {name: p for name, p in model.encoder.named_parameters()}
+    fast = encode_cache(model, cache, progress=False)
+    assert all(p.is_contiguous() for p in model.encoder.parameters())
+    assert all(p is weights[name] for name, p in model.encoder.named_parameters())  # an optimiser keeps its own
+    monkeypatch.setenv("GDRAE_PLAIN", "channels_last")
+    plain = encode_cache(model, cache, progress=False)
+    np.testing.assert_allclose(fast, plain, rtol=1e-5, atol=1e-6)
+
+
 def test_cache_id_follows_content():
     attrs = {"dataset": "tiny2d", "factor_sizes": [3, 4, 5], "source": [], "pipeline": {},
              "created": "2026-01-01T00:00:00+00:00"}

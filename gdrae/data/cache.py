@@ -28,6 +28,7 @@ import numpy as np
 from gdrae.data.grid import factors_to_index, grid_size
 from gdrae.data.staging import staged
 from gdrae.errors import GdraeError
+from gdrae.fastpaths import fast
 
 if TYPE_CHECKING:
     from gdrae.config import RunConfig
@@ -106,12 +107,10 @@ class CheckedArray:
             out = np.empty((hi - lo, *self.shape[1:]), dtype=self.dtype)
         out = out[:hi - lo]
         try:
-            if self._chunk_file is not None:
+            if self._chunk_file is not None and fast("chunk_files"):
                 _decode_blosc_crc32c(self._chunk_file(i), out, self.chunk_rows)
-            else:
-                from zarr.core.buffer.cpu import NDBuffer  # decode straight into the caller's buffer
-
-                self.zarr.get_basic_selection(slice(lo, hi), out=NDBuffer.from_numpy_array(out))
+            else:  # zarr's own read
+                out[...] = self.zarr[lo:hi]
         except CORRUPTION_ERRORS as exc:
             raise self.corrupt_error([i], exc) from exc
         return out
@@ -150,7 +149,9 @@ def _direct_chunk_files(array: Any) -> Callable[[int], Path] | None:
 
     That is the layout the writer produces: a local store, chunks along the
     first axis, codecs bytes (little-endian) -> blosc -> crc32c. Anything else
-    returns None and reads go through zarr.
+    returns None and reads go through zarr, as they do with the fast path
+    ``chunk_files`` switched off (gdrae.fastpaths; what it relies on of zarr:
+    docs/internals.md).
     """
     from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec
     from zarr.storage import LocalStore

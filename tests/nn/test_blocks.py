@@ -8,6 +8,7 @@ from gdrae.nn import (
     AdditiveCoupling, Chain, ConcatZero, Conv1x1, ConvTranspose, FixedMix, MixedConvTranspose, ProductMix, ReLU, Sigmoid, Squeeze,
     Unsqueeze,
 )
+from gdrae.nn.activations import positive_mask
 from gdrae.nn.base import Tape
 from gdrae.nn.testing import assert_jacobian_products
 
@@ -231,3 +232,18 @@ def test_tape_refuses_unmatched_passes():
         chain.jvp(x, ctx)
     with pytest.raises(RuntimeError, match="1 jvp outputs against 0 vjp cotangents"):
         tape.pairing()
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_positive_mask_equals_the_plain_comparison(monkeypatch, layout, dtype):
+    """The fast path positive_mask (torch.gt with out=, gdrae.fastpaths) against (x > 0).to(x.dtype)."""
+    x = torch.randn(3, 4, 5, 6).to(dtype).contiguous(memory_format=layout)
+    x[0, 0, 0, :3] = torch.tensor([0.0, -0.0, float("nan")], dtype=dtype)
+    monkeypatch.delenv("GDRAE_PLAIN", raising=False)
+    fast = positive_mask(x)
+    monkeypatch.setenv("GDRAE_PLAIN", "positive_mask")
+    plain = positive_mask(x)
+    assert torch.equal(fast, plain) and torch.equal(plain, (x > 0).to(dtype))
+    assert fast.dtype == plain.dtype == dtype and not fast.requires_grad
+    assert fast.is_contiguous(memory_format=layout) and plain.is_contiguous(memory_format=layout)
