@@ -144,6 +144,9 @@ class TrainConfig(_Section):
     keep_checkpoints: int = Field(3, ge=1, description="numbered checkpoints kept besides latest.pt")
     dtype: Literal["float32", "bfloat16"] = Field("float32", description="autocast dtype of the training step")
     compile: bool = Field(False, description="torch.compile the training step")
+    spectral_route: Literal["auto", "reference", "dense", "matrix_free"] = Field(
+        "auto", description="how the power iteration is computed (same numbers): auto picks the fastest; reference is MODEL.md 6 as written"
+    )
     max_nonfinite: int = Field(20, ge=1, description="consecutive non-finite losses before the run stops")
     diag_points: int = Field(64, ge=1, description="latent points of the geometric diagnostics at each evaluation")
     metrics: list[str] = Field([], description="disentanglement metrics at each evaluation via gdrae.evaluate; [] for none")

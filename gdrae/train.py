@@ -89,7 +89,7 @@ def train(cfg: RunConfig, resume: bool = False) -> torch.nn.Module:
             model.train()
             with batch_must_fit(cfg, device):
                 with autocast:
-                    terms = loss_fn(next(batches))
+                    terms = loss_fn(next(batches), t.spectral_route)
                     total = weighted_total(terms, cfg.loss)
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()

@@ -166,8 +166,8 @@ def _nan_from_call(monkeypatch, calls: set[int]):
     """Make GDRAE.loss_terms return a NaN reconstruction term on the given (1-based) calls."""
     original, count = GDRAE.loss_terms, [0]
 
-    def loss_terms(self, x):
-        terms = original(self, x)
+    def loss_terms(self, x, spectral_route="auto"):
+        terms = original(self, x, spectral_route)
         count[0] += 1
         if count[0] in calls:
             terms["recon"] = terms["recon"] * float("nan")
@@ -248,11 +248,11 @@ def test_sigterm_writes_checkpoint_and_exits_cleanly(make_cfg, tmp_path):
 def test_ctrl_c_stops_after_the_current_step_with_a_checkpoint(make_cfg, tmp_path, monkeypatch):
     original, count = GDRAE.loss_terms, [0]
 
-    def loss_terms(self, x):  # Ctrl-C arrives during step 3
+    def loss_terms(self, x, spectral_route="auto"):  # Ctrl-C arrives during step 3
         count[0] += 1
         if count[0] == 3:
             os.kill(os.getpid(), signal.SIGINT)
-        return original(self, x)
+        return original(self, x, spectral_route)
 
     monkeypatch.setattr(GDRAE, "loss_terms", loss_terms)
     handler = signal.getsignal(signal.SIGINT)
@@ -338,3 +338,19 @@ def test_read_loss_log_of_a_run_without_json_losses_says_so(tmp_path):
     (tmp_path / "train.log").write_text("2026-01-01 00:00:00 step 10 total=3.25 recon=0.5\n")  # an older run
     with pytest.raises(GdraeError, match=r"metrics/losses.jsonl: cannot read the run's losses"):
         read_loss_log(tmp_path)
+
+
+@pytest.mark.parametrize("route", ["auto", "reference"])
+def test_the_spectral_route_is_the_configs(make_cfg, monkeypatch, route):
+    """train.spectral_route reaches the power iteration (the routes' numbers agree: tests/models/test_fast_path.py)."""
+    import gdrae.models.gdrae as gdrae_module
+
+    real, seen = gdrae_module.spectral_estimate, []
+
+    def spectral_estimate(*args):
+        seen.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(gdrae_module, "spectral_estimate", spectral_estimate)
+    train(make_cfg("sector", "train.steps=2", f"train.spectral_route={route}"))
+    assert seen == [route, route]
