@@ -124,8 +124,8 @@ def final_pictures(ckpt: Path, cache_dir: Path) -> dict[str, np.ndarray]:
     """The arrays of one row of the side-by-side figure, from checkpoint ``ckpt``."""
     from gdrae import viz
     from gdrae.checkpoint import load_checkpoint, read_checkpoint
-    from gdrae.data.cache import open_run_cache
     from gdrae.codes import code_table
+    from gdrae.data.cache import open_run_cache
     from gdrae.metrics import histogram_mi
 
     model, cfg = load_checkpoint(ckpt)
