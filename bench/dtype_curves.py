@@ -21,7 +21,8 @@ from pathlib import Path
 
 from gdrae.config import load_config
 from gdrae.errors import GdraeError
-from gdrae.train import read_loss_log, train
+from gdrae.runlog import read_loss_log
+from gdrae.train import train
 from gdrae.viz import figure_to_array, loss_curves, save_png
 
 DTYPES = ("float32", "bfloat16")
@@ -52,7 +53,7 @@ def main() -> None:
                 every = [f"train.{k}_every={args.steps}" for k in ("image", "eval", "ckpt")]
                 train(load_config(args.config, [*args.set, f"train.steps={args.steps}", f"train.dtype={dtype}",
                                                 f"train.log_every={args.log_every}", *every, f"train.run_dir={run}"]))
-            curves[dtype] = read_loss_log(run / "train.log")
+            curves[dtype] = read_loss_log(run)
     except GdraeError as exc:
         sys.exit(f"dtype_curves: {exc}")
     reference, other = curves["float32"], curves["bfloat16"]

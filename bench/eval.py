@@ -6,7 +6,7 @@ Builds a cache of ``--n`` random 64x64 binary images in a temporary folder,
 encodes it with the model of ``--config`` (untrained: the cost does not
 depend on the weights) and prints:
 
-    encode_images_per_s=<images per second of gdrae.evaluate.encode_cache, cache reads included>
+    encode_images_per_s=<images per second of gdrae.codes.encode_cache, cache reads included>
     encoding_passes_per_evaluation=<rows encoded by one gdrae.evaluate.evaluate call / cache rows; must be 1>
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from gdrae import evaluate as ev
+from gdrae.codes import ENCODE_BATCH, encode_cache
 from gdrae.config import load_config
 from gdrae.data.cache import cache_path, open_cache
 from gdrae.models import build_model
@@ -39,7 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/shapes2d.yaml")
     parser.add_argument("--n", type=int, default=16384, help="images in the cache (a multiple of 64)")
-    parser.add_argument("--batch-size", type=int, default=ev.ENCODE_BATCH)
+    parser.add_argument("--batch-size", type=int, default=ENCODE_BATCH)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
@@ -48,11 +49,11 @@ def main() -> None:
     model = build_model(cfg).to(args.device).eval()
     with tempfile.TemporaryDirectory() as tmp:
         cache = random_cache(Path(tmp), args.n // 64 * 64, cfg.model.channels)
-        ev.encode_cache(model, cache, args.batch_size, progress=False)  # warm-up (allocations, kernels)
+        encode_cache(model, cache, args.batch_size, progress=False)  # warm-up (allocations, kernels)
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         start = time.perf_counter()
-        ev.encode_cache(model, cache, args.batch_size, progress=False)
+        encode_cache(model, cache, args.batch_size, progress=False)
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start

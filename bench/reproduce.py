@@ -124,7 +124,8 @@ def final_pictures(ckpt: Path, cache_dir: Path) -> dict[str, np.ndarray]:
     """The arrays of one row of the side-by-side figure, from checkpoint ``ckpt``."""
     from gdrae import viz
     from gdrae.checkpoint import load_checkpoint, read_checkpoint
-    from gdrae.evaluate import code_table, open_run_cache
+    from gdrae.codes import code_table
+    from gdrae.data.cache import open_run_cache
     from gdrae.metrics import histogram_mi
 
     model, cfg = load_checkpoint(ckpt)
@@ -186,7 +187,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from gdrae.data.cache import cache_path
-    from gdrae.train import read_loss_log
+    from gdrae.runlog import read_loss_log
     from pipelines.store import prepare
 
     command = "python bench/reproduce.py " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
             ensure_trained(cfg)
             run_dir = Path(cfg.train.run_dir)
             results[label] = evaluate_run(run_dir, args.steps, args.cache_dir)
-            curves[label] = read_loss_log(run_dir / "train.log")
+            curves[label] = read_loss_log(run_dir)
             pictures[label] = final_pictures(evaluated_steps(run_dir, args.steps)[-1][1], args.cache_dir)
     except GdraeError as exc:
         sys.exit(f"reproduce: {exc}")

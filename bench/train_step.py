@@ -21,10 +21,10 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from cli.common import keep_freed_memory
 from gdrae.config import load_config
 from gdrae.losses import weighted_total
 from gdrae.models import build_model
-from gdrae.train import keep_freed_memory
 
 MATRIX_OPS = {"aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::matmul", "aten::linear"}
 LAYOUT_OPS = {"aten::pixel_shuffle", "aten::pixel_unshuffle", "aten::cat", "aten::copy_", "aten::clone",
@@ -73,8 +73,9 @@ def main() -> None:
     parser.add_argument("--compile-mode", default="default", choices=["default", "reduce-overhead", "max-autotune"],
                         help="torch.compile mode; reduce-overhead replays the step as CUDA graphs (CUDA only)")
     parser.add_argument("--set", action="append", default=[], help="config override KEY=VALUE")
-    parser.add_argument("--spectral-method", default="auto", choices=["auto", "reference", "matrix_free", "dense"],
-                        help="route of the power iteration (gdrae.models.jacobian.spectral_estimate)")
+    parser.add_argument("--spectral-method", default=None, choices=["auto", "reference", "matrix_free", "dense"],
+                        help="route of the power iteration, as --set train.spectral_route=... "
+                             "(gdrae.models.jacobian.spectral_estimate)")
     parser.add_argument("--system-malloc", action="store_true",
                         help="leave malloc's defaults (gdrae-train sets keep_freed_memory on CPU)")
     parser.add_argument("--breakdown", action="store_true",
@@ -85,12 +86,12 @@ def main() -> None:
     if args.device == "cpu" and not args.system_malloc:
         keep_freed_memory()
 
-    cfg = load_config(args.config, args.set)
+    route = [f"train.spectral_route={args.spectral_method}"] if args.spectral_method else []
+    cfg = load_config(args.config, [*args.set, *route])
     batch = args.batch_size or cfg.data.batch_size
     device = torch.device(args.device)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg).to(device)
-    model.spectral_method = args.spectral_method
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, betas=tuple(cfg.train.betas))
     m = cfg.model
     if m.kind == "image":
@@ -105,7 +106,7 @@ def main() -> None:
         if graphs:
             torch.compiler.cudagraph_mark_step_begin()  # last step's graph outputs may be overwritten
         opt.zero_grad(set_to_none=True)
-        loss = weighted_total(loss_terms(x), cfg.loss)
+        loss = weighted_total(loss_terms(x, cfg.train.spectral_route), cfg.loss)
         loss.backward()
         opt.step()
 
@@ -129,7 +130,7 @@ def main() -> None:
     else:
         peak = f"peak_rss_mib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
     print(f"config={args.config} device={args.device} batch={batch} threads={torch.get_num_threads()} "
-          f"compile={args.compile and args.compile_mode} spectral={args.spectral_method} warmup_s={warmup_s:.1f} steps={args.steps} steps_per_s={1000 / ms:.2f} cpu_ms_per_step={cpu_ms:.1f} {peak}")
+          f"compile={args.compile and args.compile_mode} spectral={cfg.train.spectral_route} warmup_s={warmup_s:.1f} steps={args.steps} steps_per_s={1000 / ms:.2f} cpu_ms_per_step={cpu_ms:.1f} {peak}")
     if args.breakdown:
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         with profile(activities=activities, record_shapes=True) as prof:

@@ -5,18 +5,17 @@ gdrae.data.cache, and turns every GdraeError into one line and a non-zero exit.
 """
 from __future__ import annotations
 
-from functools import wraps
 from pathlib import Path
 
 import click
 
+from cli.common import cache_dir_option, one_line_errors
 from gdrae.errors import GdraeError
 from pipelines.registry import NAMES, get_spec
 
 RAW_DIR = click.option("--raw-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("Datasets"),
                        show_default=True, help="Directory holding the raw downloads (see Datasets/README.md).")
-CACHE_DIR = click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("cache"),
-                         show_default=True, help="Directory holding the <name>.zarr caches.")
+CACHE_DIR = cache_dir_option(Path("cache"), "Directory holding the <name>.zarr caches.")
 NAME = click.argument("name", type=click.Choice(NAMES), metavar="NAME")
 MIRROR = click.option("--mirror", metavar="BASE", default=None,
                       help="Fetch each file as BASE/<its file name>, BASE being an http(s) URL or a local folder "
@@ -24,19 +23,6 @@ MIRROR = click.option("--mirror", metavar="BASE", default=None,
 MANIFEST = click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
                         help="Read the list of files (URL, size, sha256, md5, unpacking) from this JSON file "
                              "instead of the built-in one (format: Datasets/README.md).")
-
-
-def _one_line_errors(command):
-    """GdraeError -> click.ClickException: one line, exit code 1, no traceback."""
-
-    @wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except GdraeError as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper
 
 
 def human_bytes(n: float) -> str:
@@ -64,7 +50,7 @@ def main() -> None:
 @RAW_DIR
 @MIRROR
 @MANIFEST
-@_one_line_errors
+@one_line_errors
 def download(name: str, raw_dir: Path, mirror: str | None, manifest: Path | None) -> None:
     _download(name, raw_dir, mirror, manifest)
 
@@ -113,7 +99,7 @@ def _echo_file(result) -> None:
               help="First download what is missing of the raw files (as `gdrae-data download NAME`).")
 @MIRROR
 @MANIFEST
-@_one_line_errors
+@one_line_errors
 def prepare(name: str, raw_dir: Path, cache_dir: Path, force: bool, fetch: bool, mirror: str | None,
             manifest: Path | None) -> None:
     from pipelines.store import prepare as run_prepare
@@ -134,10 +120,11 @@ def prepare(name: str, raw_dir: Path, cache_dir: Path, force: bool, fetch: bool,
 @main.command(name="list", help="Every dataset: is the raw data present, is the cache valid, how big is it.")
 @RAW_DIR
 @CACHE_DIR
-@_one_line_errors
+@one_line_errors
 def list_(raw_dir: Path, cache_dir: Path) -> None:
     from gdrae.data.cache import cache_path, dir_bytes, open_cache, restore_replaced
     from gdrae.data.staging import remove_dead_temps, staged
+    from pipelines.checks import missing_raw_files
 
     remove_dead_temps(cache_dir)
     click.echo(f"{'name':<22}{'raw':<12}{'cache':<10}{'rows':>10}{'on disk':>12}")
@@ -150,7 +137,7 @@ def list_(raw_dir: Path, cache_dir: Path) -> None:
         if not spec.raw_files:
             raw = "synthetic"
         else:
-            have = sum((raw_dir / f.relpath).exists() for f in spec.raw_files)
+            have = len(spec.raw_files) - len(missing_raw_files(raw_dir, spec.raw_files))
             raw = "present" if have == len(spec.raw_files) else f"{have}/{len(spec.raw_files)} files"
         path = cache_path(cache_dir, name)
         state, rows, size, problem = "missing", "", "", ""
@@ -185,7 +172,7 @@ def _staged_note(s) -> str:
 @main.command(help="Factors, rows, chunks, codecs and size of the cache of NAME.")
 @NAME
 @CACHE_DIR
-@_one_line_errors
+@one_line_errors
 def info(name: str, cache_dir: Path) -> None:
     from gdrae.data.cache import cache_path, open_cache
 
@@ -209,7 +196,7 @@ def info(name: str, cache_dir: Path) -> None:
 @main.command(help="Re-read every chunk of the cache of NAME (checksums) and check its factor grid.")
 @NAME
 @CACHE_DIR
-@_one_line_errors
+@one_line_errors
 def verify(name: str, cache_dir: Path) -> None:
     from gdrae.data.cache import cache_path
     from pipelines.store import verify as run_verify

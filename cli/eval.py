@@ -1,22 +1,26 @@
 """``gdrae-eval``: disentanglement metrics and geometric diagnostics of a checkpoint (thin: parse, call
-gdrae.evaluate, print, translate errors)."""
+gdrae.evaluate, print gdrae.reports.format_table, translate errors)."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
+from cli.common import cache_dir_option, device_option, one_line_errors
 from gdrae.errors import GdraeError
-from gdrae.evaluate import METRICS, METRIC_NAMES
+from gdrae.evaluate import METRICS, METRIC_NAMES, check_metric_names
 
 
 def _metric_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
     if value is None:
         return None
     names = [n.strip() for n in value.split(",") if n.strip()]
-    unknown = [n for n in names if n not in METRICS]
-    if unknown or not names:
-        raise click.BadParameter(f"expected comma-separated names from {', '.join(METRIC_NAMES)}, "
-                                 f"got {', '.join(unknown) or repr(value)}")
-    return names
+    if not names:
+        raise click.BadParameter(f"expected comma-separated names from {', '.join(METRIC_NAMES)}, got {value!r}")
+    try:
+        return check_metric_names(names, "--metrics")
+    except GdraeError as exc:  # "--metrics: expected ..., got ...": click names the option itself
+        raise click.BadParameter(str(exc).removeprefix("--metrics: ")) from None
 
 
 _METRICS_EPILOG = "\b\nMetrics (--metrics):\n" + "\n".join(f"  {name:<25}{what}" for name, what in METRICS.items())
@@ -27,15 +31,14 @@ _METRICS_EPILOG = "\b\nMetrics (--metrics):\n" + "\n".join(f"  {name:<25}{what}"
               help="Checkpoint to evaluate, e.g. runs/demo/checkpoints/latest.pt.")
 @click.option("--metrics", "metrics", callback=_metric_list, metavar="NAME,...",
               help=f"Comma-separated metrics to compute (default: all): {', '.join(METRIC_NAMES)}.")
-@click.option("--cache-dir", type=click.Path(file_okay=False),
-              help="Folder holding <dataset>.zarr (default: data.cache_dir of the checkpoint's config).")
+@cache_dir_option(None, "Folder holding <dataset>.zarr (default: data.cache_dir of the checkpoint's config).")
 @click.option("--out", type=click.Path(file_okay=False),
               help="Where to write codes/, metrics/ and images/ (default: the checkpoint's run directory).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the sampled metrics and the diagnostics' latent points.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="Device of the encoding pass and the diagnostics.")
-def main(ckpt: str, metrics: list[str] | None, cache_dir: str | None, out: str | None, seed: int,
+@device_option("Device of the encoding pass and the diagnostics.")
+@one_line_errors
+def main(ckpt: str, metrics: list[str] | None, cache_dir: Path | None, out: str | None, seed: int,
          device: str) -> None:
     """Evaluate a GDRAE checkpoint on the cache it was trained on.
 
@@ -49,18 +52,12 @@ def main(ckpt: str, metrics: list[str] | None, cache_dir: str | None, out: str |
     Example:
       gdrae-eval --ckpt runs/demo/checkpoints/latest.pt --metrics histogram,dci
     """
-    import torch
+    from gdrae.device import resolve_device
+    from gdrae.evaluate import evaluate_checkpoint
+    from gdrae.reports import format_table
 
-    from gdrae.evaluate import evaluate_checkpoint, format_table
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif device == "cuda" and not torch.cuda.is_available():
-        raise click.BadParameter("expected a CUDA device, got none available", param_hint="--device")
-    try:
-        report = evaluate_checkpoint(ckpt, metrics, cache_dir=cache_dir, out=out, seed=seed, device=device)
-    except GdraeError as exc:
-        raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    report = evaluate_checkpoint(ckpt, metrics, cache_dir=cache_dir, out=out, seed=seed,
+                                 device=resolve_device(device, "--device"))
     click.echo(f"step {report.step}")
     click.echo(format_table(report.results))
     for path in report.files:

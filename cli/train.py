@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from gdrae.errors import GdraeError
+from cli.common import keep_freed_memory, one_line_errors
 
 # the figures of the last evaluation shown when a run ends (those present)
 SUMMARY_KEYS = ("ortho_sign", "sv_match_err", "hist20/mig", "hist50/mig", "hist20/modularity",
@@ -18,6 +18,7 @@ SUMMARY_KEYS = ("ortho_sign", "sv_match_err", "hist20/mig", "hist50/mig", "hist2
 @click.option("--set", "overrides", multiple=True, metavar="A.B=VALUE",
               help="Override one config value, e.g. --set train.steps=200 (repeatable).")
 @click.option("--resume", is_flag=True, help="Continue the run in train.run_dir from checkpoints/latest.pt.")
+@one_line_errors
 def main(config_path: str, overrides: tuple[str, ...], resume: bool) -> None:
     """Train GDRAE on a prepared cache and write a run directory.
 
@@ -36,13 +37,14 @@ def main(config_path: str, overrides: tuple[str, ...], resume: bool) -> None:
       torchrun --nproc_per_node=N -m cli.train --config run.yaml
     """
     from gdrae.config import load_config
-    from gdrae.train import last_evaluation, train
+    from gdrae.device import resolve_device
+    from gdrae.runlog import last_evaluation
+    from gdrae.train import train
 
-    try:
-        cfg = load_config(config_path, overrides)
-        train(cfg, resume=resume)
-    except GdraeError as exc:
-        raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    cfg = load_config(config_path, overrides)
+    if resolve_device(cfg.train.device, "train.device").type == "cpu":
+        keep_freed_memory()  # process-wide malloc settings: the command's business, not the library's
+    train(cfg, resume=resume)
     run_dir = Path(cfg.train.run_dir)
     click.echo(f"run directory: {run_dir}")
     record = last_evaluation(run_dir)

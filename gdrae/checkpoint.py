@@ -7,9 +7,9 @@ It loads with ``torch.load(weights_only=True)``: nothing is unpickled beyond
 tensors and primitives, so a checkpoint from elsewhere cannot run code.
 
 A run keeps ``checkpoints/latest.pt`` (always the newest) and up to
-``keep_checkpoints`` files ``step-N.pt``. Every file is written to a
-temporary name (unique to the writing process) and renamed, so a crash or a
-full disk mid-write leaves the earlier good checkpoint in place.
+``keep_checkpoints`` files ``step-N.pt``. Every file is written whole or not
+at all (:mod:`gdrae.atomic`), so a crash or a full disk mid-write leaves the
+earlier good checkpoint in place.
 
 Each file also carries ``sha256``, a digest of everything else in it (every
 tensor's bytes and every primitive, see :func:`content_digest`), checked on
@@ -23,14 +23,17 @@ import os
 import pickle
 import random
 import re
-import secrets
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from gdrae.atomic import temp_path, write_atomic
 from gdrae.errors import GdraeError
+
+if TYPE_CHECKING:
+    from gdrae.config import RunConfig, TrainConfig
 
 VERSION = 1
 REQUIRED_KEYS = ("version", "step", "model", "optimizer", "config", "rng")
@@ -63,26 +66,37 @@ def set_rng_states(states: dict[str, Any]) -> None:
     random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
 
 
-def temp_path(path: Path) -> Path:
-    """A temporary name beside ``path``, unique to this process and call (hidden, ends in .tmp)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-
-
 def save_atomic(obj: dict, path: Path) -> None:
-    """torch.save to a temporary name in the same folder, then rename over ``path``.
-
-    A write that fails (a full disk, a read-only folder) removes the temporary
-    file and raises a GdraeError naming ``path``; the earlier file stays.
-    """
-    path = Path(path)
-    tmp = temp_path(path)
+    """torch.save through :func:`gdrae.atomic.write_atomic`; a failed write is a GdraeError naming ``path``."""
     try:
-        with open(tmp, "wb") as f:  # through a Python file, so a failed write is an OSError with its errno
-            torch.save(obj, f)
-        os.replace(tmp, path)
+        write_atomic(path, lambda f: torch.save(obj, f))
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise GdraeError(f"{path}: cannot write the checkpoint: {exc.strerror or exc}") from None
+
+
+def checkpoint_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int, cfg: RunConfig) -> dict:
+    """The checkpoint of a training at ``step`` (the keys above): tensors and primitives only."""
+    return {"version": VERSION, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "config": cfg.model_dump(mode="json"), "rng": rng_states()}
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict, t: TrainConfig) -> list[str]:
+    """Load the checkpoint's optimiser state, then apply the config's lr and betas to it.
+
+    A resumed run may change them (lowering the learning rate is common); the
+    returned lines (for train.log) say what changed, so the optimiser and
+    config.yaml never disagree silently.
+    """
+    optimizer.load_state_dict(saved)
+    notes = []
+    for key, value in (("lr", t.lr), ("betas", tuple(t.betas))):
+        before = optimizer.param_groups[0][key]
+        if before != value:
+            for group in optimizer.param_groups:
+                group[key] = value
+            shown = [list(v) if isinstance(v, tuple) else v for v in (before, value)]
+            notes.append(f"train.{key}: {shown[0]} in the checkpoint, {shown[1]} from now on")
+    return notes
 
 
 def write_checkpoint(ckpt_dir: Path, state: dict, keep: int) -> Path:
@@ -237,10 +251,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
     ``cfg`` is the run's resolved :class:`gdrae.config.RunConfig`.
     """
+    return model_from_checkpoint(read_checkpoint(path, map_location), path, map_location)
+
+
+def model_from_checkpoint(state: dict, path: str | os.PathLike, map_location: str | torch.device = "cpu"):
+    """``(model, cfg)`` of a checkpoint dict already read by :func:`read_checkpoint` from ``path``
+    (named in errors); the model in eval mode."""
     from gdrae.config import RunConfig
     from gdrae.models import build_model
 
-    state = read_checkpoint(path, map_location)
     try:
         cfg = RunConfig.model_validate(state["config"])
     except Exception as exc:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Iterable, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gdrae.atomic import write_atomic
 from gdrae.errors import GdraeError
 
 
@@ -24,6 +25,7 @@ class _Section(BaseModel):
 # a dataset name is one path component: it names the cache file and the default run directory
 DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 LossWeight = Annotated[float | None, Field(ge=0)]
+IMAGE_SIZE = 64  # the side of every image: the encoders of MODEL.md section 3 take 64x64
 Beta = Annotated[float, Field(ge=0, lt=1)]
 
 
@@ -58,7 +60,6 @@ class ModelConfig(_Section):
     ncs: list[int] = Field([128, 64, 32, 16, 4], description="decoder flow channels per resolution")
     hidden_ncs: list[int] = Field([256, 128, 64, 32, 16], description="coupling-network channels per resolution")
     middle_ns_flows: list[int] = Field([1, 1, 1, 1], description="flow steps after each 2x upsampling")
-    image_size: int = Field(64, description="image side in pixels (the encoders take 64)")
     sigma: float = Field(0.01, ge=0, description="fixed posterior std of the image encoder (Sector2D is deterministic)")
     posterior_noise: Literal["independent", "shared"] = Field(
         "independent", description="image posterior eps: independent per latent dim (paper) or one per sample (original code)"
@@ -67,6 +68,24 @@ class ModelConfig(_Section):
     sv_hidden: int = Field(1024, ge=1, description="hidden width of the singular-value predictor")
     sn_power: int = Field(5, ge=1, description="power-iteration steps of the spectral-norm term")
     sector2d: Sector2DConfig = Field(default_factory=Sector2DConfig, description="Sector2D flow sizes")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _former_image_size(cls, raw: Any) -> Any:
+        """Deprecated key ``image_size``: it could only be 64, so configs and checkpoints that carry it
+        still validate (the key is dropped); any other value is refused."""
+        if isinstance(raw, dict) and "image_size" in raw:
+            raw = dict(raw)
+            size = raw.pop("image_size")
+            if size != IMAGE_SIZE or isinstance(size, bool):
+                raise ValueError(f"image_size: expected {IMAGE_SIZE} or no key (a deprecated key: the encoders take "
+                                 f"{IMAGE_SIZE}x{IMAGE_SIZE} images), got {size!r}")
+        return raw
+
+    @property
+    def image_size(self) -> int:
+        """Side of the images in pixels: always :data:`IMAGE_SIZE` (the encoders take 64x64)."""
+        return IMAGE_SIZE
 
     @model_validator(mode="after")
     def _consistent(self) -> "ModelConfig":
@@ -83,11 +102,9 @@ class ModelConfig(_Section):
                 f"ncs, hidden_ncs: expected {n + 1} entries each (len(middle_ns_flows) + 1), "
                 f"got {len(self.ncs)} and {len(self.hidden_ncs)}"
             )
-        if self.image_size != 64:
-            raise ValueError(f"image_size: expected 64 (the encoders take 64x64 images), got {self.image_size}")
-        if self.init_size * 2**n != self.image_size:
+        if self.init_size * 2**n != IMAGE_SIZE:
             raise ValueError(
-                f"init_size: expected init_size * 2**len(middle_ns_flows) == image_size ({self.image_size}), "
+                f"init_size: expected init_size * 2**len(middle_ns_flows) == {IMAGE_SIZE} (the image side), "
                 f"got {self.init_size} * 2**{n}"
             )
         if any(c < 2 or c % 2 for c in self.ncs) or any(c < 1 for c in self.hidden_ncs):
@@ -127,6 +144,9 @@ class TrainConfig(_Section):
     keep_checkpoints: int = Field(3, ge=1, description="numbered checkpoints kept besides latest.pt")
     dtype: Literal["float32", "bfloat16"] = Field("float32", description="autocast dtype of the training step")
     compile: bool = Field(False, description="torch.compile the training step")
+    spectral_route: Literal["auto", "reference", "dense", "matrix_free"] = Field(
+        "auto", description="how the power iteration is computed (same numbers): auto picks the fastest; reference is MODEL.md 6 as written"
+    )
     max_nonfinite: int = Field(20, ge=1, description="consecutive non-finite losses before the run stops")
     diag_points: int = Field(64, ge=1, description="latent points of the geometric diagnostics at each evaluation")
     metrics: list[str] = Field([], description="disentanglement metrics at each evaluation via gdrae.evaluate; [] for none")
@@ -244,12 +264,4 @@ def _dump_lines(model: BaseModel, indent: int) -> list[str]:
 
 def dump_config(cfg: RunConfig, path: str | os.PathLike) -> None:
     """Write the resolved config as commented YAML (field order kept), atomically."""
-    path = Path(path)
-    text = "\n".join(_dump_lines(cfg, 0)) + "\n"
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file
-        raise
+    write_atomic(path, "\n".join(_dump_lines(cfg, 0)) + "\n")

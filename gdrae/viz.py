@@ -13,13 +13,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, never a window
-
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure  # the object API draws without pyplot: no backend to choose, no window
+from PIL import Image
 
 PAD = 2  # pixels of white between tiles
 
@@ -208,7 +204,7 @@ def sector_comparison(runs: dict[str, dict[str, np.ndarray]], radius: float, lin
 def loss_curves(runs: dict[str, dict[int, dict[str, float]]]) -> Figure:
     """Every loss term of several runs against the step, one panel per term.
 
-    ``runs`` maps a label to {step: {term: value}} (``gdrae.train.read_loss_log``).
+    ``runs`` maps a label to {step: {term: value}} (``gdrae.runlog.read_loss_log``).
     A term that is never negative is drawn on a log scale, its zeros left
     out; a term that goes negative (the log capacity, a total that holds it)
     on a symmetric log scale, linear within 0.01 of zero, with every value.

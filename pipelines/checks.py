@@ -23,10 +23,15 @@ RESIZE_FILTER = "PIL.Image.LANCZOS"  # recorded in the cache's `pipeline` attrs
 _SHOW = 3  # how many missing/duplicated combinations an error message lists
 
 
+def missing_raw_files(raw_dir: Path, raw_files: Sequence[RawFile]) -> list[RawFile]:
+    """Those of ``raw_files`` absent under ``raw_dir``: the one test of raw-file presence (prepare, list, pipelines)."""
+    return [raw for raw in raw_files if not (Path(raw_dir) / raw.relpath).exists()]
+
+
 def require_file(raw_dir: Path, raw: RawFile) -> Path:
     """The path of ``raw`` under ``raw_dir``; a GdraeError says where to get it if absent or of the wrong kind."""
     path = Path(raw_dir) / raw.relpath
-    if not path.exists():
+    if missing_raw_files(raw_dir, [raw]):
         raise GdraeError(f"{path}: raw file not found: expected {raw.relpath} under {raw_dir} (get it from {raw.source})")
     if path.is_dir() != raw.folder:
         want, got = ("a folder", "a file") if raw.folder else ("a file", "a folder")

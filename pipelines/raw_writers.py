@@ -23,6 +23,7 @@ import numpy as np
 import scipy.io
 import torch
 
+from gdrae.data.grid import all_factors, index_to_factors
 from gdrae.errors import GdraeError
 from pipelines import cars3d, faces, shapes2d, shapes3d, small_norb
 from pipelines.checks import row_blocks
@@ -34,28 +35,6 @@ DEFAULT_SIZES = {  # small grids, fast to write and convert
     "cars3d": (2, 3, 3),
     "small_norb": (2, 4, 2, 3, 2),
 }
-TRIPPED: list[str] = []  # set by PickleTripwire when something unpickles it
-
-
-class PickleTripwire:
-    """An object whose unpickling records itself in :data:`TRIPPED` and raises.
-
-    Put in the dSprites ``metadata`` entry, it proves a reader never unpickles it.
-    """
-
-    def __reduce__(self):
-        return (_trip, ("metadata was unpickled",))
-
-
-def _trip(message: str) -> None:
-    TRIPPED.append(message)
-    raise RuntimeError(message)
-
-
-def grid_factors(sizes: Sequence[int], start: int = 0, stop: int | None = None) -> np.ndarray:
-    """(n, K) factor indices of grid rows ``start:stop`` (grid order)."""
-    stop = int(np.prod(sizes)) if stop is None else stop
-    return np.stack(np.unravel_index(np.arange(start, stop), tuple(sizes)), axis=1)
 
 
 def write_dsprites(raw_dir: Path, sizes: Sequence[int] = DEFAULT_SIZES["shapes2d"], seed: int = 0,
@@ -64,11 +43,11 @@ def write_dsprites(raw_dir: Path, sizes: Sequence[int] = DEFAULT_SIZES["shapes2d
 
     Each image shows a square placed by (pos_x, pos_y), sized by scale, with
     a centred hole set by shape; row 0 holds the grid index as 20 bits. ``metadata`` defaults to a dict like the
-    real file's; pass a :class:`PickleTripwire` to detect unpickling.
+    real file's (the tests pass an object that records being unpickled).
     """
     rng = np.random.default_rng(seed)
     n = int(np.prod(sizes))
-    factors = grid_factors(sizes)
+    factors = all_factors(sizes)
     imgs = np.zeros((n, 64, 64), dtype=np.uint8)
     jitter = int(rng.integers(0, 4))
     for i, (shape, scale, _, x, y) in enumerate(factors):
@@ -117,7 +96,7 @@ def write_3dshapes(raw_dir: Path, sizes: Sequence[int] = DEFAULT_SIZES["shapes3d
         images = f.create_dataset("images", shape=(n, 64, 64, 3), dtype=np.uint8)
         labels = f.create_dataset("labels", shape=(n, 6), dtype=np.float64)
         for start, stop in row_blocks(n, slice_rows):
-            factors = grid_factors(sizes, start, stop)
+            factors = index_to_factors(np.arange(start, stop), sizes)
             block = np.empty((stop - start, 64, 64, 3), dtype=np.uint8)
             block[:, 40:] = _hue_rgb(values[0][factors[:, 0]], tint)[:, None, None]  # floor
             block[:, :40] = _hue_rgb(values[1][factors[:, 1]], tint)[:, None, None]  # wall
@@ -140,7 +119,7 @@ def write_3dfaces(raw_dir: Path, sizes: Sequence[int] = DEFAULT_SIZES["faces"], 
     """
     rng = np.random.default_rng(seed)
     n = int(np.prod(sizes))
-    factors = grid_factors(sizes)
+    factors = all_factors(sizes)
     ramp = np.arange(64, dtype=np.int64)
     images = (
         rng.integers(0, 32, size=(n, 64, 64))
@@ -204,7 +183,7 @@ def write_small_norb(raw_dir: Path, sizes: Sequence[int] = DEFAULT_SIZES["small_
     if sizes[1] < 2:
         raise GdraeError(f"small_norb writer: expected at least 2 instances to split training/testing, got {sizes[1]}")
     rng = np.random.default_rng(seed)
-    factors = grid_factors(sizes)
+    factors = all_factors(sizes)
     training = np.isin(factors[:, 1], [4, 6, 7, 8, 9]) if sizes[1] == 10 else factors[:, 1] % 2 == 1
     paths = []
     for split, in_split in (("training", training), ("testing", ~training)):

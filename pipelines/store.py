@@ -31,6 +31,7 @@ from gdrae.data.grid import index_to_factors
 from gdrae.data.staging import remove_dead_temps, staging_path
 from gdrae.errors import GdraeError
 from pipelines.base import Converted, DatasetSpec
+from pipelines.checks import missing_raw_files
 from pipelines.download import with_download_provenance
 from pipelines.registry import get_spec
 from pipelines.row_order import PermutedRows, row_order
@@ -87,7 +88,7 @@ def codecs_for(dtype: str) -> list:
 
 def check_raw_files(spec: DatasetSpec, raw_dir: Path) -> None:
     """GdraeError naming the first missing raw file of ``spec`` and where to get it."""
-    missing = [f for f in spec.raw_files if not (raw_dir / f.relpath).exists()]
+    missing = missing_raw_files(raw_dir, spec.raw_files)
     if missing:
         more = f" (and {len(missing) - 1} more file(s) of {spec.name})" if len(missing) > 1 else ""
         raise GdraeError(f"{raw_dir / missing[0].relpath}: raw file of dataset {spec.name} not found{more}: "

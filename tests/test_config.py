@@ -183,3 +183,13 @@ def test_config_that_is_not_utf8(tmp_path):
     path.write_bytes("train:\n  seed: 3  # caf\xe9\n".encode("latin-1"))
     with pytest.raises(GdraeError, match=r"latin1\.yaml: expected a UTF-8 text file, got byte 0xe9 at offset 23"):
         load_config(path)
+
+
+def test_former_image_size_key_still_validates_and_is_dropped(tmp_path):
+    """Configs and checkpoints written when ``model.image_size`` was a setting (it could only be 64) still load."""
+    cfg = config_from_dict({"model": {"image_size": 64}})
+    assert cfg.model.image_size == 64 and "image_size" not in cfg.model.model_dump()
+    dump_config(cfg, tmp_path / "config.yaml")
+    assert "image_size" not in (tmp_path / "config.yaml").read_text()
+    with pytest.raises(GdraeError, match=r"x.yaml: model.image_size: expected 64 or no key .*, got 32$"):
+        load_config(_write(tmp_path, {"model": {"image_size": 32}}))

@@ -1,4 +1,4 @@
-"""gdrae.evaluate: one encoding pass, the stored code table, metric orchestration, outputs."""
+"""gdrae.codes, gdrae.evaluate, gdrae.reports: one encoding pass, the stored code table, metric orchestration, outputs."""
 import csv
 import json
 import math
@@ -11,8 +11,11 @@ import torch
 
 from evalkit import SIZES, block_images, make_cache, tiny_config
 from gdrae import evaluate as ev
+from gdrae.codes import cache_id, code_path, code_table, encode_cache, encoder_id
+from gdrae.data.cache import check_compatible
 from gdrae.errors import GdraeError
 from gdrae.models import build_model
+from gdrae.reports import format_table, write_metrics
 
 # sample counts small enough for a 60-image grid and a quick test
 QUICK = {
@@ -55,7 +58,7 @@ class Counter:
 
 
 def test_code_table_is_mu_of_every_image_in_grid_order(model, cache):
-    codes = ev.encode_cache(model, cache, batch_size=7, progress=False)
+    codes = encode_cache(model, cache, batch_size=7, progress=False)
     images = torch.from_numpy(block_images()).float() / 255
     with torch.no_grad():
         expected = model.encode(images).numpy()
@@ -63,7 +66,7 @@ def test_code_table_is_mu_of_every_image_in_grid_order(model, cache):
     np.testing.assert_allclose(codes, expected, rtol=1e-5, atol=1e-6)
     # batches that straddle chunks and batches smaller than chunks give the same table (to rounding:
     # convolution kernels may sum in another order at another batch size)
-    np.testing.assert_allclose(codes, ev.encode_cache(model, cache, batch_size=1000, progress=False),
+    np.testing.assert_allclose(codes, encode_cache(model, cache, batch_size=1000, progress=False),
                                rtol=1e-6, atol=1e-7)
 
 
@@ -93,7 +96,7 @@ def test_stored_codes_are_reused(model, cache, tmp_path):
     counter = Counter(model)
     first = ev.evaluate(model, cache, ["histogram"], code_dir=tmp_path / "codes", step=7, progress=False)
     assert counter.rows == cache.n
-    stored = tmp_path / "codes" / f"step-7-{ev.cache_id(cache)}-{ev.encoder_id(model)}.npy"
+    stored = tmp_path / "codes" / f"step-7-{cache_id(cache)}-{encoder_id(model)}.npy"
     assert stored.is_file() and not list((tmp_path / "codes").glob(".*"))  # no temporary left behind
     second = ev.evaluate(model, cache, ["histogram"], code_dir=tmp_path / "codes", step=7, progress=False)
     assert counter.rows == cache.n  # nothing encoded the second time
@@ -147,9 +150,9 @@ def test_unknown_metric_name(model, cache):
 
 
 def test_stored_table_of_another_latent_size_is_an_error(model, cache, tmp_path):
-    np.save(ev.code_path(tmp_path, 1, cache, model), np.zeros((cache.n, 5), np.float32))
+    np.save(code_path(tmp_path, 1, cache, model), np.zeros((cache.n, 5), np.float32))
     with pytest.raises(GdraeError, match=r"expected float \(60, 3\).*got float32 \(60, 5\)"):
-        ev.code_table(model, cache, tmp_path, step=1, progress=False)
+        code_table(model, cache, tmp_path, step=1, progress=False)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -163,29 +166,41 @@ def test_checkpoint_and_cache_must_belong_together(cache, tmp_path, change, mess
     if "channels" in change:
         cfg.model.channels = change["channels"]
     with pytest.raises(GdraeError, match=message):
-        ev.check_compatible(cfg, cache)
+        check_compatible(cfg, cache)
 
 
 def test_image_size_must_match(tmp_path):
     small = make_cache(tmp_path, "tiny2d", side=32)
     with pytest.raises(GdraeError, match="image size expected 64x64 .*got 32x32"):
-        ev.check_compatible(tiny_config("image", tmp_path, tmp_path / "run"), small)
+        check_compatible(tiny_config("image", tmp_path, tmp_path / "run"), small)
+
+
+def test_channels_last_encoding_equals_the_plain_layout(model, cache, monkeypatch):
+    """The fast path channels_last (gdrae.fastpaths): the same codes, the encoder's weights as they were."""
+    monkeypatch.delenv("GDRAE_PLAIN", raising=False)
+    weights = {name: p for name, p in model.encoder.named_parameters()}
+    fast = encode_cache(model, cache, progress=False)
+    assert all(p.is_contiguous() for p in model.encoder.parameters())
+    assert all(p is weights[name] for name, p in model.encoder.named_parameters())  # an optimiser keeps its own
+    monkeypatch.setenv("GDRAE_PLAIN", "channels_last")
+    plain = encode_cache(model, cache, progress=False)
+    np.testing.assert_allclose(fast, plain, rtol=1e-5, atol=1e-6)
 
 
 def test_cache_id_follows_content():
     attrs = {"dataset": "tiny2d", "factor_sizes": [3, 4, 5], "source": [], "pipeline": {},
              "created": "2026-01-01T00:00:00+00:00"}
-    same = ev.cache_id(SimpleNamespace(attrs=dict(attrs)))
-    assert same.startswith("tiny2d-") and same == ev.cache_id(SimpleNamespace(attrs=dict(attrs)))
-    assert same != ev.cache_id(SimpleNamespace(attrs={**attrs, "created": "2026-01-02T00:00:00+00:00"}))
-    assert same != ev.cache_id(SimpleNamespace(attrs={**attrs, "source": [{"name": "x", "sha256": "ab"}]}))
+    same = cache_id(SimpleNamespace(attrs=dict(attrs)))
+    assert same.startswith("tiny2d-") and same == cache_id(SimpleNamespace(attrs=dict(attrs)))
+    assert same != cache_id(SimpleNamespace(attrs={**attrs, "created": "2026-01-02T00:00:00+00:00"}))
+    assert same != cache_id(SimpleNamespace(attrs={**attrs, "source": [{"name": "x", "sha256": "ab"}]}))
 
 
 def test_metrics_files(tmp_path):
     d = tmp_path / "metrics"
-    ev.write_metrics(d, 10, {"hist20/mig": 0.5, "dci/disentanglement": 0.25}, {"seed": 0})
-    ev.write_metrics(d, 20, {"hist20/mig": 0.75, "sap/sap_score": 0.125})
-    ev.write_metrics(d, 10, {"sap/sap_score": 0.0625})  # the same step again: its row is updated
+    write_metrics(d, 10, {"hist20/mig": 0.5, "dci/disentanglement": 0.25}, {"seed": 0})
+    write_metrics(d, 20, {"hist20/mig": 0.75, "sap/sap_score": 0.125})
+    write_metrics(d, 10, {"sap/sap_score": 0.0625})  # the same step again: its row is updated
     with open(d / "metrics.csv", newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["step", "hist20/mig", "dci/disentanglement", "sap/sap_score"]  # header once, new key at the end
@@ -207,19 +222,19 @@ def test_a_metrics_table_it_cannot_keep_whole_is_refused_and_left_alone(tmp_path
     (d / "metrics.csv").write_text(table)
     message = f"{d / 'metrics.csv'}: {problem}; the file is left as it is: move it aside and evaluate again"
     with pytest.raises(GdraeError, match=re.escape(message) + "$"):
-        ev.write_metrics(d, 20, {"hist20/mig": 0.75})
+        write_metrics(d, 20, {"hist20/mig": 0.75})
     assert (d / "metrics.csv").read_text() == table
     assert sorted(p.name for p in d.iterdir()) == ["metrics.csv"]  # no step-20.json either
 
 
 def test_an_empty_metrics_table_is_started_afresh(tmp_path):
     (tmp_path / "metrics.csv").write_text("")
-    ev.write_metrics(tmp_path, 5, {"hist20/mig": 0.5})
+    write_metrics(tmp_path, 5, {"hist20/mig": 0.5})
     assert (tmp_path / "metrics.csv").read_text() == "step,hist20/mig\n5,0.5\n"
 
 
 def test_format_table_groups_by_metric():
-    text = ev.format_table({"hist20/mig": 0.5, "hist20/jemmig": 0.25, "dci/completeness": 1.0})
+    text = format_table({"hist20/mig": 0.5, "hist20/jemmig": 0.25, "dci/completeness": 1.0})
     assert text.splitlines() == ["hist20/mig        0.5000", "hist20/jemmig     0.2500", "",
                                  "dci/completeness  1.0000"]
 

@@ -11,6 +11,8 @@ per-row values (codes, say) into the grid order the metrics expect.
 :class:`Cache` can trust its shapes and its grid. Reads go through
 :class:`CheckedArray`, which turns a corrupt chunk (checksum mismatch, bad
 compression) into a one-line :class:`GdraeError` naming the cache and chunk.
+:func:`open_run_cache` opens the cache of a run and checks that it fits the
+run's config: the one place that rule is written.
 """
 from __future__ import annotations
 
@@ -19,13 +21,17 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from gdrae.data.grid import factors_to_index, grid_size
 from gdrae.data.staging import staged
 from gdrae.errors import GdraeError
+from gdrae.fastpaths import fast
+
+if TYPE_CHECKING:
+    from gdrae.config import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +107,10 @@ class CheckedArray:
             out = np.empty((hi - lo, *self.shape[1:]), dtype=self.dtype)
         out = out[:hi - lo]
         try:
-            if self._chunk_file is not None:
+            if self._chunk_file is not None and fast("chunk_files"):
                 _decode_blosc_crc32c(self._chunk_file(i), out, self.chunk_rows)
-            else:
-                from zarr.core.buffer.cpu import NDBuffer  # decode straight into the caller's buffer
-
-                self.zarr.get_basic_selection(slice(lo, hi), out=NDBuffer.from_numpy_array(out))
+            else:  # zarr's own read
+                out[...] = self.zarr[lo:hi]
         except CORRUPTION_ERRORS as exc:
             raise self.corrupt_error([i], exc) from exc
         return out
@@ -145,7 +149,9 @@ def _direct_chunk_files(array: Any) -> Callable[[int], Path] | None:
 
     That is the layout the writer produces: a local store, chunks along the
     first axis, codecs bytes (little-endian) -> blosc -> crc32c. Anything else
-    returns None and reads go through zarr.
+    returns None and reads go through zarr, as they do with the fast path
+    ``chunk_files`` switched off (gdrae.fastpaths; what it relies on of zarr:
+    docs/internals.md).
     """
     from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec
     from zarr.storage import LocalStore
@@ -420,3 +426,40 @@ def _check_data_array(data: CheckedArray, n: int, path: Path, rebuild: str) -> N
     if stored != data.nchunks:
         raise GdraeError(f"{path}: '{kind}' expected {data.nchunks} stored chunks, got {stored} "
                          f"(incomplete cache); {rebuild}")
+
+
+# ----------------------------------------------------------------------------- a run's cache
+
+
+def open_run_cache(cfg: RunConfig, cache_dir: str | Path | None = None, source: str = "config") -> Cache:
+    """Open the cache a run trains or is evaluated on (``data.name`` in ``cache_dir``, default
+    ``data.cache_dir``) and check that it fits the run's config (:func:`check_compatible`)."""
+    cache = open_cache(cache_path(cfg.data.cache_dir if cache_dir is None else cache_dir, cfg.data.name))
+    check_compatible(cfg, cache, source)
+    return cache
+
+
+def check_compatible(cfg: RunConfig, cache: Cache, source: str = "config") -> None:
+    """GdraeError unless ``cache`` fits the run config ``cfg``: dataset name, images or points, channels, image size.
+
+    The one check of this rule, for the trainer and the evaluator alike;
+    ``source`` names where the config comes from (e.g. "checkpoint runs/x/checkpoints/latest.pt").
+    """
+    m = cfg.model
+    where = f"{source} and cache {cache.path}"
+    if cache.name != cfg.data.name:
+        raise GdraeError(f"{where} do not belong together: dataset expected {cfg.data.name!r} "
+                         f"(data.name), got {cache.name!r}")
+    expected_kind = "points" if m.kind == "sector2d" else "images"
+    if cache.kind != expected_kind:
+        raise GdraeError(f"{where} do not belong together: expected {expected_kind} for model.kind={m.kind}, "
+                         f"got {cache.kind}")
+    if m.kind == "sector2d":
+        return
+    channels, height, width = cache.row_shape
+    if channels != m.channels:
+        raise GdraeError(f"{where} do not belong together: channels expected {m.channels} (model.channels), "
+                         f"got {channels}")
+    if (height, width) != (m.image_size, m.image_size):
+        raise GdraeError(f"{where} do not belong together: image size expected {m.image_size}x{m.image_size} "
+                         f"(the encoders' input), got {height}x{width}")

@@ -1,4 +1,4 @@
-"""The factor grid: row index <-> factor indices, and sampling factor combinations.
+"""The factor grid: grid index <-> factor indices, and sampling factor combinations (the metrics' sampling).
 
 A cache stores every combination of its factors exactly once, in row-major
 ("grid") order: row ``i`` holds the image whose factor indices are
@@ -36,27 +36,13 @@ def all_factors(factor_sizes: FactorSizes) -> np.ndarray:
     return index_to_factors(np.arange(grid_size(factor_sizes)), factor_sizes)
 
 
-def sample_factors(n: int, factor_sizes: FactorSizes, rng: np.random.Generator) -> np.ndarray:
-    """``n`` factor combinations drawn uniformly (with replacement): ``(n, K)`` int64."""
-    sizes = np.asarray(factor_sizes, dtype=np.int64)
-    return rng.integers(0, sizes, size=(n, len(sizes)), dtype=np.int64)
+def sample_factors(shape: int | tuple[int, ...], factor_sizes: FactorSizes, rng: np.random.RandomState) -> np.ndarray:
+    """Factor combinations drawn uniformly (with replacement): ``shape + (K,)`` int.
 
-
-def sample_factors_fixed(
-    n: int,
-    factor_sizes: FactorSizes,
-    fixed: int,
-    rng: np.random.Generator,
-    value: int | None = None,
-) -> np.ndarray:
-    """``n`` uniform factor combinations that all share one value of factor ``fixed``.
-
-    The shared value is ``value`` or, when None, drawn uniformly. This is the
-    sampling step of the beta-VAE and FactorVAE scores.
-    Reference: Higgins et al., "beta-VAE", ICLR 2017; Kim & Mnih, "Disentangling by Factorising", ICML 2018.
+    One ``rng.randint(size_k, size=shape)`` per factor, in factor order: the
+    draws of disentanglement_lib's ``sample_factors``, so a metric's samples
+    (and its value) for a seed match that library's. Hence a
+    ``numpy.random.RandomState``, not a ``Generator``.
     """
-    factors = sample_factors(n, factor_sizes, rng)
-    if value is None:
-        value = int(rng.integers(0, factor_sizes[fixed]))
-    factors[:, fixed] = value
-    return factors
+    shape = (shape,) if np.isscalar(shape) else tuple(shape)
+    return np.stack([rng.randint(s, size=shape) for s in factor_sizes], axis=-1)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from gdrae.metrics.sampling import check_count, check_inputs, lookup, sample_factors
+from gdrae.data.grid import factors_to_index, sample_factors
+from gdrae.metrics.sampling import check_count, check_inputs
 
 
 def pair_features(codes: np.ndarray, factor_sizes: tuple[int, ...], num: int, batch_size: int,
@@ -20,11 +21,11 @@ def pair_features(codes: np.ndarray, factor_sizes: tuple[int, ...], num: int, ba
     two cells of a pair are drawn uniformly except for the shared factor.
     """
     labels = rng.randint(len(factor_sizes), size=num)
-    first = sample_factors(rng, factor_sizes, (num, batch_size))
-    second = sample_factors(rng, factor_sizes, (num, batch_size))
+    first = sample_factors((num, batch_size), factor_sizes, rng)
+    second = sample_factors((num, batch_size), factor_sizes, rng)
     rows = np.arange(num)
     second[rows, :, labels] = first[rows, :, labels]
-    diff = np.abs(lookup(codes, factor_sizes, first) - lookup(codes, factor_sizes, second))
+    diff = np.abs(codes[factors_to_index(first, factor_sizes)] - codes[factors_to_index(second, factor_sizes)])
     return diff.mean(axis=1), labels
 
 

@@ -13,6 +13,7 @@ from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingCla
 from threadpoolctl import threadpool_limits
 
 from gdrae.errors import GdraeError
+from gdrae.fastpaths import fast
 from gdrae.metrics import gbt
 from gdrae.metrics.sampling import check_count, check_inputs, sample_codes
 
@@ -127,7 +128,8 @@ def dci(codes, factor_sizes, seed: int = 0, num_train: int = 10000, num_test: in
     """DCI on uniformly drawn grid cells.
 
     ``model="gbt"`` (default) is disentanglement_lib's model,
-    ``GradientBoostingClassifier()``, computed by ``gdrae.metrics.gbt``;
+    ``GradientBoostingClassifier()``, computed by ``gdrae.metrics.gbt``
+    (scikit-learn's own with the fast path ``gbt`` switched off, gdrae.fastpaths);
     ``"sklearn"`` fits scikit-learn's own (slow; for cross-checking);
     ``"hist"`` is a much faster histogram booster whose numbers differ.
     ``n_jobs`` fits that many factors' classifiers at once (threads); the
@@ -142,6 +144,8 @@ def dci(codes, factor_sizes, seed: int = 0, num_train: int = 10000, num_test: in
     n_jobs = check_count("n_jobs", n_jobs)
     if model not in MODELS:
         raise GdraeError(f"model: expected one of {MODELS}, got {model!r}")
+    if model == "gbt" and not fast("gbt"):
+        model = "sklearn"
     rng = np.random.RandomState(seed)
     x_train, y_train = sample_codes(codes, sizes, num_train, rng)
     x_test, y_test = sample_codes(codes, sizes, num_test, rng)

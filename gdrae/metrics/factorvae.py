@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from gdrae.data.grid import factors_to_index, sample_factors
 from gdrae.errors import GdraeError
-from gdrae.metrics.sampling import check_count, check_inputs, lookup, sample_codes, sample_factors
+from gdrae.metrics.sampling import check_count, check_inputs, sample_codes
 
 
 def factor_votes(codes: np.ndarray, factor_sizes: tuple[int, ...], num: int, batch_size: int,
@@ -21,10 +22,10 @@ def factor_votes(codes: np.ndarray, factor_sizes: tuple[int, ...], num: int, bat
     """
     k = len(factor_sizes)
     fixed = rng.randint(k, size=num)
-    factors = sample_factors(rng, factor_sizes, (num, batch_size))
+    factors = sample_factors((num, batch_size), factor_sizes, rng)
     rows = np.arange(num)
     factors[rows, :, fixed] = factors[rows, 0, fixed][:, None]
-    local = lookup(codes, factor_sizes, factors).var(axis=1, ddof=1)
+    local = codes[factors_to_index(factors, factor_sizes)].var(axis=1, ddof=1)
     votes = np.zeros((k, codes.shape[1]), dtype=np.int64)
     np.add.at(votes, (fixed, np.argmin(local / scale, axis=1)), 1)
     return votes

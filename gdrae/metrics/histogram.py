@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from gdrae.data.grid import factors_to_index, sample_factors
 from gdrae.metrics.information import bins_mean_std, entropy_from_counts
 from gdrae.metrics.mig import mig_from_mi, top_two
 from gdrae.metrics.modularity import modularity_from_mi
-from gdrae.metrics.sampling import check_count, check_inputs, lookup, sample_factors
+from gdrae.metrics.sampling import check_count, check_inputs
 
 
 def mig_misum_from_mi(mi: np.ndarray) -> float:
@@ -186,9 +187,9 @@ def _entropies_sampled(bins: np.ndarray, sizes: tuple[int, ...], nbins: int, max
             if max_samples >= n // n_k:
                 rows = np.take(grid, value, axis=k)
             else:
-                factors = sample_factors(rng, sizes, max_samples)
+                factors = sample_factors(max_samples, sizes, rng)
                 factors[:, k] = value
-                rows = lookup(keys, sizes, factors)
+                rows = keys[factors_to_index(factors, sizes)]
             per_value.append(entropy_of(rows))
         h_cond[:, k] = np.mean(per_value, axis=0)
     return h_z, h_cond

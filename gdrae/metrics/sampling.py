@@ -1,14 +1,16 @@
-"""Input checks and factor sampling shared by every metric.
+"""Input checks shared by every metric, and drawing codes from a code table.
 
 A code table is in grid order: ``codes[i]`` is the representation of the
 image whose factor classes are ``np.unravel_index(i, factor_sizes)``. The
-sampling metrics draw factor combinations uniformly from the grid and look
-their codes up in the table; nothing is re-encoded.
+sampling metrics draw factor combinations uniformly from the grid
+(:mod:`gdrae.data.grid` owns the grid, its sampling included) and look their
+codes up in the table; nothing is re-encoded.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from gdrae.data.grid import factors_to_index, sample_factors
 from gdrae.errors import GdraeError
 
 
@@ -51,20 +53,8 @@ def check_count(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
-def sample_factors(rng: np.random.RandomState, factor_sizes: tuple[int, ...], shape) -> np.ndarray:
-    """Uniform factor classes, shape ``shape + (K,)``, one column per factor."""
-    shape = (shape,) if np.isscalar(shape) else tuple(shape)
-    return np.stack([rng.randint(s, size=shape) for s in factor_sizes], axis=-1)
-
-
-def lookup(codes: np.ndarray, factor_sizes: tuple[int, ...], factors: np.ndarray) -> np.ndarray:
-    """Codes of the grid cells ``factors`` (..., K) -> (..., D)."""
-    index = np.ravel_multi_index(tuple(np.moveaxis(factors, -1, 0)), factor_sizes)
-    return codes[index]
-
-
 def sample_codes(codes: np.ndarray, factor_sizes: tuple[int, ...], num: int,
                  rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
-    """``num`` uniformly drawn grid cells: their codes (num, D) and factors (num, K)."""
-    factors = sample_factors(rng, factor_sizes, num)
-    return lookup(codes, factor_sizes, factors), factors
+    """``num`` uniformly drawn grid cells (:func:`gdrae.data.grid.sample_factors`): their codes (num, D) and factors (num, K)."""
+    factors = sample_factors(num, factor_sizes, rng)
+    return codes[factors_to_index(factors, factor_sizes)], factors

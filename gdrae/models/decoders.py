@@ -12,16 +12,17 @@ from gdrae.nn import (
     AdditiveCoupling, Chain, ConcatZero, Conv1x1, ConvTranspose, FixedMix, MixedConvTranspose, ProductMix, ReLU, Sigmoid, Squeeze,
     Transposable, Unsqueeze,
 )
-from gdrae.nn.base import Ctx, as_latent_map, channel_matmul
+from gdrae.nn.base import Ctx, Tape, as_latent_map, channel_matmul
 
 
-def image_flow(nz: int, init_size: int, ncs: list[int], hidden_ncs: list[int], middle_ns_flows: list[int]) -> Chain:
-    """The image flow (before the sigmoid): (B, nz, 1, 1) -> (B, ncs[-1], S, S), S = init_size * 2**len(middle_ns_flows)."""
+def _image_blocks(nz: int, init_size: int, ncs: list[int], hidden_ncs: list[int], middle_ns_flows: list[int]):
+    """The blocks of the image flow, grouped as both the chain and the squeezed products read them:
+    the initial blocks, per 2x upsampling (grow mixing, [(step mixing, coupling), ...]), the final mixing."""
     half0 = ncs[0] // 2
     mixed = half0 * init_size**2
     first = FixedMix(nz, mixed)
     undo_first = FixedMix(mixed, nz, q=first.q.t())  # its first nz rows are Q0[:, :nz]^T: recovers p
-    layers: list[Transposable] = [
+    start: list[Transposable] = [
         first,
         Unsqueeze(init_size),
         ConcatZero(),
@@ -33,24 +34,34 @@ def image_flow(nz: int, init_size: int, ncs: list[int], hidden_ncs: list[int], m
             FixedMix(hidden_ncs[0], half0),
         ])),
     ]
+    stages = []
     for i, n_steps in enumerate(middle_ns_flows):
         nc = ncs[i + 1]
-        layers += [FixedMix(ncs[i], 4 * nc), Unsqueeze(2)]
-        for _ in range(n_steps):
-            layers += [
-                FixedMix(nc, nc),
-                AdditiveCoupling(Chain([
-                    Squeeze(2),
-                    # FixedMix(2 * nc, hidden_ncs[i]) then ConvTranspose, run as one convolution
-                    MixedConvTranspose(
-                        FixedMix(2 * nc, hidden_ncs[i]), ConvTranspose(hidden_ncs[i], hidden_ncs[i + 1], 4, 2, 1)
-                    ),
-                    ReLU(),
-                    FixedMix(hidden_ncs[i + 1], nc // 2),
-                ])),
-            ]
-    layers.append(FixedMix(ncs[-1], ncs[-1]))
-    return Chain(layers)
+        grow = FixedMix(ncs[i], 4 * nc)  # drawn before the stage's steps: the published construction order
+        steps = [
+            (FixedMix(nc, nc), AdditiveCoupling(Chain([
+                Squeeze(2),
+                # FixedMix(2 * nc, hidden_ncs[i]) then ConvTranspose, run as one convolution
+                MixedConvTranspose(
+                    FixedMix(2 * nc, hidden_ncs[i]), ConvTranspose(hidden_ncs[i], hidden_ncs[i + 1], 4, 2, 1)
+                ),
+                ReLU(),
+                FixedMix(hidden_ncs[i + 1], nc // 2),
+            ])))
+            for _ in range(n_steps)
+        ]
+        stages.append((grow, steps))
+    return start, stages, FixedMix(ncs[-1], ncs[-1])
+
+
+def _image_chain(start: list[Transposable], stages: list, final: FixedMix) -> Chain:
+    """The chain of the image flow: start blocks; per stage grow mixing, Unsqueeze(2), (mixing, coupling) pairs; final."""
+    layers = list(start)
+    for grow, steps in stages:
+        layers += [grow, Unsqueeze(2)]
+        for mix, coupling in steps:
+            layers += [mix, coupling]
+    return Chain(layers + [final])
 
 
 def sector2d_flow(nz: int, input_nc: int, hidden_nc: int, n_flows: int) -> Chain:
@@ -75,17 +86,27 @@ class FlowDecoder(Transposable):
     """Phi: p (B, nz) -> (B, *out_shape), the flow followed by a sigmoid for images.
 
     ``pre_activation`` is the flow output before the sigmoid (reconstruction
-    logits); ``forward``, ``jvp`` and ``vjp`` are those of Phi itself, whose
-    Jacobian the geometric terms use (all output channels).
+    logits); ``forward``, ``linearize``, ``jvp`` and ``vjp`` are those of Phi
+    itself, through the chain of blocks: the Jacobian operator the geometric
+    terms use (all output channels), in its plain form. ``fast_jacobian`` is
+    the same operator as the training step runs it (for images the squeezed
+    products, built with the decoder; otherwise the decoder itself).
     """
 
-    def __init__(self, flow: Chain, out_shape: tuple[int, ...], sigmoid: bool):
+    passes_tape = True
+
+    def __init__(self, flow: Chain, out_shape: tuple[int, ...], sigmoid: bool, squeezed: SqueezedImageFlow | None = None):
         super().__init__()
         self.flow = flow
         self.out_shape = tuple(out_shape)
         self.head = Chain([Sigmoid()] if sigmoid else [])
-        # the same Jacobian products with less data movement, for the power iteration (None: none)
-        self.squeezed = SqueezedImageFlow.from_flow(flow, self.head) if sigmoid else None
+        self.squeezed = squeezed
+
+    @property
+    def fast_jacobian(self) -> "FlowDecoder | SqueezedImageFlow":
+        """The Jacobian operator of the production route (``linearize``, ``jvp``, ``vjp``,
+        ``to_output_coordinates``): the squeezed products when built, else this decoder."""
+        return self if self.squeezed is None else self.squeezed
 
     def pre_activation(self, p: Tensor, n_channels: int | None = None) -> Tensor:
         """Flow output before the final sigmoid, (B, *out_shape), or only its first ``n_channels``.
@@ -112,22 +133,29 @@ class FlowDecoder(Transposable):
         y, head_ctx = self.head.linearize(h)
         return y, (flow_ctx, head_ctx)
 
-    def jvp(self, v: Tensor, ctx: Ctx) -> Tensor:
-        return self.head.jvp(self.flow.jvp(as_latent_map(v), ctx[0]), ctx[1])
+    def jvp(self, v: Tensor, ctx: Ctx, tape: Tape | None = None) -> Tensor:
+        return self.head.jvp(self.flow.jvp(as_latent_map(v), ctx[0], tape), ctx[1], tape)
 
-    def vjp(self, u: Tensor, ctx: Ctx) -> Tensor:
+    def vjp(self, u: Tensor, ctx: Ctx, tape: Tape | None = None) -> Tensor:
         u = u.contiguous(memory_format=torch.channels_last)
-        return self.flow.vjp(self.head.vjp(u, ctx[1]), ctx[0]).flatten(1)
+        return self.flow.vjp(self.head.vjp(u, ctx[1], tape), ctx[0], tape).flatten(1)
+
+    @staticmethod
+    def to_output_coordinates(u: Tensor) -> Tensor:
+        """A tensor of the output shape in this operator's output coordinates: itself."""
+        return u
 
     def inverse(self, y: Tensor) -> Tensor:
         return self.flow.inverse(self.head.inverse(y)).flatten(1)
 
 
 def image_decoder(nz: int, init_size: int, ncs: list[int], hidden_ncs: list[int], middle_ns_flows: list[int]) -> FlowDecoder:
-    """Image Phi: p -> sigmoid(flow(p)), output (ncs[-1], S, S)."""
+    """Image Phi: p -> sigmoid(flow(p)), output (ncs[-1], S, S), with its squeezed Jacobian products."""
     size = init_size * 2 ** len(middle_ns_flows)
-    flow = image_flow(nz, init_size, ncs, hidden_ncs, middle_ns_flows)
-    return FlowDecoder(flow, (ncs[-1], size, size), sigmoid=True)
+    start, stages, final = _image_blocks(nz, init_size, ncs, hidden_ncs, middle_ns_flows)
+    decoder = FlowDecoder(_image_chain(start, stages, final), (ncs[-1], size, size), sigmoid=True)
+    decoder.squeezed = SqueezedImageFlow(start, stages, final, decoder.head.layers[0])  # the same blocks
+    return decoder
 
 
 def sector2d_decoder(nz: int, input_nc: int, hidden_nc: int, n_flows: int) -> FlowDecoder:

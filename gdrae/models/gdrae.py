@@ -5,7 +5,8 @@ Unsupervised Learning of Disentangled Representations", AAAI 2023; MODEL.md.
 """
 from __future__ import annotations
 
-from typing import Literal
+from contextlib import contextmanager
+from typing import Iterator, Literal
 
 import torch
 from torch import Tensor, nn
@@ -52,9 +53,16 @@ class GDRAE(nn.Module):
         self.prior_radius = prior_radius
         self.sn_power = sn_power
         self.posterior_noise = posterior_noise
-        # how the power iteration applies A (jacobian.spectral_estimate): "auto" picks the
-        # cheaper route; "reference" is the plain reading. Same numbers either way.
-        self.spectral_method = "auto"
+
+    @contextmanager
+    def evaluating(self) -> Iterator["GDRAE"]:
+        """Eval mode inside, the previous mode restored after (a training model goes on training)."""
+        was_training = self.training
+        self.eval()
+        try:
+            yield self
+        finally:
+            self.train(was_training)
 
     def encode(self, x: Tensor) -> Tensor:
         """Posterior mean mu (B, nz)."""
@@ -98,10 +106,12 @@ class GDRAE(nn.Module):
             eps = torch.randn_like(mu)
         return mu + self.sigma * eps
 
-    def loss_terms(self, x: Tensor) -> dict[str, Tensor]:
+    def loss_terms(self, x: Tensor, spectral_route: str = "auto") -> dict[str, Tensor]:
         """Every loss term of MODEL.md section 6, unweighted, plus detached "monitor/" tensors.
 
-        Draws (in this order, from torch's default generator): the posterior
+        ``spectral_route`` (``train.spectral_route``) is how the power
+        iteration is computed (:func:`gdrae.models.jacobian.spectral_estimate`);
+        every route gives the same numbers. Draws (in this order, from torch's default generator): the posterior
         noise (images: B x nz values, or B when ``posterior_noise`` is
         "shared"), the prior batch z ~ U[-r, r]^(B x nz), the power
         iteration's u0. No host sync and static shapes, so the step can be
@@ -121,7 +131,7 @@ class GDRAE(nn.Module):
         p = torch.exp(c) * self.sample_prior(x.shape[0])
         logsv = self.sv_predictor(p)
         u0 = torch.randn(x.shape[0], *self.decoder.out_shape, device=p.device, dtype=p.dtype)
-        sn = spectral_estimate(self.decoder, p, torch.exp(-logsv), self.sn_power, u0, self.spectral_method)
+        sn = spectral_estimate(self.decoder, p, torch.exp(-logsv), self.sn_power, u0, spectral_route)
 
         terms = {
             "recon": recon,

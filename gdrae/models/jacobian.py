@@ -1,18 +1,28 @@
-"""Products with the decoder Jacobian: the power-iteration spectral estimate and dense checks.
+"""Products with the decoder Jacobian: the spectral-norm term's power iteration, and dense checks.
 
-The training step never forms J: it applies J(p) and J(p)^T through the
-hand-written ``jvp``/``vjp`` of the transposable blocks (gdrae.nn.base), with
-the activation slopes captured at p and held constant. Dense Jacobians from
-autograd are for diagnostics and tests only.
+:func:`reference_spectral_estimate` is MODEL.md section 6's power iteration
+written as the section reads; :func:`spectral_estimate` computes the same
+numbers along the route the config asks for (``train.spectral_route``).
+Neither forms J: they apply J(p) and J(p)^T through the decoder's Jacobian
+operator (``FlowDecoder.linearize`` / ``jvp`` / ``vjp``, the hand-written
+products of the transposable blocks, gdrae.nn.base), with the activation
+slopes captured at p and held constant. Dense Jacobians from autograd are
+for diagnostics and tests only.
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
+from typing import TYPE_CHECKING, Callable, Union
 
 import torch
 from torch import Tensor
 
-from gdrae.nn.base import Ctx, Tape, Transposable
+from gdrae.nn.base import Ctx, Shared, Tape, Transposable
+
+if TYPE_CHECKING:
+    from gdrae.models.decoders import FlowDecoder
+    from gdrae.models.squeezed import SqueezedImageFlow
+
+    Jacobian = Union[FlowDecoder, SqueezedImageFlow]  # linearize / jvp / vjp / to_output_coordinates
 
 
 def normalize(x: Tensor) -> Tensor:
@@ -27,91 +37,131 @@ def normalize(x: Tensor) -> Tensor:
     return x / norm.clamp_min(1e-12)
 
 
-def spectral_estimate(
-    phi: Transposable, p: Tensor, w: Tensor, n_steps: int, u0: Tensor, method: str = "auto"
-) -> Tensor:
-    """Power-iteration estimate of sigma_max(A)^2 per sample, A = J_phi(p) diag(w).
+ROUTES = ("auto", "reference", "dense", "matrix_free")
 
-    for k in 1..K: v_k = A^T normalize(u_{k-1}); u_k = A normalize(v_k);
-    returns sn = <u_K, u_{K-1}> (B,). Only u_K carries an autograd graph: the
-    gradient reaches ``w`` and the decoder weights, not the point ``p``, and
-    the activation slopes are constants.
 
-    Three routes compute the same numbers and gradients (to float rounding);
-    ``method`` picks one ("auto": "dense" when it needs fewer decoder passes,
-    see :func:`dense_route_is_cheaper`, else "matrix_free"):
+def spectral_estimate(phi: FlowDecoder, p: Tensor, w: Tensor, n_steps: int, u0: Tensor, route: str = "auto") -> Tensor:
+    """Power-iteration estimate of sigma_max(A)^2 per sample (B,), A = J_phi(p) diag(w) (MODEL.md section 6).
 
-    - "reference": the plain reading of the definition. Every product with A
-      or A^T is a pass through the decoder's ``jvp`` / ``vjp`` (2K - 1
-      constant passes at batch B); u_K is a ``jvp`` with autograd on, whose
-      backward is another ``vjp`` pass plus the weight gradients.
-    - "matrix_free": the same passes, but the backward ``vjp`` is not run: the
-      last constant pass v_K = A^T normalize(u_{K-1}) already carries
-      u_{K-1}'s cotangent through every block, so a :class:`Tape` keeps it
-      at the weighted blocks and the gradient is assembled from those.
-    - "dense": the nz columns A e_j from one ``jvp`` pass at batch nz·B, then
-      the constant rounds as small matrix products (nz + 1 passes); u_K as in
-      "reference".
+    ``route`` picks how it is computed; all give :func:`reference_spectral_estimate`'s
+    numbers and gradients (to float rounding, tested in float64,
+    tests/models/test_fast_path.py):
+
+    - "reference": :func:`reference_spectral_estimate`, the plain reading.
+    - "dense": A as a dense (B, D, nz) tensor from one ``jvp`` pass at batch
+      nz·B, the constant rounds as small matrix products, then u_K as in the
+      reference: nz + 1 decoder passes (Sector2D: 3).
+    - "matrix_free": every pass constant, through ``phi.fast_jacobian`` (the
+      image decoder's squeezed products), and the gradient from a
+      :class:`Tape` of the last two passes instead of a backward pass:
+      2K decoder passes (images: 10).
+    - "auto": "dense" when it needs fewer decoder passes
+      (:func:`dense_route_is_cheaper`), else "matrix_free".
 
     Reference: Pan, Niu, Zhang, AAAI 2023 (GDRAE), spectral-norm term; MODEL.md section 6.
     """
-    if method == "auto":
-        method = "dense" if dense_route_is_cheaper(p.shape[1], n_steps) else "matrix_free"
-    if method not in ("reference", "matrix_free", "dense"):
-        raise ValueError(
-            f"spectral_estimate method: expected 'auto', 'reference', 'matrix_free' or 'dense', got {method!r}")
-    if method == "matrix_free":
-        return _taped_estimate(phi, p, w, n_steps, u0)
+    if route == "auto":
+        route = "dense" if dense_route_is_cheaper(p.shape[1], n_steps) else "matrix_free"
+    if route == "reference":
+        return reference_spectral_estimate(phi, p, w, n_steps, u0)
+    if route == "dense":
+        return _dense_estimate(phi, p, w, n_steps, u0)
+    if route == "matrix_free":
+        return _taped_estimate(phi.fast_jacobian, p, w, n_steps, u0)
+    raise ValueError(f"spectral_estimate route: expected one of {', '.join(ROUTES)}, got {route!r}")
+
+
+def reference_spectral_estimate(phi: FlowDecoder, p: Tensor, w: Tensor, n_steps: int, u0: Tensor) -> Tensor:
+    """MODEL.md section 6, line by line: sn = <u_K, u_{K-1}>, which estimates sigma_max(A)^2, A = J_phi(p) diag(w).
+
+    The iteration runs without a graph; only u_K carries one, so the
+    gradient reaches ``w`` and the decoder weights but not the point ``p``,
+    and the activation slopes (``linearize``'s context) are constants.
+    """
     w_const = w.detach()
     with torch.no_grad():
-        _, ctx = phi.linearize(p.detach())
-        u_prev = u0
-        v = w_const * phi.vjp(normalize(u_prev), ctx)  # v_1
-        if method == "reference":
-            for _ in range(n_steps - 1):
-                u_prev = phi.jvp(w_const * normalize(v), ctx)
-                v = w_const * phi.vjp(normalize(u_prev), ctx)
-        else:
-            a = scaled_jacobian_columns(phi, ctx, w_const)  # (B, D, nz)
-            u_prev = u_prev.flatten(1)
-            for _ in range(n_steps - 1):
-                u_prev = torch.einsum("bdn,bn->bd", a, normalize(v))
-                v = torch.einsum("bdn,bd->bn", a, normalize(u_prev))
-    u = phi.jvp(w * normalize(v), ctx)
+        _, ctx = phi.linearize(p.detach())                # J = J_phi(p), its activation slopes frozen
+
+        def a(v: Tensor) -> Tensor:                       # A v = J diag(w) v
+            return phi.jvp(w_const * v, ctx)
+
+        def a_t(u: Tensor) -> Tensor:                     # A^T u = diag(w) J^T u
+            return w_const * phi.vjp(u, ctx)
+
+        u_prev = power_rounds(a, a_t, u0, n_steps)        # u_{K-1}, from u_0 ~ N(0, I) in output space
+        v = a_t(normalize(u_prev))                        # v_K = A^T normalize(u_{K-1})
+    u = phi.jvp(w * normalize(v), ctx)                    # u_K = A normalize(v_K): the one product with a graph
+    return inner(u, u_prev)                               # sn = <u_K, u_{K-1}>, u_{K-1} unnormalised
+
+
+def power_rounds(a: Callable[[Tensor], Tensor], a_t: Callable[[Tensor], Tensor], u0: Tensor, n_steps: int) -> Tensor:
+    """u_{K-1} of the power iteration, K = ``n_steps``: for k in 1..K-1, v_k = A^T normalize(u_{k-1}) and
+    u_k = A normalize(v_k), with ``a`` and ``a_t`` the products with A and A^T."""
+    u = u0
+    for _ in range(n_steps - 1):
+        v = a_t(normalize(u))
+        u = a(normalize(v))
+    return u
+
+
+def inner(u: Tensor, u_prev: Tensor) -> Tensor:
+    """Per-sample inner product over all entries, (B,)."""
     return (u.flatten(1) * u_prev.flatten(1)).sum(dim=1)
 
 
-def _taped_estimate(phi: Transposable, p: Tensor, w: Tensor, n_steps: int, u0: Tensor) -> Tensor:
-    """The "matrix_free" route of :func:`spectral_estimate`: every pass constant, the gradient from a tape.
+def _dense_estimate(phi: FlowDecoder, p: Tensor, w: Tensor, n_steps: int, u0: Tensor) -> Tensor:
+    """Route "dense" of :func:`spectral_estimate`: the reference with A as a matrix for the constant rounds."""
+    w_const = w.detach()
+    with torch.no_grad():
+        _, ctx = phi.linearize(p.detach())
+        matrix = scaled_jacobian_columns(phi, ctx, w_const)  # A: (B, D, nz)
 
-    With t = w * normalize(v_K) and c = u_{K-1}, sn = <J t, c>. Its gradient
-    in the decoder weights is the tape's pairing of the weighted blocks'
-    outputs (the last ``jvp``) with c's cotangents, which are those of the
-    last ``vjp`` times |c|; in ``w`` it is normalize(v_K) * J^T c. The value
-    is computed without a graph and the gradient attached as
-    ``sn + (g - g.detach())``.
+        def a(v: Tensor) -> Tensor:
+            return torch.einsum("bdn,bn->bd", matrix, v)
+
+        def a_t(u: Tensor) -> Tensor:
+            return torch.einsum("bdn,bd->bn", matrix, u)
+
+        u_prev = power_rounds(a, a_t, u0.flatten(1), n_steps)
+        v = a_t(normalize(u_prev))
+    u = phi.jvp(w * normalize(v), ctx)
+    return inner(u, u_prev)
+
+
+def _taped_estimate(op: Jacobian, p: Tensor, w: Tensor, n_steps: int, u0: Tensor) -> Tensor:
+    """Route "matrix_free" of :func:`spectral_estimate`: every pass constant, the gradient from a tape.
+
+    The reference's last product u_K = J (w * normalize(v_K)) is what carries
+    the gradient. Write t = w * normalize(v_K) and c = u_{K-1}, so
+    sn = <J t, c>. Its gradient in the decoder weights is the tape's pairing
+    of the weighted blocks' outputs in the pass J t with the cotangents of c
+    at those blocks, which are those of the last constant pass
+    v_K = w * J^T normalize(c) times |c| (the tape records both passes, see
+    :class:`gdrae.nn.base.Tape`); its gradient in ``w`` is
+    normalize(v_K) * J^T c. The value is computed without a graph and takes
+    that gradient through :func:`with_gradient_of`. Passes through ``op``
+    may use their own output coordinates (the squeezed ones): norms and
+    inner products do not change.
     """
-    squeezed = getattr(phi, "squeezed", None)  # the image decoder's faster products
-    if squeezed is not None:
-        phi, u0 = squeezed, squeezed.to_output_coordinates(u0)
+    u0 = op.to_output_coordinates(u0)
     w_const = w.detach()
     tape = Tape()
     with torch.no_grad():
-        _, ctx = phi.linearize(p.detach())
-        u_prev = u0
-        for k in range(n_steps):
-            if k > 0:
-                u_prev = phi.jvp(w_const * normalize(v), ctx)
-            with tape.recording() if k == n_steps - 1 else nullcontext():
-                jt = phi.vjp(normalize(u_prev), ctx)  # last: J^T normalize(u_{K-1}), taped
-            v = w_const * jt
-        direction = normalize(v)
-        with tape.recording():
-            u = phi.jvp(w_const * direction, ctx)
-        scale = u_prev.flatten(1).norm(dim=1)  # |u_{K-1}|
-        sn = (u.flatten(1) * u_prev.flatten(1)).sum(dim=1)
-    graph = scale * tape.pairing() + (w * (direction * jt * scale[:, None])).sum(dim=1)
-    return sn + (graph - graph.detach())
+        _, ctx = op.linearize(p.detach())
+        u_prev = power_rounds(lambda v: op.jvp(w_const * v, ctx), lambda u: w_const * op.vjp(u, ctx), u0, n_steps)
+        jt = op.vjp(normalize(u_prev), ctx, tape)      # J^T normalize(u_{K-1}), cotangents taped
+        direction = normalize(w_const * jt)            # normalize(v_K)
+        u = op.jvp(w_const * direction, ctx, tape)     # u_K, the weighted blocks' outputs taped with a graph
+        scale = u_prev.flatten(1).norm(dim=1)          # |u_{K-1}|
+        sn = inner(u, u_prev)
+    surrogate = scale * tape.pairing() + (w * (direction * jt * scale[:, None])).sum(dim=1)
+    return with_gradient_of(sn, surrogate)
+
+
+def with_gradient_of(value: Tensor, surrogate: Tensor) -> Tensor:
+    """``value`` (computed without a graph) carrying the gradient of ``surrogate``: value + (s - s.detach()),
+    whose forward value is ``value`` and whose backward is that of ``surrogate``."""
+    return value + (surrogate - surrogate.detach())
 
 
 def dense_route_is_cheaper(nz: int, n_steps: int) -> bool:
@@ -136,9 +186,10 @@ def scaled_jacobian_columns(phi: Transposable, ctx: Ctx, w: Tensor) -> Tensor:
 
 
 def tile_ctx(ctx: Ctx, n: int) -> Ctx:
-    """A Jacobian context for the batch repeated ``n`` times (sample j * B + b uses sample b's slopes)."""
-    if ctx is None:
-        return None
+    """A Jacobian context for the batch repeated ``n`` times (sample j * B + b uses sample b's slopes);
+    what every sample shares (None, a :class:`Shared` constant) stays as it is."""
+    if ctx is None or isinstance(ctx, Shared):
+        return ctx
     if isinstance(ctx, Tensor):
         return ctx.repeat(n, *([1] * (ctx.dim() - 1)))
     return type(ctx)(tile_ctx(c, n) for c in ctx)

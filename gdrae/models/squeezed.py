@@ -1,11 +1,16 @@
-"""The image decoder's Jacobian products in squeezed coordinates: the same maps with fewer passes over memory.
+"""The production path of the image decoder's Jacobian products: FlowDecoder's linearize/jvp/vjp, rearranged.
 
-The power iteration (jacobian.spectral_estimate) runs ten constant passes
-through the decoder per training step. About half of each pass on CPU is not
-the transposed convolutions but moving data: pixel shuffles, channel splits
-and concatenations, and 1x1 mixings over few channels at high resolution. This
-module computes ``linearize``, ``jvp`` and ``vjp`` of the published image
-decoder exactly (to float rounding), rearranged so that less data moves:
+:class:`SqueezedImageFlow` computes the same maps as the image
+:class:`gdrae.models.decoders.FlowDecoder` - its ``linearize``, ``jvp`` and
+``vjp`` through the chain of blocks, equal to float rounding (tested in
+float64, tests/models/test_squeezed.py) - with outputs in squeezed
+coordinates and fewer passes over memory. The training step's power
+iteration (``gdrae.models.jacobian``, route "matrix_free") runs its ten
+constant passes through it.
+
+Why it is faster: about half of each pass of the chain on CPU is not the
+transposed convolutions but moving data: pixel shuffles, channel splits and
+concatenations, and 1x1 mixings over few channels at high resolution. Here:
 
 - Each stage's state is kept *squeezed*: (C, 2R, 2R) is held as
   Squeeze(2) of it, (4C, R, R), whose channel c*4 + offset is channel c at
@@ -19,11 +24,11 @@ decoder exactly (to float rounding), rearranged so that less data moves:
 - Intermediates are owned by the pass, so slopes and coupling updates are
   applied in place: no concatenation and no extra copy.
 
-The weighted blocks (the transposed convolutions) are called through
-``block_jvp`` / ``block_vjp``, so a :class:`gdrae.nn.base.Tape` sees them as
-in the reference chain. No autograd graph is built: these products are for
-the constant passes (``jacobian.spectral_estimate``, route "matrix_free").
-Tested against the reference chain in float64 (tests/models/test_squeezed.py).
+It is built with the decoder, from the same blocks (``image_decoder``), and
+refuses blocks of another shape (ValueError) rather than fall back. The
+weighted blocks (the transposed convolutions) are called through
+``block_jvp`` / ``block_vjp``, so a :class:`gdrae.nn.base.Tape` passed to
+``jvp`` / ``vjp`` sees them as in the chain. No autograd graph is built.
 """
 from __future__ import annotations
 
@@ -34,9 +39,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gdrae.nn import AdditiveCoupling, Chain, FixedMix, MixedConvTranspose, ReLU, Sigmoid, Squeeze, Unsqueeze
+from gdrae.nn import AdditiveCoupling, FixedMix, MixedConvTranspose, ReLU, Sigmoid, Squeeze, Transposable
 from gdrae.nn.activations import positive_mask
-from gdrae.nn.base import Ctx, as_latent_map, block_jvp, block_vjp, channel_matmul
+from gdrae.nn.base import Ctx, Tape, as_latent_map, block_jvp, block_vjp, channel_matmul
 
 
 def squeezed_mix(q: Tensor) -> Tensor:
@@ -63,42 +68,27 @@ class _Stage:
 class SqueezedImageFlow:
     """``linearize`` / ``jvp`` / ``vjp`` of an image FlowDecoder, with outputs in squeezed coordinates.
 
-    The output space is Squeeze(2) of the decoder's output (see
-    :meth:`to_output_coordinates`). Holds references to the decoder's blocks,
-    not copies, so it follows their weights and devices.
+    ``start``: the initial blocks (first mixing, Unsqueeze, ConcatZero, first
+    coupling), run as they are. ``stages``: per 2x upsampling, its grow
+    mixing and its (step mixing, coupling) pairs, each coupling's network
+    Squeeze(2), MixedConvTranspose, ReLU, FixedMix. ``final``: the last
+    mixing; ``sigmoid``: the head. The output space is Squeeze(2) of the
+    decoder's output (see :meth:`to_output_coordinates`). Holds references
+    to the decoder's blocks, not copies, so it follows their weights and
+    devices.
     """
 
-    def __init__(self, start: list, stages: list[_Stage], final: FixedMix, sigmoid: Sigmoid):
-        self.start = start  # the initial blocks (first mixing, Unsqueeze, ConcatZero, first coupling): run as they are
-        self.stages = stages
-        self.final = final
-        self.sigmoid = sigmoid
-
-    @classmethod
-    def from_flow(cls, flow: Chain, head: Chain) -> "SqueezedImageFlow | None":
-        """The squeezed products of ``head(flow(.))``, or None if the flow is not shaped like the image flow."""
-        layers = list(flow.layers)
-        if len(layers) < 7 or list(map(type, head.layers)) != [Sigmoid] or not isinstance(layers[-1], FixedMix):
-            return None
-        start, rest, final = layers[:4], layers[4:-1], layers[-1]
-        stages = []
-        i = 0
-        while i < len(rest):
-            grow, unsqueeze = rest[i], rest[i + 1] if i + 1 < len(rest) else None
-            if not (isinstance(grow, FixedMix) and isinstance(unsqueeze, Unsqueeze) and unsqueeze.factor == 2):
-                return None
-            i += 2
-            steps = []
-            while i + 1 < len(rest) and isinstance(rest[i + 1], AdditiveCoupling):
-                coupling = _as_squeezed_coupling(rest[i + 1])
-                if not isinstance(rest[i], FixedMix) or coupling is None:
-                    return None
-                steps.append((rest[i], coupling))
-                i += 2
-            stages.append(_Stage(grow, steps))
+    def __init__(self, start: list[Transposable], stages: list[tuple[FixedMix, list[tuple[FixedMix, AdditiveCoupling]]]],
+                 final: FixedMix, sigmoid: Sigmoid):
         if not stages:
-            return None
-        return cls(start, stages, final, head.layers[0])
+            raise ValueError("SqueezedImageFlow: expected at least one upsampling stage, got none")
+        self.start = list(start)
+        self.stages = [_Stage(_checked(grow, FixedMix, "grow mixing"),
+                              [(_checked(mix, FixedMix, "step mixing"), _squeezed_coupling(coupling))
+                               for mix, coupling in steps])
+                       for grow, steps in stages]
+        self.final = _checked(final, FixedMix, "final mixing")
+        self.sigmoid = _checked(sigmoid, Sigmoid, "head")
 
     @staticmethod
     def to_output_coordinates(u: Tensor) -> Tensor:
@@ -109,37 +99,43 @@ class SqueezedImageFlow:
 
     @torch.no_grad()
     def linearize(self, p: Tensor) -> tuple[Tensor, Ctx]:
-        """Squeezed output at ``p`` (B, nz) and the context: start blocks' contexts, the stages' maps and slopes."""
+        """Squeezed output at ``p`` (B, nz) and the context: the start blocks' contexts, the stages' maps,
+        the couplings' kernels and slopes, the sigmoid's slope."""
         x = as_latent_map(p)
         start_ctx = []
         for layer in self.start:
             x, c = layer.linearize(x)
             start_ctx.append(c)
-        maps, masks = self._maps(), []
+        maps, kernels, masks = self._maps(), [], []
 
         def hidden(k: int, coupling: _Coupling, a: Tensor) -> Tensor:
-            pre = coupling.conv(a)
+            pre, kernel = coupling.conv.linearize(a)
+            kernels.append(kernel)
             masks.append(positive_mask(pre))
             return pre.clamp_(min=0)
 
         x = self._through_stages(x, maps, hidden)
         y, slope = self.sigmoid.linearize(channel_matmul(maps[-1], x))
-        return y, (start_ctx, maps, masks, slope)
+        return y, (start_ctx, maps, kernels, masks, slope)
 
     @torch.no_grad()
-    def jvp(self, v: Tensor, ctx: Ctx) -> Tensor:
+    def jvp(self, v: Tensor, ctx: Ctx, tape: Tape | None = None) -> Tensor:
         """J(p) v for v (B, nz), in squeezed output coordinates."""
-        start_ctx, maps, masks, slope = ctx
+        start_ctx, maps, kernels, masks, slope = ctx
         x = as_latent_map(v)
         for layer, c in zip(self.start, start_ctx):
-            x = block_jvp(layer, x, c)
-        x = self._through_stages(x, maps, lambda k, coupling, a: block_jvp(coupling.conv, a, None).mul_(masks[k]))
+            x = block_jvp(layer, x, c, tape)
+
+        def hidden(k: int, coupling: _Coupling, a: Tensor) -> Tensor:
+            return block_jvp(coupling.conv, a, kernels[k], tape).mul_(masks[k])
+
+        x = self._through_stages(x, maps, hidden)
         return channel_matmul(maps[-1], x).mul_(slope)
 
     @torch.no_grad()
-    def vjp(self, u: Tensor, ctx: Ctx) -> Tensor:
+    def vjp(self, u: Tensor, ctx: Ctx, tape: Tape | None = None) -> Tensor:
         """J(p)^T u for u in squeezed output coordinates, (B, nz)."""
-        start_ctx, maps, masks, slope = ctx
+        start_ctx, maps, kernels, masks, slope = ctx
         squeezed = channel_matmul(maps[-1].t(), u * slope)
         k = len(masks)
         for s in reversed(range(len(self.stages))):
@@ -151,12 +147,12 @@ class SqueezedImageFlow:
                 k -= 1
                 half = squeezed.shape[1] // 2
                 hidden = channel_matmul(coupling.out_mix.weight.t(), F.pixel_shuffle(squeezed[:, half:], 2))
-                squeezed[:, :half].add_(block_vjp(coupling.conv, hidden.mul_(masks[k]), None))
+                squeezed[:, :half].add_(block_vjp(coupling.conv, hidden.mul_(masks[k]), kernels[k], tape))
                 if j > 0:
                     squeezed = channel_matmul(maps[s][j].t(), squeezed)
             x = channel_matmul(maps[s][0].t(), squeezed)
         for layer, c in zip(reversed(self.start), reversed(start_ctx)):
-            x = block_vjp(layer, x, c)
+            x = block_vjp(layer, x, c, tape)
         return x.flatten(1)
 
     def _through_stages(self, x: Tensor, maps: list, hidden: Callable[[int, _Coupling, Tensor], Tensor]) -> Tensor:
@@ -193,9 +189,18 @@ class SqueezedImageFlow:
         return maps
 
 
-def _as_squeezed_coupling(coupling: AdditiveCoupling) -> _Coupling | None:
+def _checked(block, kind: type, role: str):
+    if not isinstance(block, kind):
+        raise ValueError(f"SqueezedImageFlow: {role} expected a {kind.__name__}, got {type(block).__name__}")
+    return block
+
+
+def _squeezed_coupling(coupling: AdditiveCoupling) -> _Coupling:
+    """The parts of a coupling the squeezed passes use; ValueError unless its network has the image flow's shape."""
+    _checked(coupling, AdditiveCoupling, "flow step")
     layers = list(coupling.net.layers)
     kinds = [Squeeze, MixedConvTranspose, ReLU, FixedMix]
     if len(layers) != 4 or not all(isinstance(b, k) for b, k in zip(layers, kinds)) or layers[0].factor != 2:
-        return None
+        raise ValueError("SqueezedImageFlow: a coupling network expected Squeeze(2), MixedConvTranspose, ReLU, "
+                         f"FixedMix, got {', '.join(type(b).__name__ for b in layers)}")
     return _Coupling(conv=layers[1], out_mix=layers[3])

@@ -8,28 +8,39 @@ Each block is a :class:`Transposable` module with four methods:
 - ``linearize(x) -> (y, ctx)``: the same ``y`` plus ``ctx``, what the Jacobian
   at ``x`` needs beyond the block's weights: the *detached* activation slopes
   (ReLU mask, sigmoid ``s(1-s)``), a list of those for containers, ``None`` for
-  linear blocks. Slopes are constants on purpose: the spectral loss treats
-  them so (MODEL.md section 6).
+  linear blocks (a :class:`Shared` constant where a linear block prepares
+  something once for all products, e.g. a fused kernel). Slopes are
+  constants on purpose: the spectral loss treats them so (MODEL.md section 6).
 - ``jvp(v, ctx) -> J(x) v`` and ``vjp(u, ctx) -> J(x)^T u``: products with the
   Jacobian and its transpose, differentiable with respect to the block's
-  weights (biases do not enter a Jacobian).
+  weights (biases do not enter a Jacobian). Containers (blocks made of
+  blocks: :class:`Chain`, the coupling, the decoder) also take a ``tape``
+  (:class:`Tape`) and pass it to their blocks through :func:`block_jvp` /
+  :func:`block_vjp`.
 - ``inverse(y) -> x``: a left inverse, only for the injective blocks that sit
   on the decoder's main path; the others raise ``TypeError``.
 
 All tensors are batched: ``v`` has the input's shape, ``u`` the output's, and
 each sample uses its own slopes. Every block is tested against autograd
-through one shared helper (tests/nn/helpers.py).
+through one shared helper (:func:`gdrae.nn.testing.assert_jacobian_products`).
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-Ctx = Any  # None (linear block), a Tensor of slopes, or a list of sub-contexts
+Ctx = Any  # None (linear block), a Tensor of slopes, a Shared constant, or a list of sub-contexts
+
+
+class Shared:
+    """A context entry that every sample shares (not a per-sample slope): tiling a context for a
+    bigger batch leaves it as it is."""
+
+    def __init__(self, value: Tensor):
+        self.value = value
 
 
 class Transposable(nn.Module):
@@ -38,6 +49,8 @@ class Transposable(nn.Module):
     #: True for blocks whose Jacobian depends on trainable weights (the convolutions);
     #: a :class:`Tape` records the passes through them.
     weights_in_jacobian = False
+    #: True for containers: their ``jvp`` / ``vjp`` take a ``tape`` and pass it to their blocks.
+    passes_tape = False
 
     def linearize(self, x: Tensor) -> tuple[Tensor, Ctx]:
         """Output at ``x`` and the detached context its Jacobian needs (None: linear)."""
@@ -59,6 +72,8 @@ class Transposable(nn.Module):
 class Chain(Transposable):
     """Composition of transposable blocks, applied in order (its Jacobian is the chain rule)."""
 
+    passes_tape = True
+
     def __init__(self, layers: Iterable[Transposable]):
         super().__init__()
         self.layers = nn.ModuleList(layers)
@@ -75,14 +90,14 @@ class Chain(Transposable):
             ctxs.append(ctx)
         return x, ctxs
 
-    def jvp(self, v: Tensor, ctx: list) -> Tensor:
+    def jvp(self, v: Tensor, ctx: list, tape: Tape | None = None) -> Tensor:
         for layer, c in zip(self.layers, ctx):
-            v = block_jvp(layer, v, c)
+            v = block_jvp(layer, v, c, tape)
         return v
 
-    def vjp(self, u: Tensor, ctx: list) -> Tensor:
+    def vjp(self, u: Tensor, ctx: list, tape: Tape | None = None) -> Tensor:
         for layer, c in zip(reversed(self.layers), reversed(ctx)):
-            u = block_vjp(layer, u, c)
+            u = block_vjp(layer, u, c, tape)
         return u
 
     def inverse(self, y: Tensor) -> Tensor:
@@ -97,35 +112,26 @@ class Tape:
     For a product J(x) t whose weight gradient is wanted against a cotangent
     c at the output, autograd would keep the whole pass and run a ``vjp``
     back through it. When a ``vjp`` of c has already been run (the power
-    iteration's last one), recording it spares that second pass:
+    iteration's last one), recording it spares that second pass: pass the
+    tape to both passes (``vjp(c, ctx, tape)``, then ``jvp(t, ctx, tape)``):
 
-    - inside ``with tape.recording():`` a ``vjp`` appends, for each weighted
-      block, the cotangent arriving at its output (``cotangents``);
-    - a ``jvp`` computes each weighted block's output with autograd on (its
+    - the ``vjp`` appends, for each weighted block, the cotangent arriving at
+      its output (``cotangents``);
+    - the ``jvp`` computes each weighted block's output with autograd on (its
       input detached) and appends it to ``outputs``; the pass goes on
       detached.
 
     Then sum over blocks of <outputs[i], cotangents[i]> has the gradient
     <dJ/dweights t, c>, which is what backpropagating <J t, c> gives.
     Blocks are matched in pass order (the ``vjp`` visits them in reverse).
-    One tape records at a time in a process: the active one is a module
-    global, which ``torch.compile`` traces without a graph break.
     """
 
     def __init__(self) -> None:
         self.cotangents: list[Tensor] = []
         self.outputs: list[Tensor] = []
 
-    @contextmanager
-    def recording(self) -> Iterator["Tape"]:
-        global _active_tape
-        outer, _active_tape = _active_tape, self
-        try:
-            yield self
-        finally:
-            _active_tape = outer
-
     def jvp(self, layer: Transposable, v: Tensor, ctx: Ctx) -> Tensor:
+        """``layer.jvp(v, ctx)``, its output kept with a graph to the layer's weights; returns it detached."""
         # copies in and out: the pass may update its tensors in place, autograd keeps these.
         # A channel slice of a channels-last map is copied back to channels-last (the decoder's layout).
         layout = torch.channels_last if v.dim() == 4 else torch.contiguous_format
@@ -133,6 +139,11 @@ class Tape:
             out = layer.jvp(v.detach().clone(memory_format=layout), ctx)
         self.outputs.append(out)
         return out.detach().clone()
+
+    def vjp(self, layer: Transposable, u: Tensor, ctx: Ctx) -> Tensor:
+        """``layer.vjp(u, ctx)``, the cotangent ``u`` at its output kept."""
+        self.cotangents.append(u)
+        return layer.vjp(u, ctx)
 
     def pairing(self) -> Tensor:
         """Per sample, sum over blocks of <output, cotangent> (B,): differentiable in the weights."""
@@ -144,23 +155,24 @@ class Tape:
         return total
 
 
-_active_tape: Tape | None = None  # set by Tape.recording
-
-
-def block_jvp(layer: Transposable, v: Tensor, ctx: Ctx) -> Tensor:
-    """``layer.jvp(v, ctx)``, recorded on the active :class:`Tape` if the layer has weights in its Jacobian."""
-    tape = _active_tape
-    if tape is not None and layer.weights_in_jacobian:
+def block_jvp(layer: Transposable, v: Tensor, ctx: Ctx, tape: Tape | None = None) -> Tensor:
+    """``layer.jvp(v, ctx)`` inside a container: recorded on ``tape`` if the layer has weights in its
+    Jacobian, the tape handed on if the layer is itself a container."""
+    if tape is None:
+        return layer.jvp(v, ctx)
+    if layer.weights_in_jacobian:
         return tape.jvp(layer, v, ctx)
-    return layer.jvp(v, ctx)
+    return layer.jvp(v, ctx, tape) if layer.passes_tape else layer.jvp(v, ctx)
 
 
-def block_vjp(layer: Transposable, u: Tensor, ctx: Ctx) -> Tensor:
-    """``layer.vjp(u, ctx)``, recorded on the active :class:`Tape` if the layer has weights in its Jacobian."""
-    tape = _active_tape
-    if tape is not None and layer.weights_in_jacobian:
-        tape.cotangents.append(u)
-    return layer.vjp(u, ctx)
+def block_vjp(layer: Transposable, u: Tensor, ctx: Ctx, tape: Tape | None = None) -> Tensor:
+    """``layer.vjp(u, ctx)`` inside a container: recorded on ``tape`` if the layer has weights in its
+    Jacobian, the tape handed on if the layer is itself a container."""
+    if tape is None:
+        return layer.vjp(u, ctx)
+    if layer.weights_in_jacobian:
+        return tape.vjp(layer, u, ctx)
+    return layer.vjp(u, ctx, tape) if layer.passes_tape else layer.vjp(u, ctx)
 
 
 def compiling() -> bool:

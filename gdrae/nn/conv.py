@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gdrae.nn.base import Transposable, channel_matmul, compiling
+from gdrae.nn.base import Shared, Transposable, channel_matmul
 
 
 class ConvTranspose(Transposable):
@@ -87,6 +87,10 @@ class MixedConvTranspose(Transposable):
     channels. In the image decoder c < h (the mixing is an isometry that
     widens), so every pass of the decoder, its Jacobian products included,
     does fewer multiply-adds; the gradient still reaches ``conv``'s weight.
+
+    ``linearize`` contracts the kernel once and hands it on in its context,
+    so the constant products at that point (the power iteration's passes)
+    share it; a product with autograd on contracts it again from the weight.
     """
 
     weights_in_jacobian = True
@@ -96,33 +100,37 @@ class MixedConvTranspose(Transposable):
         self.mix = mix
         self.conv = conv
 
-    def weight(self) -> Tensor:
-        """The fused kernel (c, out, k, k).
-
-        Without autograd (the power iteration's constant passes) the kernel is
-        kept until the weight or the mixing changes (in-place updates bump
-        ``_version``), so the passes of one step contract it once. It is kept
-        channels-last, the decoder's layout, which the convolutions would
-        otherwise copy it to on every call.
-        """
-        w, q = self.conv.conv.weight, self.mix.weight
-        if (torch.is_grad_enabled() and w.requires_grad) or compiling():
-            return torch.einsum("hc,hokl->cokl", q, w)
-        key = (w.data_ptr(), w._version, q.data_ptr(), q._version, w.dtype)
-        if getattr(self, "_cache_key", None) != key:
-            with torch.no_grad(), torch.autocast(w.device.type, enabled=False):
-                self._cache = torch.einsum("hc,hokl->cokl", q, w).contiguous(memory_format=torch.channels_last)
-            self._cache_key = key
-        return self._cache
+    def fused_kernel(self) -> Tensor:
+        """The kernel (c, out, k, k) of the mixing then the convolution, differentiable in the weight."""
+        return torch.einsum("hc,hokl->cokl", self.mix.weight, self.conv.conv.weight)
 
     def forward(self, x: Tensor) -> Tensor:
-        c = self.conv.conv
-        return F.conv_transpose2d(x, self.weight(), c.bias, c.stride, c.padding)
+        return self._transposed(x, self.fused_kernel(), self.conv.conv.bias)
 
-    def jvp(self, v: Tensor, ctx: None) -> Tensor:
-        c = self.conv.conv
-        return F.conv_transpose2d(v, self.weight(), None, c.stride, c.padding)
+    def linearize(self, x: Tensor) -> tuple[Tensor, Shared]:
+        """The output at ``x`` and, as context, the fused kernel without a graph: kept channels-last (the
+        decoder's layout, which the convolutions would otherwise copy it to on every call) and in the
+        weight's dtype under autocast."""
+        w = self.conv.conv.weight
+        with torch.no_grad(), torch.autocast(w.device.type, enabled=False):
+            kernel = self.fused_kernel().contiguous(memory_format=torch.channels_last)
+        if torch.is_grad_enabled() and w.requires_grad:
+            return self(x), Shared(kernel)
+        return self._transposed(x, kernel, self.conv.conv.bias), Shared(kernel)
 
-    def vjp(self, u: Tensor, ctx: None) -> Tensor:
+    def jvp(self, v: Tensor, ctx: Shared | None) -> Tensor:
+        return self._transposed(v, self._kernel(ctx), None)
+
+    def vjp(self, u: Tensor, ctx: Shared | None) -> Tensor:
         c = self.conv.conv
-        return F.conv2d(u, self.weight(), None, c.stride, c.padding)
+        return F.conv2d(u, self._kernel(ctx), None, c.stride, c.padding)
+
+    def _kernel(self, ctx: Shared | None) -> Tensor:
+        """The kernel of a product: the context's, unless autograd is to reach the weight (or there is none)."""
+        if ctx is None or (torch.is_grad_enabled() and self.conv.conv.weight.requires_grad):
+            return self.fused_kernel()
+        return ctx.value
+
+    def _transposed(self, x: Tensor, kernel: Tensor, bias: Tensor | None) -> Tensor:
+        c = self.conv.conv
+        return F.conv_transpose2d(x, kernel, bias, c.stride, c.padding)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gdrae.nn.base import Chain, Ctx, Transposable
+from gdrae.nn.base import Chain, Ctx, Tape, Transposable
 
 
 class AdditiveCoupling(Transposable):
@@ -16,6 +16,8 @@ class AdditiveCoupling(Transposable):
 
     Jacobian [[I, 0], [J_net, I]], transpose [[I, J_net^T], [0, I]].
     """
+
+    passes_tape = True
 
     def __init__(self, net: Chain):
         super().__init__()
@@ -30,13 +32,13 @@ class AdditiveCoupling(Transposable):
         h, ctx = self.net.linearize(a)
         return torch.cat([a, b + h], dim=1), ctx
 
-    def jvp(self, v: Tensor, ctx: Ctx) -> Tensor:
+    def jvp(self, v: Tensor, ctx: Ctx, tape: Tape | None = None) -> Tensor:
         va, vb = v.chunk(2, dim=1)
-        return torch.cat([va, vb + self.net.jvp(va, ctx)], dim=1)
+        return torch.cat([va, vb + self.net.jvp(va, ctx, tape)], dim=1)
 
-    def vjp(self, u: Tensor, ctx: Ctx) -> Tensor:
+    def vjp(self, u: Tensor, ctx: Ctx, tape: Tape | None = None) -> Tensor:
         ua, ub = u.chunk(2, dim=1)
-        return torch.cat([ua + self.net.vjp(ub, ctx), ub], dim=1)
+        return torch.cat([ua + self.net.vjp(ub, ctx, tape), ub], dim=1)
 
     def inverse(self, y: Tensor) -> Tensor:
         a, c = y.chunk(2, dim=1)

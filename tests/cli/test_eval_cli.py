@@ -2,19 +2,16 @@
 import csv
 import json
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/evalkit.py
-from evalkit import make_cache, train_tiny  # noqa: E402
+from evalkit import make_cache, train_tiny  # tests/evalkit.py (tests/ is on pytest's pythonpath)
 
-from cli.eval import main  # noqa: E402
-from gdrae.evaluate import METRIC_NAMES  # noqa: E402
-from pipelines.store import prepare  # noqa: E402
+from cli.eval import main
+from gdrae.evaluate import METRIC_NAMES
+from pipelines.store import prepare
 
 FAST = "histogram,mig,sap,geometry"  # the quick metrics; tests/test_evaluate.py runs them all
 
@@ -107,10 +104,20 @@ def test_sector2d_checkpoint(sector_run, tmp_path):
         assert (tmp_path / "images" / f"eval-step-2-{name}.png").is_file()
 
 
+def test_the_checkpoint_is_read_once(image_run, tmp_path, monkeypatch):
+    import gdrae.checkpoint
+
+    real, reads = gdrae.checkpoint.torch_load, []
+    monkeypatch.setattr(gdrae.checkpoint, "torch_load", lambda path, *args: reads.append(path) or real(path, *args))
+    result = run("--ckpt", image_run[0], "--metrics", "geometry", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert reads == [image_run[0]]
+
+
 def test_unknown_metric_is_a_bad_parameter(image_run):
     result = run("--ckpt", image_run[0], "--metrics", "histogram,mgi")
     assert result.exit_code == 2
-    assert "Invalid value for '--metrics'" in result.output and "got mgi" in result.output
+    assert "Invalid value for '--metrics'" in result.output and "got 'mgi'" in result.output
 
 
 def test_missing_cache_says_what_to_prepare(image_run, tmp_path):
@@ -170,7 +177,7 @@ def test_zeroed_bytes_in_the_weights_name_the_intact_step_file(image_run, tmp_pa
 
 @pytest.mark.parametrize("kind, message", [
     ("channels", "channels expected 1 (model.channels), got 3"),
-    ("size", "image size expected 64x64 (model.image_size), got 32x32"),
+    ("size", "image size expected 64x64 (the encoders' input), got 32x32"),
     ("dataset", "dataset expected 'tiny2d' (data.name), got 'other'"),
 ])
 def test_checkpoint_and_cache_that_do_not_belong_together(image_run, tmp_path, kind, message):

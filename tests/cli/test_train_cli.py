@@ -114,7 +114,7 @@ def test_resume_with_a_lower_lr_applies_it_and_says_so(tmp_path):
 
 
 def test_second_training_into_a_run_in_use(tmp_path):
-    from gdrae.train import RunDirLock
+    from gdrae.rundir import RunDirLock
 
     held = RunDirLock(tmp_path / "run")
     try:
@@ -125,9 +125,9 @@ def test_second_training_into_a_run_in_use(tmp_path):
 
 
 def test_batch_too_large_for_memory(tmp_path, monkeypatch):
-    import gdrae.train
+    import gdrae.data.stream
 
-    real = gdrae.train.sample_sector
+    real = gdrae.data.stream.sample_sector
 
     def sample_sector(n, uniform, generator):  # what torch says when an allocation fails
         if n < 10**6:
@@ -135,7 +135,7 @@ def test_batch_too_large_for_memory(tmp_path, monkeypatch):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
                            f"memory: you tried to allocate {8 * n} bytes. Error code 12 (Cannot allocate memory)")
 
-    monkeypatch.setattr(gdrae.train, "sample_sector", sample_sector)
+    monkeypatch.setattr(gdrae.data.stream, "sample_sector", sample_sector)
     result = _sector(tmp_path, "--set", "train.steps=1", "--set", "data.batch_size=100000000")
     assert result.exit_code == 1 and "Traceback" not in result.output
     errors = [part for part in result.output.replace("\r", "\n").splitlines() if part.startswith("Error: ")]

@@ -169,6 +169,31 @@ def test_corrupt_chunk_fails_on_read_naming_cache_and_chunk(make_cache):
         assert f"gdrae-data prepare tiny --cache-dir {cache.path.parent} --force" in message and "\n" not in message
 
 
+@pytest.mark.parametrize("kind", ["images", "points"])
+def test_chunk_files_decode_as_zarr_reads_them(make_cache, monkeypatch, kind):
+    """The fast path chunk_files (gdrae.fastpaths) against zarr's own read, chunk by chunk, the short last one too."""
+    cache = make_cache(kind=kind, name=kind)
+    assert cache.data._chunk_file is not None  # the layout the fast path decodes
+    monkeypatch.delenv("GDRAE_PLAIN", raising=False)
+    fast = [cache.data.read_chunk(i) for i in range(cache.data.nchunks)]
+    monkeypatch.setenv("GDRAE_PLAIN", "chunk_files")
+    plain = [cache.data.read_chunk(i) for i in range(cache.data.nchunks)]
+    assert len(plain[-1]) == 120 - 7 * 16
+    for a, b in zip(fast, plain):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(np.concatenate(plain), cache.data.zarr[:])
+
+
+@pytest.mark.parametrize("plain", ["", "chunk_files"])
+def test_a_corrupt_chunk_is_refused_by_either_reader(make_cache, monkeypatch, plain):
+    cache = make_cache()
+    corrupt(chunk_file(cache, 2))
+    monkeypatch.setenv("GDRAE_PLAIN", plain)
+    with pytest.raises(GdraeError, match=r"chunk 2 \(rows 32..47\) of 'images' is corrupt"):
+        cache.data.read_chunk(2)
+
+
 @pytest.mark.parametrize("rows", [32, 15])
 def test_a_chunk_shape_that_disagrees_with_the_stored_chunks_is_corrupt(make_cache, rows):
     cache = make_cache()  # 120 rows in chunks of 16 (192 bytes each): 8 chunk files

@@ -22,8 +22,7 @@ def test_out_of_range_factors_are_refused():
 
 
 def test_uniform_sampling_covers_each_factor_evenly():
-    rng = np.random.default_rng(0)
-    f = grid.sample_factors(30000, SIZES, rng)
+    f = grid.sample_factors(30000, SIZES, np.random.RandomState(0))
     assert f.shape == (30000, 3) and f.min() == 0
     for k, size in enumerate(SIZES):
         counts = np.bincount(f[:, k], minlength=size)
@@ -31,11 +30,15 @@ def test_uniform_sampling_covers_each_factor_evenly():
         np.testing.assert_allclose(counts / 30000, 1 / size, atol=0.02)
 
 
-def test_sampling_with_a_fixed_factor_shares_its_value_and_is_seeded():
-    f = grid.sample_factors_fixed(500, SIZES, fixed=1, rng=np.random.default_rng(3))
-    assert len(np.unique(f[:, 1])) == 1
-    assert len(np.unique(f[:, 2])) == 5  # the others still vary
-    again = grid.sample_factors_fixed(500, SIZES, fixed=1, rng=np.random.default_rng(3))
-    np.testing.assert_array_equal(f, again)
-    g = grid.sample_factors_fixed(10, SIZES, fixed=0, rng=np.random.default_rng(3), value=2)
-    assert (g[:, 0] == 2).all()
+def test_sample_factors_in_range_and_seeded():
+    a = grid.sample_factors((50, 4), (2, 7), np.random.RandomState(3))
+    b = grid.sample_factors((50, 4), (2, 7), np.random.RandomState(3))
+    assert a.shape == (50, 4, 2) and np.array_equal(a, b)
+    assert a[..., 0].max() == 1 and a[..., 1].max() == 6 and a.min() == 0
+
+
+def test_sample_factors_draws_as_disentanglement_lib():
+    """One randint per factor, in factor order: the metrics' samples for a seed are that library's."""
+    rng = np.random.RandomState(5)
+    expected = np.stack([rng.randint(s, size=7) for s in SIZES], axis=-1)
+    np.testing.assert_array_equal(grid.sample_factors(7, SIZES, np.random.RandomState(5)), expected)

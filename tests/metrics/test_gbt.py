@@ -62,3 +62,12 @@ def test_dci_gbt_agrees_with_sklearn(grid):
     assert ours.keys() == theirs.keys()
     for key in ours:
         assert ours[key] == pytest.approx(theirs[key], abs=0.02), key
+
+
+def test_switching_the_gbt_fast_path_off_fits_scikit_learn_itself(grid, monkeypatch):
+    """GDRAE_PLAIN=gbt (gdrae.fastpaths): dci's default model is then scikit-learn's GradientBoostingClassifier."""
+    sizes = (3, 4)
+    codes = grid(sizes) / np.array(sizes) + 0.1 * np.random.RandomState(0).randn(12, 2)
+    kw = dict(num_train=100, num_test=50, seed=0)
+    monkeypatch.setenv("GDRAE_PLAIN", "gbt")
+    assert dci(codes, sizes, **kw) == dci(codes, sizes, model="sklearn", **kw)

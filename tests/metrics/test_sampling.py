@@ -2,22 +2,17 @@ import numpy as np
 import pytest
 
 from gdrae.errors import GdraeError
-from gdrae.metrics.sampling import check_inputs, lookup, sample_factors
+from gdrae.data.grid import factors_to_index
+from gdrae.metrics.sampling import check_inputs, sample_codes
 
 
-def test_lookup_matches_grid_order(grid):
+def test_sample_codes_look_up_the_grid_order(grid):
     sizes = (2, 3, 4)
     codes = np.arange(24, dtype=float)[:, None] * 10
     factors = np.array([[1, 2, 3], [0, 0, 1], [1, 0, 0]])
-    assert lookup(codes, sizes, factors)[:, 0].tolist() == [230.0, 10.0, 120.0]
-    assert np.array_equal(lookup(grid(sizes), sizes, grid(sizes)), grid(sizes))
-
-
-def test_sample_factors_in_range_and_seeded():
-    a = sample_factors(np.random.RandomState(3), (2, 7), (50, 4))
-    b = sample_factors(np.random.RandomState(3), (2, 7), (50, 4))
-    assert a.shape == (50, 4, 2) and np.array_equal(a, b)
-    assert a[..., 0].max() == 1 and a[..., 1].max() == 6 and a.min() == 0
+    assert codes[factors_to_index(factors, sizes)][:, 0].tolist() == [230.0, 10.0, 120.0]
+    z, f = sample_codes(grid(sizes), sizes, 50, np.random.RandomState(3))
+    assert np.array_equal(z, f) and f.shape == (50, 3)  # the grid's code of a cell is its factors
 
 
 def test_single_value_factor_is_dropped_without_reordering(grid):

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from gdrae.models import image_decoder, sector2d_decoder
 from gdrae.models.squeezed import SqueezedImageFlow, squeezed_mix
-from gdrae.nn import FixedMix, Unsqueeze
+from gdrae.nn import AdditiveCoupling, Chain, FixedMix, Squeeze, Unsqueeze
 from tiny_models import TINY_IMAGE, TINY_SECTOR
 
 
@@ -45,9 +45,26 @@ def test_products_equal_the_reference_chain(middle_ns_flows):
     assert torch.equal(u_fast, kept)  # inputs are not updated in place
 
 
-def test_only_the_image_flow_shape_is_recognised():
+def test_built_with_the_image_decoder_from_its_own_blocks():
     torch.manual_seed(0)
-    assert sector2d_decoder(**TINY_SECTOR).squeezed is None
-    flow = image_decoder(**TINY_IMAGE).flow
-    broken = type(flow)([layer for layer in flow.layers if not isinstance(layer, Unsqueeze)])
-    assert SqueezedImageFlow.from_flow(broken, image_decoder(**TINY_IMAGE).head) is None
+    dec = image_decoder(**TINY_IMAGE)
+    assert dec.fast_jacobian is dec.squeezed
+    fast_blocks = {id(m) for m in dec.squeezed.start} | {id(dec.squeezed.final)}
+    fast_blocks |= {id(s.grow) for s in dec.squeezed.stages}
+    assert fast_blocks <= {id(m) for m in dec.flow.modules()}  # references, not copies
+    sector = sector2d_decoder(**TINY_SECTOR)
+    assert sector.squeezed is None and sector.fast_jacobian is sector  # its chain is its fast form
+
+
+def test_blocks_of_another_shape_are_refused_loudly():
+    torch.manual_seed(0)
+    dec = image_decoder(**TINY_IMAGE)
+    fast = dec.squeezed
+    stages = [(s.grow, [(mix, AdditiveCoupling(Chain([Squeeze(2), FixedMix(8, 4)])))]) for s in fast.stages for mix, _ in s.steps]
+    with pytest.raises(ValueError, match="a coupling network expected Squeeze.2., MixedConvTranspose, ReLU, FixedMix, "
+                                         "got Squeeze, FixedMix"):
+        SqueezedImageFlow(fast.start, stages, fast.final, fast.sigmoid)
+    with pytest.raises(ValueError, match="grow mixing expected a FixedMix, got Unsqueeze"):
+        SqueezedImageFlow(fast.start, [(Unsqueeze(2), [])], fast.final, fast.sigmoid)
+    with pytest.raises(ValueError, match="expected at least one upsampling stage"):
+        SqueezedImageFlow(fast.start, [], fast.final, fast.sigmoid)

@@ -8,6 +8,7 @@ from gdrae.nn import (
     AdditiveCoupling, Chain, ConcatZero, Conv1x1, ConvTranspose, FixedMix, MixedConvTranspose, ProductMix, ReLU, Sigmoid, Squeeze,
     Unsqueeze,
 )
+from gdrae.nn.activations import positive_mask
 from gdrae.nn.base import Tape
 from gdrae.nn.testing import assert_jacobian_products
 
@@ -73,15 +74,18 @@ def test_conv_transpose_on_one_pixel_is_the_convolution():
 
 
 
-def test_mixed_conv_transpose_kernel_follows_in_place_weight_updates():
+def test_mixed_conv_transpose_kernel_is_contracted_once_per_point_and_follows_weight_updates():
     torch.manual_seed(7)
     fused = MixedConvTranspose(FixedMix(3, 5), ConvTranspose(5, 4, 4, 2, 1)).double()
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64)
     v = torch.randn(2, 3, 4, 4, dtype=torch.float64)
     with torch.no_grad():
-        before = fused.jvp(v, None)
-        assert fused.weight() is fused.weight()  # kept between constant passes
+        _, ctx = fused.linearize(x)  # the kernel, contracted once for the constant products at x
+        torch.testing.assert_close(ctx.value, fused.fused_kernel())
+        before = fused.jvp(v, ctx)
         fused.conv.conv.weight.add_(0.5)  # as an optimizer step does
-        after = fused.jvp(v, None)
+        _, ctx = fused.linearize(x)  # the next step linearizes again
+        after = fused.jvp(v, ctx)
     assert not torch.allclose(before, after)
     reference = Chain([fused.mix, fused.conv])
     torch.testing.assert_close(after, reference.jvp(v, [None, None]))
@@ -211,9 +215,9 @@ def test_tape_pairing_has_the_gradient_of_the_jacobian_product():
     expected = torch.autograd.grad((chain.jvp(t, ctx) * c).sum(), weights)
 
     tape = Tape()
-    with torch.no_grad(), tape.recording():
-        chain.vjp(c, ctx)
-        out = chain.jvp(t, ctx)
+    with torch.no_grad():
+        chain.vjp(c, ctx, tape)
+        out = chain.jvp(t, ctx, tape)
     torch.testing.assert_close(out, chain.jvp(t, ctx))  # the pass itself is unchanged
     assert len(tape.outputs) == len(tape.cotangents) == 2  # the two couplings' convolutions
     got = torch.autograd.grad(tape.pairing().sum(), weights)
@@ -227,7 +231,23 @@ def test_tape_refuses_unmatched_passes():
     x = torch.randn(2, 4, 4, 4, dtype=torch.float64)
     _, ctx = chain.linearize(x)
     tape = Tape()
-    with torch.no_grad(), tape.recording():
-        chain.jvp(x, ctx)
+    with torch.no_grad():
+        chain.jvp(x, ctx, tape)
+    assert chain.jvp(x, ctx) is not None and len(tape.outputs) == 1  # a pass without the tape records nothing
     with pytest.raises(RuntimeError, match="1 jvp outputs against 0 vjp cotangents"):
         tape.pairing()
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_positive_mask_equals_the_plain_comparison(monkeypatch, layout, dtype):
+    """The fast path positive_mask (torch.gt with out=, gdrae.fastpaths) against (x > 0).to(x.dtype)."""
+    x = torch.randn(3, 4, 5, 6).to(dtype).contiguous(memory_format=layout)
+    x[0, 0, 0, :3] = torch.tensor([0.0, -0.0, float("nan")], dtype=dtype)
+    monkeypatch.delenv("GDRAE_PLAIN", raising=False)
+    fast = positive_mask(x)
+    monkeypatch.setenv("GDRAE_PLAIN", "positive_mask")
+    plain = positive_mask(x)
+    assert torch.equal(fast, plain) and torch.equal(plain, (x > 0).to(dtype))
+    assert fast.dtype == plain.dtype == dtype and not fast.requires_grad
+    assert fast.is_contiguous(memory_format=layout) and plain.is_contiguous(memory_format=layout)

@@ -3,10 +3,12 @@ import re
 import numpy as np
 import pytest
 import torch
+import tripwire
 
 from gdrae.errors import GdraeError
-from pipelines import faces, raw_writers
-from pipelines.raw_writers import PickleTripwire, decode_index, write_3dfaces
+from pipelines import faces
+from pipelines.raw_writers import decode_index, write_3dfaces
+from tripwire import PickleTripwire
 
 SIZES = (2, 3, 2, 2)
 
@@ -33,11 +35,11 @@ def test_pickled_object_is_refused_and_never_run(raw_dir):
     path = raw_dir / faces.RAW.relpath
     path.parent.mkdir(parents=True)
     torch.save({"images": torch.zeros(2, 2, 2, 2, 64, 64, dtype=torch.uint8), "extra": PickleTripwire()}, path)
-    raw_writers.TRIPPED.clear()
+    tripwire.TRIPPED.clear()
     message = f"{path}: holds Python code (pickled objects), not only tensors: not loaded; do not trust this file"
     with pytest.raises(GdraeError, match=re.escape(message) + "$"):
         faces.convert(raw_dir)
-    assert raw_writers.TRIPPED == []
+    assert tripwire.TRIPPED == []
 
 
 def test_truncated_file_is_refused(raw_dir):

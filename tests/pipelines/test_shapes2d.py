@@ -3,10 +3,12 @@ import re
 
 import numpy as np
 import pytest
+import tripwire
 
 from gdrae.errors import GdraeError
-from pipelines import raw_writers, shapes2d
-from pipelines.raw_writers import PickleTripwire, decode_index, write_dsprites
+from pipelines import shapes2d
+from pipelines.raw_writers import decode_index, write_dsprites
+from tripwire import PickleTripwire
 
 SIZES = (2, 2, 3, 2, 2)
 
@@ -40,13 +42,13 @@ def test_converts_to_grid_order_with_0_255_pixels(raw_dir, convert_all):
 
 def test_pickled_metadata_is_never_unpickled(raw_dir, convert_all):
     (path,) = write_dsprites(raw_dir, SIZES, metadata=PickleTripwire())
-    raw_writers.TRIPPED.clear()
+    tripwire.TRIPPED.clear()
     with pytest.raises(RuntimeError, match="unpickled"):  # the tripwire works ...
         np.load(path, allow_pickle=True)["metadata"]
-    assert raw_writers.TRIPPED
-    raw_writers.TRIPPED.clear()
+    assert tripwire.TRIPPED
+    tripwire.TRIPPED.clear()
     converted, images = convert_all("shapes2d", raw_dir)  # ... and conversion never sets it off
-    assert raw_writers.TRIPPED == []
+    assert tripwire.TRIPPED == []
     assert images.shape[0] == converted.n == 48
 
 

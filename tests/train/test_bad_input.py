@@ -20,7 +20,8 @@ def _snapshot(folder):
 
 
 def test_channels_that_do_not_match_the_cache(make_cfg):
-    with pytest.raises(GdraeError, match=r"tiny.zarr: model.channels: expected 1 \(the cache's images\), got 3"):
+    with pytest.raises(GdraeError, match=r"config and cache \S*tiny.zarr do not belong together: channels expected 3 "
+                                         r"\(model.channels\), got 1$"):
         train(make_cfg("image", "model.channels=3", "model.ncs=[8,4,4,4,4]"))
 
 
@@ -84,7 +85,7 @@ def test_resume_from_a_corrupt_checkpoint(make_cfg, tmp_path, damage):
 
 
 def test_a_step_that_runs_out_of_memory_names_the_batch_size(make_cfg, monkeypatch):
-    def out_of_memory(self, x):
+    def out_of_memory(self, x, spectral_route="auto"):
         raise RuntimeError(CPU_OUT_OF_MEMORY)
 
     monkeypatch.setattr(GDRAE, "loss_terms", out_of_memory)
@@ -94,7 +95,7 @@ def test_a_step_that_runs_out_of_memory_names_the_batch_size(make_cfg, monkeypat
 
 
 def test_other_runtime_errors_are_not_taken_for_memory(make_cfg, monkeypatch):
-    def broken(self, x):
+    def broken(self, x, spectral_route="auto"):
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
 
     monkeypatch.setattr(GDRAE, "loss_terms", broken)

@@ -16,7 +16,9 @@ from gdrae.checkpoint import read_checkpoint
 from gdrae.config import load_config
 from gdrae.errors import GdraeError
 from gdrae.models import GDRAE
-from gdrae.train import RunDirLock, RunLog, TrainingDiverged, bfloat16_is_emulated, read_loss_log, train
+from gdrae.rundir import RunDirLock
+from gdrae.runlog import RunLog, read_loss_log
+from gdrae.train import TrainingDiverged, bfloat16_is_emulated, train
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -164,8 +166,8 @@ def _nan_from_call(monkeypatch, calls: set[int]):
     """Make GDRAE.loss_terms return a NaN reconstruction term on the given (1-based) calls."""
     original, count = GDRAE.loss_terms, [0]
 
-    def loss_terms(self, x):
-        terms = original(self, x)
+    def loss_terms(self, x, spectral_route="auto"):
+        terms = original(self, x, spectral_route)
         count[0] += 1
         if count[0] in calls:
             terms["recon"] = terms["recon"] * float("nan")
@@ -246,11 +248,11 @@ def test_sigterm_writes_checkpoint_and_exits_cleanly(make_cfg, tmp_path):
 def test_ctrl_c_stops_after_the_current_step_with_a_checkpoint(make_cfg, tmp_path, monkeypatch):
     original, count = GDRAE.loss_terms, [0]
 
-    def loss_terms(self, x):  # Ctrl-C arrives during step 3
+    def loss_terms(self, x, spectral_route="auto"):  # Ctrl-C arrives during step 3
         count[0] += 1
         if count[0] == 3:
             os.kill(os.getpid(), signal.SIGINT)
-        return original(self, x)
+        return original(self, x, spectral_route)
 
     monkeypatch.setattr(GDRAE, "loss_terms", loss_terms)
     handler = signal.getsignal(signal.SIGINT)
@@ -292,14 +294,16 @@ def test_metrics_hook_is_called_at_each_evaluation_when_asked(make_cfg, tmp_path
 
     calls = []
 
-    def training_metrics(model, cfg, names):
-        calls.append(list(names))
+    def training_metrics(model, cfg, cache):
+        calls.append((list(cfg.train.metrics), cache))
         return {"fake_score": 0.5}
 
+    opened = []
     monkeypatch.setattr(evaluate, "training_metrics", training_metrics)
-    monkeypatch.setattr(evaluate, "open_run_cache", lambda cfg, source: None)  # Sector2D trains without a cache
+    # Sector2D trains without a cache; its metrics read the prepared grid, opened once at the start
+    monkeypatch.setattr("gdrae.data.cache.open_run_cache", lambda cfg, source: opened.append(source) or "grid")
     train(make_cfg("sector", "train.steps=2", "train.eval_every=1", "train.metrics=[mig]"))
-    assert calls == [["mig"], ["mig"]]
+    assert calls == [(["mig"], "grid"), (["mig"], "grid")] and opened == ["train.metrics"]
     evals = (tmp_path / "run" / "metrics" / "eval.jsonl").read_text().splitlines()
     assert all(json.loads(line)["fake_score"] == 0.5 for line in evals)
 
@@ -323,7 +327,30 @@ def test_read_loss_log_reads_what_runlog_writes(tmp_path):
     log.losses(20, {**terms, "recon": torch.tensor(0.125)}, total=torch.tensor(1.5))
     log.losses(20, {**terms, "recon": torch.tensor(0.25)}, total=torch.tensor(1.5))  # a resumed run logs again
     log.close()
-    assert read_loss_log(tmp_path / "train.log") == {
-        10: {"total": 3.25, "recon": 0.5, "sn": 2e-5},
-        20: {"total": 1.5, "recon": 0.25, "sn": 2e-5},
+    assert "step 10 total=3.25 recon=0.5 sn=2e-05" in (tmp_path / "train.log").read_text()  # for people
+    assert read_loss_log(tmp_path) == {
+        10: {"total": 3.25, "recon": 0.5, "sn": torch.tensor(2e-5).item()},  # the logged float32, not rounded
+        20: {"total": 1.5, "recon": 0.25, "sn": torch.tensor(2e-5).item()},
     }
+
+
+def test_read_loss_log_of_a_run_without_json_losses_says_so(tmp_path):
+    (tmp_path / "train.log").write_text("2026-01-01 00:00:00 step 10 total=3.25 recon=0.5\n")  # an older run
+    with pytest.raises(GdraeError, match=r"metrics/losses.jsonl: cannot read the run's losses"):
+        read_loss_log(tmp_path)
+
+
+@pytest.mark.parametrize("route", ["auto", "reference"])
+def test_the_spectral_route_is_the_configs(make_cfg, monkeypatch, route):
+    """train.spectral_route reaches the power iteration (the routes' numbers agree: tests/models/test_fast_path.py)."""
+    import gdrae.models.gdrae as gdrae_module
+
+    real, seen = gdrae_module.spectral_estimate, []
+
+    def spectral_estimate(*args):
+        seen.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(gdrae_module, "spectral_estimate", spectral_estimate)
+    train(make_cfg("sector", "train.steps=2", f"train.spectral_route={route}"))
+    assert seen == [route, route]
