@@ -6,8 +6,15 @@ that was stopped can be compared as far as it got. Prints the loss terms of
 both runs at a few steps, writes OUT/curves.png (every term, both runs, log
 scale) and ends with a line ``median_rel_gap_total=<number>``: the median,
 over the steps both runs logged, of |total_bf16 - total_fp32| / |total_fp32|.
+Before it, one line per run: ``steps_<dtype>=<last step>`` and
+``steps_per_s_<dtype>=<number>`` (the run's rate at its last logged step,
+start-up included). ``--only DTYPE`` trains (or reads) that run alone and
+prints only its lines, so each run can be stopped on its own (Ctrl-C or
+SIGINT writes its checkpoint and ends it); a later call without --only
+compares what both reached.
 
     python bench/dtype_curves.py --config configs/sector2dunif.yaml --steps 2000   # minutes on a GPU
+    python bench/dtype_curves.py --steps 2000 --set train.device=cuda --only float32
 
 On a CPU without bfloat16 instructions the bfloat16 run is emulated and
 about 15 times slower than float32.
@@ -15,6 +22,7 @@ about 15 times slower than float32.
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -26,6 +34,21 @@ from gdrae.viz import figure_to_array, loss_curves, save_png
 
 DTYPES = ("float32", "bfloat16")
 SHOWN_STEPS = {10, 50, 100, 200, 500, 1000, 1500, 2000, 5000, 10000}
+RATE = re.compile(r" step (\d+) total=.* steps/s=([0-9.eE+-]+|nan|inf)\s*$")  # the loss lines of RunLog.losses
+
+
+def logged_speed(log_text: str) -> tuple[int, float] | None:
+    """(step, steps/s) of the last loss line of a train.log, or None when it has none.
+
+    The rate is what the run reached at that step since it (re)started,
+    start-up and the first steps included.
+    """
+    last = None
+    for line in log_text.splitlines():
+        match = RATE.search(line)
+        if match:
+            last = (int(match.group(1)), float(match.group(2)))
+    return last
 
 
 def relative_gaps(reference: dict, other: dict, term: str = "total") -> dict[int, float]:
@@ -42,19 +65,27 @@ def main() -> None:
     parser.add_argument("--log-every", type=int, default=10, help="steps between logged losses")
     parser.add_argument("--out", default="runs/dtype_check", help="folder of the two runs and curves.png")
     parser.add_argument("--set", action="append", default=[], help="config override KEY=VALUE (both runs)")
+    parser.add_argument("--only", choices=DTYPES, default=None,
+                        help="train (or read) this run alone and print its speed, no comparison")
     args = parser.parse_args()
     out = Path(args.out)
     try:
         curves = {}
-        for dtype in DTYPES:
+        for dtype in [args.only] if args.only else DTYPES:
             run = out / dtype
             if not (run / "train.log").exists():
                 every = [f"train.{k}_every={args.steps}" for k in ("image", "eval", "ckpt")]
                 train(load_config(args.config, [*args.set, f"train.steps={args.steps}", f"train.dtype={dtype}",
                                                 f"train.log_every={args.log_every}", *every, f"train.run_dir={run}"]))
             curves[dtype] = read_loss_log(run / "train.log")
+            speed = logged_speed((run / "train.log").read_text(encoding="utf-8"))
+            if speed is not None:
+                print(f"steps_{dtype}={speed[0]}")
+                print(f"steps_per_s_{dtype}={speed[1]:.3g}")
     except GdraeError as exc:
         sys.exit(f"dtype_curves: {exc}")
+    if args.only:
+        return
     reference, other = curves["float32"], curves["bfloat16"]
     gaps = relative_gaps(reference, other)
     if not gaps:
@@ -67,7 +98,7 @@ def main() -> None:
         print(f"{s:<6}" + "  ".join(f"{reference[s][t]:>12.5g} /{other[s].get(t, float('nan')):>12.5g}" for t in terms))
     save_png(figure_to_array(loss_curves(curves)), out / "curves.png")
     print(f"curves: {out / 'curves.png'}")
-    print(f"median_rel_gap_total={statistics.median(gaps.values()):.4f}")
+    print(f"median_rel_gap_total={statistics.median(gaps.values()):.3g}")
 
 
 if __name__ == "__main__":

@@ -62,3 +62,14 @@ def test_relative_gaps_over_the_common_steps():
         {10: {"total": 5.0}, 20: {"total": 1.5}, 30: {"total": 1.0}},  # stopped before step 40
     )
     assert gaps == {10: 0.25, 20: 0.25}  # step 30: the reference is 0; step 40: only one run
+
+
+def test_logged_speed_reads_the_last_loss_line():
+    log = ("2026-11-30 10:12:04 starting step 0 of 100 on cpu (1 process(es)), 2,055,748 parameters\n"
+           "2026-11-30 10:12:11 step 5 total=9501.39 recon=2832.62 recon_l1=0.4992 steps/s=0.642\n"
+           "2026-11-30 10:12:17 step 10 total=7260.39 recon=2829.68 recon_l1=0.4988 steps/s=0.709\n"
+           "2026-11-30 10:12:40 eval step 10 ortho_sign=0.005849 sv_match_err=2.666\n"
+           "2026-11-30 10:12:40 stopped by a signal at step 10: checkpoint written; continue with --resume\n")
+    speed = _load("dtype_curves").logged_speed
+    assert speed(log) == (10, 0.709)
+    assert speed("2026-11-30 10:12:04 starting step 0 of 100 on cpu\n") is None
