@@ -373,7 +373,10 @@ class Suite:
         for key, value in values.items():
             self.fig(key, value)
         if run is None or not run.ok:
-            self.fig("setup_failed", run.why() if run else "no time")
+            why = run.why() if run else "no time"
+            if "ModuleNotFoundError" in why:
+                why += " (were the wheels carried? bash bench/gpu_suite.sh --fetch-wheels here, carry .whl there)"
+            self.fig("setup_failed", why)
             return False
         if self.plan.device == "cuda" and values.get("cuda_available") != "True":
             self.fig("setup_failed", "torch sees no CUDA device")
