@@ -22,6 +22,7 @@ from gdrae.errors import GdraeError
 
 LOSSES = Path("metrics") / "losses.jsonl"  # in the run directory
 EVALUATIONS = Path("metrics") / "eval.jsonl"
+SPEED = "steps_per_s"  # beside the loss terms in each losses.jsonl record: steps/s since the (re)start
 
 
 def read_loss_log(run_dir: str | Path) -> dict[int, dict[str, float]]:
@@ -42,8 +43,23 @@ def read_loss_log(run_dir: str | Path) -> dict[int, dict[str, float]]:
     for line in lines:
         if line.strip():
             record = json.loads(line)
+            record.pop(SPEED, None)
             curves[int(record.pop("step"))] = record
     return curves
+
+
+def logged_speed(run_dir: str | Path) -> tuple[int, float] | None:
+    """(step, steps/s) of the last record of ``metrics/losses.jsonl``, or None when it has none.
+
+    The rate is what the run reached at that step since it (re)started,
+    start-up and the first steps included.
+    """
+    path = Path(run_dir) / LOSSES
+    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()] if path.exists() else []
+    if not lines:
+        return None
+    record = json.loads(lines[-1])
+    return (int(record["step"]), float(record[SPEED])) if SPEED in record else None
 
 
 def last_evaluation(run_dir: str | Path) -> dict[str, float] | None:
@@ -112,7 +128,7 @@ class RunLog:
         rate = (step - self.start_step) / max(self.elapsed(), 1e-9)
         self.tb.add_scalar("speed/steps_per_s", rate, step)
         short = {k.split("/", 1)[1]: v for k, v in values.items() if k.startswith("loss/")}
-        self.loss_file.write(json.dumps({"step": step, **short}) + "\n")
+        self.loss_file.write(json.dumps({"step": step, **short, SPEED: rate}) + "\n")
         self.loss_file.flush()
         self.bar.set_postfix({k: f"{v:.4g}" for k, v in short.items()}, refresh=False)
         self.text(f"step {step} " + " ".join(f"{k}={v:.6g}" for k, v in short.items())

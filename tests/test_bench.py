@@ -1,7 +1,9 @@
-"""The bench scripts' own arithmetic: train_step.py's time breakdown, dtype_curves.py's gaps."""
+"""The bench scripts' own arithmetic: train_step.py's time breakdown, dtype_curves.py's gaps and speeds,
+gpu_suite.py's reading of the logs, budgets and the check of what comes back."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,6 +15,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
     spec.loader.exec_module(module)
     return module
 
@@ -62,3 +65,60 @@ def test_relative_gaps_over_the_common_steps():
         {10: {"total": 5.0}, 20: {"total": 1.5}, 30: {"total": 1.0}},  # stopped before step 40
     )
     assert gaps == {10: 0.25, 20: 0.25}  # step 30: the reference is 0; step 40: only one run
+
+
+@pytest.fixture(scope="module")
+def gpu_suite():
+    return _load("gpu_suite")
+
+
+def test_gpu_suite_reads_the_step_suite_lines(gpu_suite):
+    ok = ("shapes2d eager ms_per_step=31.4   (config=/r/configs/shapes2d.yaml device=cuda batch=64 threads=16 "
+          "compile=False spectral=auto warmup_s=2.1 steps=20 steps_per_s=31.85 cpu_ms_per_step=30.2 "
+          "peak_cuda_mem_mib=812 | conv_kxk_ms=9.1 mix_1x1_and_matmul_ms=6.0 layout_ms=2.2 other_ms=8.8 "
+          "profiled_total_ms=26.1 (profiled steps, operator self time))")
+    config, mode, figures, failure = gpu_suite.parse_step_line(ok)
+    assert (config, mode, failure) == ("shapes2d", "eager", None)
+    assert figures == {"ms_per_step": "31.4", "batch": "64", "warmup_s": "2.1", "steps_per_s": "31.85",
+                       "cpu_ms_per_step": "30.2", "peak_cuda_mem_mib": "812", "conv_kxk_ms": "9.1",
+                       "mix_1x1_and_matmul_ms": "6.0", "layout_ms": "2.2", "other_ms": "8.8",
+                       "profiled_total_ms": "26.1"}
+    assert gpu_suite.parse_step_line("sector2dunif cudagraphs failed: timed out after 95 s") == \
+        ("sector2dunif", "cudagraphs", None, "timed out after 95 s")
+    assert gpu_suite.parse_step_line("Traceback (most recent call last):") is None
+
+
+def test_gpu_suite_reads_train_log_and_figure_lines(gpu_suite):
+    log = ("2026-11-30 10:12:04 starting step 0 of 100000 on cuda (1 process(es)), 2,055,748 parameters\n"
+           "2026-11-30 10:12:11 step 100 total=9501.39 recon=2832.62 recon_l1=0.4992 steps/s=21.4\n"
+           "2026-11-30 10:12:40 stopped by a signal at step 137: checkpoint written; continue with --resume\n"
+           "2026-11-30 10:12:40 done: step 137 of 100000 in 7.9 s\n")
+    assert gpu_suite.train_progress(log) == {"steps_reached": "137", "steps_per_s": "21.4", "run_s": "7.9"}
+    assert gpu_suite.train_progress("") == {}
+    text = "device=cuda images=16384\nencode_images_per_s=41000\nencode_images_per_s=42000\nnoise\n"
+    assert gpu_suite.name_values(text, ("encode_images_per_s",)) == {"encode_images_per_s": "42000"}
+    assert gpu_suite.last_line("a\nprogress 10%\rprogress 100%\r\n\n") == "progress 100%"
+    assert gpu_suite.last_line("") == "no output"
+
+
+def test_gpu_suite_budgets(gpu_suite):
+    assert gpu_suite.train_budget(400, 160, 60, 300) == 240
+    assert gpu_suite.train_budget(1000, 160, 60, 300) == 300
+    assert gpu_suite.train_budget(100, 160, 60, 300) == 60
+    assert gpu_suite.repro_estimate(100000, 4.0, 150) == pytest.approx(2 * (100000 * 0.004 * 1.5 + 150))
+    assert sum(v for k, v in gpu_suite.BUDGETS.items() if k in ("ITEM1_S", "AFTER_TRAIN_S")) \
+        + gpu_suite.BUDGETS["TRAIN_MIN_S"] < gpu_suite.BUDGETS["SUITE_S"] <= 570  # inside the device call's 600 s
+
+
+def test_gpu_suite_checks_what_comes_back(gpu_suite, tmp_path):
+    for i in range(8):
+        (tmp_path / f"f{i}.txt").write_text("x")
+    assert gpu_suite.out_problems(tmp_path) == []
+    (tmp_path / "a" / "b" / "c").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "c" / "deep.txt").write_text("x")
+    (tmp_path / "bad name.txt").write_bytes(b"x" * 20)
+    problems = gpu_suite.out_problems(tmp_path, {"files": 8, "file_bytes": 10, "depth": 2})
+    assert problems[0] == "10 files, at most 8 come back"
+    assert any("deep.txt: more than 2 folders down" in p for p in problems)
+    assert any("bad name.txt: 0.0 MiB, over 0" in p for p in problems)
+    assert any("bad name.txt: a name other than" in p for p in problems)

@@ -17,7 +17,7 @@ from gdrae.config import load_config
 from gdrae.errors import GdraeError
 from gdrae.models import GDRAE
 from gdrae.rundir import RunDirLock
-from gdrae.runlog import RunLog, read_loss_log
+from gdrae.runlog import RunLog, logged_speed, read_loss_log
 from gdrae.train import TrainingDiverged, bfloat16_is_emulated, train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -332,6 +332,9 @@ def test_read_loss_log_reads_what_runlog_writes(tmp_path):
         10: {"total": 3.25, "recon": 0.5, "sn": torch.tensor(2e-5).item()},  # the logged float32, not rounded
         20: {"total": 1.5, "recon": 0.25, "sn": torch.tensor(2e-5).item()},
     }
+    step, rate = logged_speed(tmp_path)  # the rate beside the terms, not among them
+    assert step == 20 and rate > 0
+    assert logged_speed(tmp_path / "nowhere") is None
 
 
 def test_read_loss_log_of_a_run_without_json_losses_says_so(tmp_path):
