@@ -38,6 +38,7 @@ import time
 import urllib.error
 import urllib.request
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.client import HTTPException
@@ -580,24 +581,34 @@ class _BadArchive(Exception):
     """An archive that does not unpack to the expected files."""
 
 
+@contextmanager
+def _unpack_errors(archive: Path, dest: Path, expected: str, damaged: tuple[type[BaseException], ...]):
+    """Turn what unpacking ``archive`` into ``dest`` may raise into _BadArchive (the archive's fault)
+    or a one-line GdraeError (the disk's): ``expected`` says what the archive should have held."""
+    try:
+        yield
+    except damaged as e:
+        raise _BadArchive(f"expected {expected}, got a damaged one ({e})") from None
+    except OSError as e:
+        if e.errno in _FULL:
+            raise GdraeError(f"{dest}: no space left on device while unpacking {archive.name}; free space "
+                             "and run again (the archive is kept)") from None
+        if e.filename is None or Path(e.filename) == archive:
+            raise _BadArchive(f"expected {expected}, got {e}") from None
+        raise GdraeError(f"{e.filename}: expected a writable file, got {e.strerror or e}") from None
+
+
 def _gunzip(archive: Path, out: Path) -> Path:
     tmp = out.with_name(out.name + ".unpacking")
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with gzip.open(archive, "rb") as src, open(tmp, "wb") as dst:
-            while chunk := src.read(CHUNK):
-                dst.write(chunk)
-        os.replace(tmp, out)
-        return out
-    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
-        raise _BadArchive(f"expected a gzip file that unpacks to {out.name}, got a damaged one ({e})") from None
-    except OSError as e:
-        if e.errno in _FULL:
-            raise GdraeError(f"{out.parent}: no space left on device while unpacking {archive.name}; free space "
-                             "and run again (the archive is kept)") from None
-        if e.filename is None or Path(e.filename) == archive:
-            raise _BadArchive(f"expected a gzip file that unpacks to {out.name}, got {e}") from None
-        raise GdraeError(f"{out}: expected a writable file, got {e.strerror or e}") from None
+        with _unpack_errors(archive, out.parent, f"a gzip file that unpacks to {out.name}",
+                            (EOFError, zlib.error, gzip.BadGzipFile)):
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with gzip.open(archive, "rb") as src, open(tmp, "wb") as dst:
+                while chunk := src.read(CHUNK):
+                    dst.write(chunk)
+            os.replace(tmp, out)
+            return out
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -607,41 +618,34 @@ def _untar(item: Download, archive: Path, folder: Path) -> list[Path]:
     shutil.rmtree(tmp, ignore_errors=True)
     taken: dict[str, Path] = {}
     try:
-        tmp.mkdir(parents=True)
-        with tarfile.open(archive, "r:*") as tar:
-            for member in tar:
-                name = member.name
-                while name.startswith("./"):
-                    name = name[2:]
-                if not fnmatch.fnmatchcase(name, item.members):
-                    continue
-                _check_member(member, name, tmp)
-                base = PurePosixPath(name).name
-                if base in taken:
-                    raise _BadArchive(f"expected one member named {base}, got two matching {item.members}")
-                src = tar.extractfile(member)
-                with src, open(tmp / base, "wb") as dst:
-                    while chunk := src.read(CHUNK):
-                        dst.write(chunk)
-                taken[base] = tmp / base
-        if not taken or (item.count is not None and len(taken) != item.count):
-            want = f"{item.count}" if item.count is not None else "at least one"
-            raise _BadArchive(f"expected {want} members matching {item.members}, got {len(taken)}")
-        folder.mkdir(parents=True, exist_ok=True)
-        outputs = []
-        for base in sorted(taken):
-            os.replace(taken[base], folder / base)
-            outputs.append(folder / base)
-        return outputs
-    except (tarfile.TarError, EOFError, zlib.error) as e:
-        raise _BadArchive(f"expected a tar archive holding {item.members}, got a damaged one ({e})") from None
-    except OSError as e:
-        if e.errno in _FULL:
-            raise GdraeError(f"{folder.parent}: no space left on device while unpacking {archive.name}; free "
-                             "space and run again (the archive is kept)") from None
-        if e.filename is None or Path(e.filename) == archive:
-            raise _BadArchive(f"expected a tar archive holding {item.members}, got {e}") from None
-        raise GdraeError(f"{e.filename}: expected a writable file, got {e.strerror or e}") from None
+        with _unpack_errors(archive, folder.parent, f"a tar archive holding {item.members}",
+                            (tarfile.TarError, EOFError, zlib.error)):
+            tmp.mkdir(parents=True)
+            with tarfile.open(archive, "r:*") as tar:
+                for member in tar:
+                    name = member.name
+                    while name.startswith("./"):
+                        name = name[2:]
+                    if not fnmatch.fnmatchcase(name, item.members):
+                        continue
+                    _check_member(member, name, tmp)
+                    base = PurePosixPath(name).name
+                    if base in taken:
+                        raise _BadArchive(f"expected one member named {base}, got two matching {item.members}")
+                    src = tar.extractfile(member)
+                    with src, open(tmp / base, "wb") as dst:
+                        while chunk := src.read(CHUNK):
+                            dst.write(chunk)
+                    taken[base] = tmp / base
+            if not taken or (item.count is not None and len(taken) != item.count):
+                want = f"{item.count}" if item.count is not None else "at least one"
+                raise _BadArchive(f"expected {want} members matching {item.members}, got {len(taken)}")
+            folder.mkdir(parents=True, exist_ok=True)
+            outputs = []
+            for base in sorted(taken):
+                os.replace(taken[base], folder / base)
+                outputs.append(folder / base)
+            return outputs
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
