@@ -9,3 +9,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def server():
+    """A loopback HTTP server on 127.0.0.1 (tests/loopback.py), closed after the test."""
+    from loopback import Server
+
+    s = Server()
+    yield s
+    s.close()

@@ -1,18 +1,15 @@
 """gdrae-data download and prepare --download through CliRunner, against a loopback server or a mirror folder."""
 import json
-import sys
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/loopback.py
-from loopback import Server, guard_network, manifest_for, published  # noqa: E402
+from loopback import guard_network, manifest_for, published
 
-from cli.data import main  # noqa: E402
-from gdrae.data.cache import cache_path, open_cache  # noqa: E402
-from pipelines import download as dl  # noqa: E402
-from pipelines.download import manifest_dict  # noqa: E402
+from cli.data import main
+from gdrae.data.cache import cache_path, open_cache
+from pipelines import download as dl
+from pipelines.download import manifest_dict
 
 
 @pytest.fixture(autouse=True)
@@ -20,13 +17,6 @@ def loopback_only(monkeypatch):
     guard_network(monkeypatch)
     monkeypatch.setattr(dl, "RETRY_WAIT_S", 0.0)
     monkeypatch.setattr(dl, "TIMEOUT_S", 5.0)
-
-
-@pytest.fixture
-def server():
-    s = Server()
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -8,22 +8,20 @@ import errno
 import hashlib
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/loopback.py
-from loopback import Server, closed_port, guard_network, manifest_for, published, tarball  # noqa: E402
+from loopback import closed_port, guard_network, manifest_for, published, tarball
 
-from gdrae.data.cache import cache_path, open_cache  # noqa: E402
-from gdrae.errors import GdraeError  # noqa: E402
-from pipelines import download as dl  # noqa: E402
-from pipelines import raw_writers  # noqa: E402
-from pipelines.download import Download, Manifest, download, load_manifest, manifest_dict, parse_manifests  # noqa: E402
-from pipelines.registry import NAMES, get_spec  # noqa: E402
-from pipelines.store import prepare  # noqa: E402
+from gdrae.data.cache import cache_path, open_cache
+from gdrae.errors import GdraeError
+from pipelines import download as dl
+from pipelines import raw_writers
+from pipelines.download import Download, Manifest, download, load_manifest, manifest_dict, parse_manifests
+from pipelines.registry import NAMES, get_spec
+from pipelines.store import prepare
 
 TIMEOUT = 5.0
 FETCHABLE = ("shapes2d", "shapes3d", "cars3d", "small_norb")
@@ -33,13 +31,6 @@ FETCHABLE = ("shapes2d", "shapes3d", "cars3d", "small_norb")
 def loopback_only(monkeypatch):
     guard_network(monkeypatch)
     monkeypatch.setattr(dl, "RETRY_WAIT_S", 0.0)
-
-
-@pytest.fixture
-def server():
-    s = Server()
-    yield s
-    s.close()
 
 
 @pytest.fixture
