@@ -123,14 +123,15 @@ def _key_prefix(metric: str) -> str:
 def final_pictures(ckpt: Path, cache_dir: Path) -> dict[str, np.ndarray]:
     """The arrays of one row of the side-by-side figure, from checkpoint ``ckpt``."""
     from gdrae import viz
-    from gdrae.checkpoint import load_checkpoint, read_checkpoint
+    from gdrae.checkpoint import model_from_checkpoint, read_checkpoint
     from gdrae.codes import code_table
     from gdrae.data.cache import open_run_cache
     from gdrae.metrics import histogram_mi
 
-    model, cfg = load_checkpoint(ckpt)
+    state = read_checkpoint(ckpt)
+    model, cfg = model_from_checkpoint(state, ckpt)
     cache = open_run_cache(cfg, cache_dir)
-    codes = code_table(model, cache, ckpt.parent.parent / "codes", int(read_checkpoint(ckpt)["step"]), progress=False)
+    codes = code_table(model, cache, ckpt.parent.parent / "codes", int(state["step"]), progress=False)
     points = cache.to_grid_order(cache.points[:])
     grid = viz.sector_grid_codes(cfg.model.prior_radius)
     model.eval()

@@ -1,5 +1,5 @@
 """The bench scripts' own arithmetic: train_step.py's time breakdown, dtype_curves.py's gaps and speeds,
-gpu_suite.py's reading of the logs, budgets and the check of what comes back."""
+gpu_suite.py's reading of the logs, budgets and the check of what comes back, reproduce.py's table and outline."""
 from __future__ import annotations
 
 import importlib.util
@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
@@ -122,3 +123,27 @@ def test_gpu_suite_checks_what_comes_back(gpu_suite, tmp_path):
     assert any("deep.txt: more than 2 folders down" in p for p in problems)
     assert any("bad name.txt: 0.0 MiB, over 0" in p for p in problems)
     assert any("bad name.txt: a name other than" in p for p in problems)
+
+
+def test_reproduce_table_one_row_per_step_and_run_blank_where_not_evaluated():
+    reproduce = _load("reproduce")
+    full = {k: 0.5 for k in reproduce.COLUMNS}
+    early = {k: v for k, v in full.items() if not k.startswith("dci/")}  # DCI at the last step only
+    table = reproduce.results_table({"gdrae": {10: early, 20: full}, "ablation": {10: early, 20: full}})
+    lines = table.splitlines()
+    assert len(lines) == 2 + 4 and [ln.split(" | ")[:2] for ln in lines[2:]] == [
+        ["| 10", "gdrae"], ["| 10", "ablation"], ["| 20", "gdrae"], ["| 20", "ablation"]]
+    dci = list(reproduce.COLUMNS).index("dci/disentanglement")
+    assert lines[2].split("|")[3 + dci].strip() == "" and lines[4].split("|")[3 + dci].strip() == "0.500"
+
+
+@pytest.mark.parametrize("uniform", [True, False])
+def test_reproduce_sector_outline_is_the_quarter_annulus_boundary(uniform):
+    outline = _load("reproduce").sector_outline(uniform, n=20)
+    radius, angle = np.hypot(outline[:, 0], outline[:, 1]), np.arctan2(outline[:, 1], outline[:, 0])
+    assert outline.shape == (80, 2)
+    assert radius.min() == pytest.approx(1.0) and radius.max() == pytest.approx(2.0)
+    assert angle.min() == pytest.approx(0.0, abs=1e-12) and angle.max() == pytest.approx(np.pi / 2)
+    on_rim = np.isclose(radius, 1.0) | np.isclose(radius, 2.0)
+    on_edge = np.isclose(angle, 0.0, atol=1e-12) | np.isclose(angle, np.pi / 2)
+    assert np.all(on_rim | on_edge)  # every point lies on the boundary
