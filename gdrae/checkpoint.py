@@ -24,7 +24,7 @@ import pickle
 import random
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 import torch
@@ -99,8 +99,9 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict, t: TrainCon
     return notes
 
 
-def write_checkpoint(ckpt_dir: Path, state: dict, keep: int) -> Path:
-    """Write ``state`` plus its ``sha256`` as ``latest.pt`` and ``step-N.pt``; keep the ``keep`` newest step files."""
+def write_checkpoint(ckpt_dir: Path, state: dict, keep: int, keep_steps: Iterable[int] = ()) -> Path:
+    """Write ``state`` plus its ``sha256`` as ``latest.pt`` and ``step-N.pt``; keep the ``keep`` newest step
+    files, and those of ``keep_steps`` whatever their age (they are not counted in ``keep``)."""
     ckpt_dir = Path(ckpt_dir)
     latest = ckpt_dir / "latest.pt"
     try:
@@ -109,7 +110,8 @@ def write_checkpoint(ckpt_dir: Path, state: dict, keep: int) -> Path:
         raise GdraeError(f"{ckpt_dir}: cannot write the checkpoint: {exc.strerror or exc}") from None
     state = {**state, "sha256": content_digest(state)}
     save_atomic(state, latest)
-    if keep > 0:
+    kept = set(keep_steps)
+    if keep > 0 or state["step"] in kept:
         step_file = ckpt_dir / f"step-{state['step']}.pt"
         tmp = temp_path(step_file)
         try:
@@ -118,7 +120,7 @@ def write_checkpoint(ckpt_dir: Path, state: dict, keep: int) -> Path:
         except OSError:
             tmp.unlink(missing_ok=True)
             save_atomic(state, step_file)
-    steps = step_numbers(ckpt_dir)
+    steps = [n for n in step_numbers(ckpt_dir) if n not in kept]
     for old in steps[: max(len(steps) - keep, 0)]:
         (ckpt_dir / f"step-{old}.pt").unlink()
     return latest

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
 from gdrae.atomic import write_atomic
 from gdrae.errors import GdraeError
@@ -142,6 +142,9 @@ class TrainConfig(_Section):
     eval_every: int = Field(10000, ge=1, description="steps between geometric diagnostics")
     ckpt_every: int = Field(5000, ge=1, description="steps between checkpoints")
     keep_checkpoints: int = Field(3, ge=1, description="numbered checkpoints kept besides latest.pt")
+    keep_steps: list[PositiveInt] = Field(
+        [], description="steps whose numbered checkpoint is written whatever ckpt_every says and never pruned (evaluation points)"
+    )
     dtype: Literal["float32", "bfloat16"] = Field("float32", description="autocast dtype of the training step")
     compile: bool = Field(False, description="torch.compile the training step")
     spectral_route: Literal["auto", "reference", "dense", "matrix_free"] = Field(

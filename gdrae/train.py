@@ -18,6 +18,7 @@ sections 6-8).
 """
 from __future__ import annotations
 
+import os
 import random
 import signal
 from contextlib import contextmanager, nullcontext
@@ -110,18 +111,24 @@ def train(cfg: RunConfig, resume: bool = False) -> torch.nn.Module:
             else:
                 nonfinite_in_a_row = 0
                 optimizer.step()
-            # rank 0 writes: scalars, pictures, diagnostics, checkpoints; the last step writes all of them
-            last = step == t.steps or stopping
-            if main and (step % t.log_every == 0 or last):
+            # rank 0 writes. At a stop signal only the checkpoint (and the losses): nothing slow before it,
+            # so a scheduler's grace period is enough. The last step writes everything.
+            last = step == t.steps
+            if main and (step % t.log_every == 0 or last or stopping):
                 log.losses(step, terms, total)
-            if main and (step % t.image_every == 0 or last):
+            if main and (step % t.image_every == 0 or last) and not stop.pending(stopping, world):
                 log.images(step, model_pictures(model, data.sample, generator=picture_generator(t.seed, device)))
-            if main and (step % t.eval_every == 0 or last):
+            if main and (step % t.eval_every == 0 or last) and not stop.pending(stopping, world):
                 log.diagnostics(step, evaluate_step(model, cfg, metrics))
-            if main and (step % t.ckpt_every == 0 or last):
-                write_checkpoint(run_dir / "checkpoints", checkpoint_state(model, optimizer, step, cfg), t.keep_checkpoints)
+            stopping = stop.pending(stopping, world)
+            if main and (step % t.ckpt_every == 0 or step in t.keep_steps or last or stopping):
+                write_checkpoint(run_dir / "checkpoints", checkpoint_state(model, optimizer, step, cfg),
+                                 t.keep_checkpoints, keep_steps=t.keep_steps)
             if stopping:
-                log.text(f"stopped by a signal at step {step}: checkpoint written; continue with --resume")
+                latest = run_dir / "checkpoints" / "latest.pt"
+                ignored = f" ({stop.repeated} further signal(s) waited for it)" if stop.repeated else ""
+                log.text(f"stopped by a signal at step {step}: checkpoint {latest} written{ignored}; continue with "
+                         f"--resume; evaluate it with: gdrae-eval --ckpt {latest}")
                 break
         log.text(f"done: step {step} of {t.steps} in {log.elapsed():.1f} s")
     finally:
@@ -179,10 +186,17 @@ def batch_must_fit(cfg: RunConfig, device: torch.device):
 
 
 class StopSignal:
-    """SIGINT/SIGTERM set ``requested``; the loop then writes a checkpoint and leaves cleanly (exit 0)."""
+    """SIGINT/SIGTERM set ``requested``; the loop then writes a checkpoint and leaves cleanly (exit 0).
+
+    Later signals are counted in ``repeated`` and otherwise ignored until the
+    run has left the loop: a second Ctrl-C cannot interrupt the checkpoint
+    write or leave half a line in a log. Python's handlers only set flags,
+    so nothing is raised in the middle of a write.
+    """
 
     def __init__(self) -> None:
         self.requested = False
+        self.repeated = 0
         self._previous = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
@@ -191,8 +205,17 @@ class StopSignal:
                 pass
 
     def _handle(self, signum, frame) -> None:
+        if self.requested:
+            self.repeated += 1
+            return
         self.requested = True
-        self.restore()  # a second Ctrl-C stops at once, without a checkpoint
+        os.write(2, f"\n{signal.Signals(signum).name}: stopping after this step with a checkpoint "
+                    "(a further signal waits for it)\n".encode())
+
+    def pending(self, stopping: bool, world: int) -> bool:
+        """True once the run must stop: ``stopping`` (every rank agreed at the step's end), or, in a
+        single process, a signal that arrived since (e.g. during the pictures or the evaluation)."""
+        return stopping or (world == 1 and self.requested)
 
     def restore(self) -> None:
         for sig, handler in self._previous.items():

@@ -27,6 +27,14 @@ def test_latest_is_newest_and_old_steps_pruned(tmp_path):
     assert read_checkpoint(tmp_path / "step-3.pt")["step"] == 3
 
 
+def test_kept_steps_are_never_pruned_nor_counted(tmp_path):
+    for step in (1, 2, 3, 4, 5):
+        write_checkpoint(tmp_path, _state(step), keep=1, keep_steps=[2, 3])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.pt", "step-2.pt", "step-3.pt", "step-5.pt"]
+    write_checkpoint(tmp_path, _state(6), keep=0, keep_steps=[6])
+    assert (tmp_path / "step-6.pt").exists()
+
+
 def test_keep_zero_writes_only_latest(tmp_path):
     write_checkpoint(tmp_path, _state(7), keep=0)
     assert [p.name for p in tmp_path.iterdir()] == ["latest.pt"]

@@ -245,21 +245,88 @@ def test_sigterm_writes_checkpoint_and_exits_cleanly(make_cfg, tmp_path):
     assert all(torch.isfinite(p).all() for p in resumed.parameters())
 
 
-def test_ctrl_c_stops_after_the_current_step_with_a_checkpoint(make_cfg, tmp_path, monkeypatch):
+def _signal_at_step(monkeypatch, step: int) -> None:
+    """Send this process SIGINT while training step ``step`` computes its loss."""
     original, count = GDRAE.loss_terms, [0]
 
-    def loss_terms(self, x, spectral_route="auto"):  # Ctrl-C arrives during step 3
+    def loss_terms(self, x, spectral_route="auto"):
         count[0] += 1
-        if count[0] == 3:
+        if count[0] == step:
             os.kill(os.getpid(), signal.SIGINT)
         return original(self, x, spectral_route)
 
     monkeypatch.setattr(GDRAE, "loss_terms", loss_terms)
+
+
+def test_ctrl_c_writes_the_checkpoint_and_nothing_slow(make_cfg, tmp_path, monkeypatch):
+    _signal_at_step(monkeypatch, 3)
+    slow = []
+    monkeypatch.setattr("gdrae.train.model_pictures", lambda *a, **k: slow.append("pictures") or {})
+    monkeypatch.setattr("gdrae.train.evaluate_step", lambda *a, **k: slow.append("evaluation") or {})
     handler = signal.getsignal(signal.SIGINT)
-    train(make_cfg("sector", "train.steps=100"))
+    train(make_cfg("sector", "train.steps=100"))  # its last step would draw and evaluate
     assert signal.getsignal(signal.SIGINT) is handler  # the caller's handler is back
-    assert read_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["step"] == 3
-    assert "stopped by a signal at step 3" in (tmp_path / "run" / "train.log").read_text()
+    assert slow == []
+    run = tmp_path / "run"
+    assert read_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 3
+    assert (run / "checkpoints" / "step-3.pt").exists()
+    log = (run / "train.log").read_text()
+    assert "stopped by a signal at step 3" in log
+    assert f"gdrae-eval --ckpt {run / 'checkpoints' / 'latest.pt'}" in log
+
+
+def test_kept_steps_get_a_checkpoint_whatever_ckpt_every(make_cfg, tmp_path):
+    train(make_cfg("sector", "train.steps=6", "train.ckpt_every=4", "train.keep_checkpoints=1",
+                   "train.keep_steps=[1,3]"))
+    names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert names == ["latest.pt", "step-1.pt", "step-3.pt", "step-6.pt"]
+
+
+def test_a_second_ctrl_c_waits_for_the_checkpoint(make_cfg, tmp_path, monkeypatch):
+    from gdrae import checkpoint
+
+    _signal_at_step(monkeypatch, 2)
+    original = checkpoint.save_atomic
+
+    def save_atomic(obj, path):  # the second Ctrl-C arrives in the middle of the write
+        os.kill(os.getpid(), signal.SIGINT)
+        return original(obj, path)
+
+    monkeypatch.setattr(checkpoint, "save_atomic", save_atomic)
+    train(make_cfg("sector", "train.steps=100"))
+    run = tmp_path / "run"
+    assert read_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 2
+    assert "stopped by a signal at step 2" in (run / "train.log").read_text()
+    assert "further signal(s) waited for it" in (run / "train.log").read_text()
+
+
+def test_sigterm_then_kill_keeps_the_stop_step(make_cfg, tmp_path):
+    """A preemption: SIGTERM, then SIGKILL a few seconds later, during a run whose evaluations are slow."""
+    cfg = make_cfg("sector", "train.steps=100000", "train.eval_every=100000")
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    log = tmp_path / "run" / "train.log"
+    script = ("import sys, time, gdrae.train\n"
+              "gdrae.train.evaluate_step = lambda *a, **k: time.sleep(600) or {}  # an evaluation far past the grace\n"
+              "from cli.train import main\n"
+              "main(sys.argv[1:])\n")
+    proc = subprocess.Popen([sys.executable, "-c", script, "--config", str(config)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for(lambda: log.exists() and "step 3 total=" in log.read_text(), 120, proc)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+    finally:
+        proc.kill()
+        out = proc.communicate(timeout=30)[0]
+    state = read_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")
+    assert state["step"] >= 3, out[-2000:]
+    assert f"stopped by a signal at step {state['step']}" in log.read_text()
+    lines = (tmp_path / "run" / "metrics" / "losses.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines][-1] == state["step"]  # every line whole
 
 
 def test_torchrun_two_processes_on_gloo_keep_ranks_identical(make_cfg, tmp_path):
