@@ -40,9 +40,9 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from gdrae.data.sector import DATASETS  # noqa: E402
 from gdrae.errors import GdraeError  # noqa: E402
 
-DATASETS = ("sector2dunif", "sector2d")
 RUNS = {"gdrae": [], "ablation": ["loss.sn=0", "loss.sv=0"]}  # label -> config overrides
 METRICS = ("histogram", "alignment", "geometry")  # at every evaluated step
 FINAL_METRICS = ("dci",)  # at the last step only: about 80 s per evaluation on 2 CPU cores (64 classes per factor)
@@ -169,7 +169,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Example: python bench/reproduce.py sector2dunif --steps 1500 "
                                             "--out runs/reproduce")
-    parser.add_argument("dataset", choices=DATASETS)
+    parser.add_argument("dataset", choices=tuple(DATASETS))
     parser.add_argument("--steps", type=int, default=1500, help="training steps of each run (published: 100000)")
     parser.add_argument("--out", type=Path, default=Path("runs/reproduce"), help="folder of both runs and results")
     parser.add_argument("--seed", type=int, default=0, help="seed of both runs (model, data stream)")

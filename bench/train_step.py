@@ -23,8 +23,10 @@ from torch.profiler import ProfilerActivity, profile
 
 from cli.common import keep_freed_memory
 from gdrae.config import load_config
+from gdrae.device import DEVICES
 from gdrae.losses import weighted_total
 from gdrae.models import build_model
+from gdrae.models.jacobian import ROUTES
 
 MATRIX_OPS = {"aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::matmul", "aten::linear"}
 LAYOUT_OPS = {"aten::pixel_shuffle", "aten::pixel_unshuffle", "aten::cat", "aten::copy_", "aten::clone",
@@ -64,7 +66,7 @@ def time_breakdown(events, steps: int, device: str) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--device", choices=DEVICES[1:], default="cpu")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=None)
@@ -73,7 +75,7 @@ def main() -> None:
     parser.add_argument("--compile-mode", default="default", choices=["default", "reduce-overhead", "max-autotune"],
                         help="torch.compile mode; reduce-overhead replays the step as CUDA graphs (CUDA only)")
     parser.add_argument("--set", action="append", default=[], help="config override KEY=VALUE")
-    parser.add_argument("--spectral-method", default=None, choices=["auto", "reference", "matrix_free", "dense"],
+    parser.add_argument("--spectral-method", default=None, choices=ROUTES,
                         help="route of the power iteration, as --set train.spectral_route=... "
                              "(gdrae.models.jacobian.spectral_estimate)")
     parser.add_argument("--system-malloc", action="store_true",

@@ -18,6 +18,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gdrae.device import DEVICES  # noqa: E402
+
 MODES = {
     "eager": [],
     "compile": ["--compile"],
@@ -28,7 +32,7 @@ MODES = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda")
+    parser.add_argument("--device", choices=DEVICES[1:], default="cuda")
     parser.add_argument("--configs", default="shapes2d,shapes3d,sector2dunif", help="names under configs/")
     parser.add_argument("--modes", default="eager,compile", help=f"comma list of {', '.join(MODES)}")
     parser.add_argument("--steps", type=int, default=20)

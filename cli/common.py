@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from gdrae.device import DEVICES
 from gdrae.errors import GdraeError
 
 
@@ -42,7 +43,7 @@ def cache_dir_option(default: Path | None, help: str):
 
 def device_option(help: str):
     """``--device auto|cpu|cuda`` (resolved by :func:`gdrae.device.resolve_device`)."""
-    return click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+    return click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
                         help=help)
 
 

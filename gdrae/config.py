@@ -15,7 +15,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
 from gdrae.atomic import write_atomic
+from gdrae.device import DEVICES
 from gdrae.errors import GdraeError
+from gdrae.models.jacobian import ROUTES
 
 
 class _Section(BaseModel):
@@ -133,7 +135,7 @@ class LossConfig(_Section):
 class TrainConfig(_Section):
     steps: int = Field(100000, ge=1, description="optimisation steps")
     seed: int = Field(0, description="seed of torch, numpy and the data order")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks cuda when available")
+    device: Literal[DEVICES] = Field("auto", description="auto picks cuda when available")
     lr: float = Field(1e-4, gt=0, description="Adam learning rate")
     betas: tuple[Beta, Beta] = Field((0.9, 0.999), description="Adam betas, each in [0, 1)")
     run_dir: str | None = Field(None, description="run directory; empty means runs/<data.name>")
@@ -147,7 +149,7 @@ class TrainConfig(_Section):
     )
     dtype: Literal["float32", "bfloat16"] = Field("float32", description="autocast dtype of the training step")
     compile: bool = Field(False, description="torch.compile the training step")
-    spectral_route: Literal["auto", "reference", "dense", "matrix_free"] = Field(
+    spectral_route: Literal[ROUTES] = Field(
         "auto", description="how the power iteration is computed (same numbers): auto picks the fastest; reference is MODEL.md 6 as written"
     )
     max_nonfinite: int = Field(20, ge=1, description="consecutive non-finite losses before the run stops")

@@ -1,9 +1,12 @@
 """Which torch device a setting names: the one place "auto", "cpu" and "cuda" are read."""
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from gdrae.errors import GdraeError
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -13,6 +16,8 @@ def resolve_device(name: str, key: str = "device") -> torch.device:
 
     A GdraeError when the name is none of those, or when it asks for CUDA and none is available.
     """
+    import torch  # here, not at the top: the command-line options read DEVICES without loading torch
+
     if name not in DEVICES:
         raise GdraeError(f"{key}: expected {', '.join(DEVICES[:-1])} or {DEVICES[-1]}, got {name!r}")
     if name == "cuda" and not torch.cuda.is_available():

@@ -12,10 +12,11 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from gdrae.data.sector import sector_grid
+from gdrae.data.sector import DATASETS, sector_grid
 from pipelines.base import Converted, DatasetSpec
 
 GRID = (64, 64)  # (radius, angle) classes
+DESCRIPTIONS = {False: "radius 1 + u (non-uniform density)", True: "uniform density"}
 
 
 def convert(raw_dir: Path, uniform: bool, grid: tuple[int, int] = GRID) -> Converted:
@@ -37,14 +38,11 @@ def convert(raw_dir: Path, uniform: bool, grid: tuple[int, int] = GRID) -> Conve
 SPECS = {
     name: DatasetSpec(
         name=name,
-        description=description,
+        description=f"Sector2D: quarter annulus, {DESCRIPTIONS[uniform]}; synthetic",
         factor_names=("radius", "angle"),
         factor_sizes=GRID,
         raw_files=(),
         convert=partial(convert, uniform=uniform),
     )
-    for name, uniform, description in (
-        ("sector2d", False, "Sector2D: quarter annulus, radius 1 + u (non-uniform density); synthetic"),
-        ("sector2dunif", True, "Sector2D: quarter annulus, uniform density; synthetic"),
-    )
+    for name, uniform in DATASETS.items()
 }

@@ -15,6 +15,8 @@ import math
 import numpy as np
 import torch
 
+DATASETS = {"sector2d": False, "sector2dunif": True}  # the Sector2D dataset names -> uniform density
+
 
 def sector_radius(u: np.ndarray | torch.Tensor, uniform: bool):
     """Radius for u in [0, 1]: 1 + u, or sqrt(1 + 3u) for the uniform-density variant."""

@@ -15,14 +15,11 @@ import torch
 
 from gdrae.data.cache import Cache, open_run_cache
 from gdrae.data.loader import BatchLoader
-from gdrae.data.sector import sample_sector
+from gdrae.data.sector import DATASETS as SECTOR_NAMES, sample_sector
 from gdrae.errors import GdraeError
 
 if TYPE_CHECKING:
     from gdrae.config import RunConfig
-
-SECTOR_NAMES = {"sector2d": False, "sector2dunif": True}  # name -> uniform density on the sector
-
 
 @dataclass
 class TrainData:

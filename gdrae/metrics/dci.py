@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
+from sklearn.ensemble import GradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
-from gdrae.errors import GdraeError
 from gdrae.fastpaths import fast
 from gdrae.metrics import gbt
 from gdrae.metrics.sampling import check_count, check_inputs, sample_codes
-
-MODELS = ("gbt", "sklearn", "hist")
-
 
 def _one_minus_normalised_entropy(p: np.ndarray) -> np.ndarray:
     """1 - H(row) / log(len(row)) for each row of non-negative weights.
@@ -58,65 +54,39 @@ def dci_completeness(importance: np.ndarray) -> float:
     return _weighted_by_share(_one_minus_normalised_entropy(importance), importance.sum(axis=1))
 
 
-def _classifier(model: str, seed: int):
-    """scikit-learn's GradientBoostingClassifier() (``sklearn``) or the histogram stand-in.
-
-    ``hist`` is a histogram-binned booster with the same number of rounds,
-    learning rate and depth; it is a different model (255 bins per feature,
-    gain-based importances) and its numbers are not comparable with ``gbt``.
-    """
-    if model == "sklearn":
-        return GradientBoostingClassifier(random_state=seed)
-    return HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, max_depth=3,
-                                          max_leaf_nodes=None, min_samples_leaf=1,
-                                          early_stopping=False, random_state=seed)
-
-
-def _importances(clf, num_codes: int) -> np.ndarray:
-    """Per-code importance of a fitted booster, normalised to sum 1 (0 if no split)."""
-    if isinstance(clf, GradientBoostingClassifier):
-        return np.abs(clf.feature_importances_)
-    gain = np.zeros(num_codes)
-    for stage in clf._predictors:  # histogram boosters expose no importances: sum split gains
-        for tree in stage:
-            splits = tree.nodes[tree.nodes["is_leaf"] == 0]
-            np.add.at(gain, splits["feature_idx"], splits["gain"])
-    return gain / gain.sum() if gain.sum() > 0 else gain
-
-
-def _fit_factor(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-                seed: int, model: str):
+def _fit_factor(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, seed: int):
     """Importance column (D,), train and test accuracy of one factor's classifier.
 
-    A factor seen with one class only in training gets zero importance and is
-    predicted as that class.
+    The classifier is ``GradientBoostingClassifier(random_state=seed)``,
+    computed by :mod:`gdrae.metrics.gbt`, or fitted by scikit-learn itself
+    when the fast path ``gbt`` is switched off (``GDRAE_PLAIN=gbt``,
+    gdrae.fastpaths). A factor seen with one class only in training gets
+    zero importance and is predicted as that class.
     """
     classes = np.unique(y_train)
     if len(classes) < 2:
         return np.zeros(x_train.shape[1]), 1.0, float(np.mean(y_test == classes[0]))
-    # One OpenMP thread per model: parallelism comes from n_jobs over factors,
-    # and nested OpenMP teams on a busy machine slow the histogram booster ~25x.
-    if model == "gbt":
-        trees = gbt.fit(x_train, y_train, random_state=seed)
-        return (trees.feature_importances,
-                float(np.mean(trees.predict(x_train) == y_train)),
-                float(np.mean(trees.predict(x_test) == y_test)))
-    with threadpool_limits(limits=1, user_api="openmp"):
-        clf = _classifier(model, seed).fit(x_train, y_train)
-        return (_importances(clf, x_train.shape[1]),
-                float(np.mean(clf.predict(x_train) == y_train)),
-                float(np.mean(clf.predict(x_test) == y_test)))
+    if fast("gbt"):
+        clf = gbt.fit(x_train, y_train, random_state=seed)
+        importance = clf.feature_importances
+    else:
+        # one OpenMP thread per model: parallelism comes from n_jobs over factors
+        with threadpool_limits(limits=1, user_api="openmp"):
+            clf = GradientBoostingClassifier(random_state=seed).fit(x_train, y_train)
+        importance = np.abs(clf.feature_importances_)
+    return (importance, float(np.mean(clf.predict(x_train) == y_train)),
+            float(np.mean(clf.predict(x_test) == y_test)))
 
 
 def importance_matrix(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
-                      y_test: np.ndarray, seed: int = 0, model: str = "gbt", n_jobs: int = 1):
+                      y_test: np.ndarray, seed: int = 0, n_jobs: int = 1):
     """Fit one boosted-tree classifier per factor (``n_jobs`` factors at a time).
 
     Returns the importance matrix (D, K) and the mean train / test accuracy;
     the result does not depend on ``n_jobs``.
     """
     fits = Parallel(n_jobs=n_jobs, prefer="threads")(
-        delayed(_fit_factor)(x_train, y_train[:, i], x_test, y_test[:, i], seed, model)
+        delayed(_fit_factor)(x_train, y_train[:, i], x_test, y_test[:, i], seed)
         for i in range(y_train.shape[1]))
     importance = np.stack([f[0] for f in fits], axis=1)
     return (importance, float(np.mean([f[1] for f in fits])),
@@ -124,15 +94,12 @@ def importance_matrix(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarr
 
 
 def dci(codes, factor_sizes, seed: int = 0, num_train: int = 10000, num_test: int = 5000,
-        model: str = "gbt", n_jobs: int = 1) -> dict:
+        n_jobs: int = 1) -> dict:
     """DCI on uniformly drawn grid cells.
 
-    ``model="gbt"`` (default) is disentanglement_lib's model,
-    ``GradientBoostingClassifier()``, computed by ``gdrae.metrics.gbt``
-    (scikit-learn's own with the fast path ``gbt`` switched off, gdrae.fastpaths);
-    ``"sklearn"`` fits scikit-learn's own (slow; for cross-checking);
-    ``"hist"`` is a much faster histogram booster whose numbers differ.
-    ``n_jobs`` fits that many factors' classifiers at once (threads); the
+    The classifier is disentanglement_lib's, ``GradientBoostingClassifier()``,
+    computed by ``gdrae.metrics.gbt``; ``GDRAE_PLAIN=gbt`` (gdrae.fastpaths)
+    fits scikit-learn's own instead (slow; for cross-checking). ``n_jobs`` fits that many factors' classifiers at once (threads); the
     numbers do not depend on it.
     Returns ``{"disentanglement", "completeness", "informativeness_train",
     "informativeness_test"}``.
@@ -142,15 +109,10 @@ def dci(codes, factor_sizes, seed: int = 0, num_train: int = 10000, num_test: in
     num_train = check_count("num_train", num_train, 2)
     num_test = check_count("num_test", num_test)
     n_jobs = check_count("n_jobs", n_jobs)
-    if model not in MODELS:
-        raise GdraeError(f"model: expected one of {MODELS}, got {model!r}")
-    if model == "gbt" and not fast("gbt"):
-        model = "sklearn"
     rng = np.random.RandomState(seed)
     x_train, y_train = sample_codes(codes, sizes, num_train, rng)
     x_test, y_test = sample_codes(codes, sizes, num_test, rng)
-    importance, train_acc, test_acc = importance_matrix(x_train, y_train, x_test, y_test, seed, model,
-                                                         n_jobs)
+    importance, train_acc, test_acc = importance_matrix(x_train, y_train, x_test, y_test, seed, n_jobs)
     return {"disentanglement": dci_disentanglement(importance),
             "completeness": dci_completeness(importance),
             "informativeness_train": train_acc, "informativeness_test": test_acc}

@@ -93,13 +93,12 @@ class FlowDecoder(Transposable):
     products, built with the decoder; otherwise the decoder itself).
     """
 
-    passes_tape = True
-
-    def __init__(self, flow: Chain, out_shape: tuple[int, ...], sigmoid: bool, squeezed: SqueezedImageFlow | None = None):
+    def __init__(self, flow: Chain, out_shape: tuple[int, ...], sigmoid: Sigmoid | None = None,
+                 squeezed: SqueezedImageFlow | None = None):
         super().__init__()
         self.flow = flow
         self.out_shape = tuple(out_shape)
-        self.head = Chain([Sigmoid()] if sigmoid else [])
+        self.head = Chain([sigmoid] if sigmoid is not None else [])
         self.squeezed = squeezed
 
     @property
@@ -153,13 +152,13 @@ def image_decoder(nz: int, init_size: int, ncs: list[int], hidden_ncs: list[int]
     """Image Phi: p -> sigmoid(flow(p)), output (ncs[-1], S, S), with its squeezed Jacobian products."""
     size = init_size * 2 ** len(middle_ns_flows)
     start, stages, final = _image_blocks(nz, init_size, ncs, hidden_ncs, middle_ns_flows)
-    decoder = FlowDecoder(_image_chain(start, stages, final), (ncs[-1], size, size), sigmoid=True)
-    decoder.squeezed = SqueezedImageFlow(start, stages, final, decoder.head.layers[0])  # the same blocks
-    return decoder
+    sigmoid = Sigmoid()
+    squeezed = SqueezedImageFlow(start, stages, final, sigmoid)  # the same blocks, not copies
+    return FlowDecoder(_image_chain(start, stages, final), (ncs[-1], size, size), sigmoid, squeezed)
 
 
 def sector2d_decoder(nz: int, input_nc: int, hidden_nc: int, n_flows: int) -> FlowDecoder:
     """Sector2D Phi: p -> flow(p), output (input_nc, 1, 1), no sigmoid."""
-    return FlowDecoder(sector2d_flow(nz, input_nc, hidden_nc, n_flows), (input_nc, 1, 1), sigmoid=False)
+    return FlowDecoder(sector2d_flow(nz, input_nc, hidden_nc, n_flows), (input_nc, 1, 1))
 
 

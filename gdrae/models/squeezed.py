@@ -25,10 +25,10 @@ concatenations, and 1x1 mixings over few channels at high resolution. Here:
   applied in place: no concatenation and no extra copy.
 
 It is built with the decoder, from the same blocks (``image_decoder``), and
-refuses blocks of another shape (ValueError) rather than fall back. The
-weighted blocks (the transposed convolutions) are called through
-``block_jvp`` / ``block_vjp``, so a :class:`gdrae.nn.base.Tape` passed to
-``jvp`` / ``vjp`` sees them as in the chain. No autograd graph is built.
+refuses blocks of another shape (ValueError) rather than fall back. A
+:class:`gdrae.nn.base.Tape` passed to ``jvp`` / ``vjp`` is handed to the
+weighted blocks (the transposed convolutions), so it sees them as in the
+chain. No autograd graph is built.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ from torch import Tensor
 
 from gdrae.nn import AdditiveCoupling, FixedMix, MixedConvTranspose, ReLU, Sigmoid, Squeeze, Transposable
 from gdrae.nn.activations import positive_mask
-from gdrae.nn.base import Ctx, Tape, as_latent_map, block_jvp, block_vjp, channel_matmul
+from gdrae.nn.base import Ctx, Tape, as_latent_map, channel_matmul
 
 
 def squeezed_mix(q: Tensor) -> Tensor:
@@ -124,10 +124,10 @@ class SqueezedImageFlow:
         start_ctx, maps, kernels, masks, slope = ctx
         x = as_latent_map(v)
         for layer, c in zip(self.start, start_ctx):
-            x = block_jvp(layer, x, c, tape)
+            x = layer.jvp(x, c, tape)
 
         def hidden(k: int, coupling: _Coupling, a: Tensor) -> Tensor:
-            return block_jvp(coupling.conv, a, kernels[k], tape).mul_(masks[k])
+            return coupling.conv.jvp(a, kernels[k], tape).mul_(masks[k])
 
         x = self._through_stages(x, maps, hidden)
         return channel_matmul(maps[-1], x).mul_(slope)
@@ -147,12 +147,12 @@ class SqueezedImageFlow:
                 k -= 1
                 half = squeezed.shape[1] // 2
                 hidden = channel_matmul(coupling.out_mix.weight.t(), F.pixel_shuffle(squeezed[:, half:], 2))
-                squeezed[:, :half].add_(block_vjp(coupling.conv, hidden.mul_(masks[k]), kernels[k], tape))
+                squeezed[:, :half].add_(coupling.conv.vjp(hidden.mul_(masks[k]), kernels[k], tape))
                 if j > 0:
                     squeezed = channel_matmul(maps[s][j].t(), squeezed)
             x = channel_matmul(maps[s][0].t(), squeezed)
         for layer, c in zip(reversed(self.start), reversed(start_ctx)):
-            x = block_vjp(layer, x, c, tape)
+            x = layer.vjp(x, c, tape)
         return x.flatten(1)
 
     def _through_stages(self, x: Tensor, maps: list, hidden: Callable[[int, _Coupling, Tensor], Tensor]) -> Tensor:

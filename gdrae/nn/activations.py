@@ -5,7 +5,7 @@ import torch
 from torch import Tensor
 
 from gdrae.fastpaths import fast
-from gdrae.nn.base import Transposable, compiling
+from gdrae.nn.base import Tape, Transposable, compiling
 
 
 def positive_mask(x: Tensor) -> Tensor:
@@ -32,10 +32,10 @@ class ReLU(Transposable):
     def linearize(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return torch.relu(x), positive_mask(x)
 
-    def jvp(self, v: Tensor, ctx: Tensor) -> Tensor:
+    def jvp(self, v: Tensor, ctx: Tensor, tape: Tape | None = None) -> Tensor:
         return v * ctx
 
-    def vjp(self, u: Tensor, ctx: Tensor) -> Tensor:
+    def vjp(self, u: Tensor, ctx: Tensor, tape: Tape | None = None) -> Tensor:
         return u * ctx
 
 
@@ -49,10 +49,10 @@ class Sigmoid(Transposable):
         s = torch.sigmoid(x)
         return s, (s * (1 - s)).detach()
 
-    def jvp(self, v: Tensor, ctx: Tensor) -> Tensor:
+    def jvp(self, v: Tensor, ctx: Tensor, tape: Tape | None = None) -> Tensor:
         return v * ctx
 
-    def vjp(self, u: Tensor, ctx: Tensor) -> Tensor:
+    def vjp(self, u: Tensor, ctx: Tensor, tape: Tape | None = None) -> Tensor:
         return u * ctx
 
     def inverse(self, y: Tensor) -> Tensor:

@@ -11,12 +11,13 @@ Each block is a :class:`Transposable` module with four methods:
   linear blocks (a :class:`Shared` constant where a linear block prepares
   something once for all products, e.g. a fused kernel). Slopes are
   constants on purpose: the spectral loss treats them so (MODEL.md section 6).
-- ``jvp(v, ctx) -> J(x) v`` and ``vjp(u, ctx) -> J(x)^T u``: products with the
-  Jacobian and its transpose, differentiable with respect to the block's
-  weights (biases do not enter a Jacobian). Containers (blocks made of
-  blocks: :class:`Chain`, the coupling, the decoder) also take a ``tape``
-  (:class:`Tape`) and pass it to their blocks through :func:`block_jvp` /
-  :func:`block_vjp`.
+- ``jvp(v, ctx, tape=None) -> J(x) v`` and ``vjp(u, ctx, tape=None) -> J(x)^T u``:
+  products with the Jacobian and its transpose, differentiable with respect
+  to the block's weights (biases do not enter a Jacobian). Every block takes
+  the ``tape`` (:class:`Tape`) the same way: containers (:class:`Chain`, the
+  coupling, the decoder) hand it to their blocks, the blocks with weights in
+  their Jacobian record on it (:meth:`Tape.product`, :meth:`Tape.cotangent`),
+  the others ignore it.
 - ``inverse(y) -> x``: a left inverse, only for the injective blocks that sit
   on the decoder's main path; the others raise ``TypeError``.
 
@@ -26,7 +27,7 @@ through one shared helper (:func:`gdrae.nn.testing.assert_jacobian_products`).
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -46,22 +47,16 @@ class Shared:
 class Transposable(nn.Module):
     """A block with a forward map, its Jacobian products and (if injective) a left inverse."""
 
-    #: True for blocks whose Jacobian depends on trainable weights (the convolutions);
-    #: a :class:`Tape` records the passes through them.
-    weights_in_jacobian = False
-    #: True for containers: their ``jvp`` / ``vjp`` take a ``tape`` and pass it to their blocks.
-    passes_tape = False
-
     def linearize(self, x: Tensor) -> tuple[Tensor, Ctx]:
         """Output at ``x`` and the detached context its Jacobian needs (None: linear)."""
         return self(x), None
 
-    def jvp(self, v: Tensor, ctx: Ctx) -> Tensor:
-        """J(x) v for the point ``x`` that produced ``ctx``."""
+    def jvp(self, v: Tensor, ctx: Ctx, tape: Tape | None = None) -> Tensor:
+        """J(x) v for the point ``x`` that produced ``ctx``; ``tape`` records it (see :class:`Tape`)."""
         raise NotImplementedError(f"{type(self).__name__} must define jvp")
 
-    def vjp(self, u: Tensor, ctx: Ctx) -> Tensor:
-        """J(x)^T u for the point ``x`` that produced ``ctx``."""
+    def vjp(self, u: Tensor, ctx: Ctx, tape: Tape | None = None) -> Tensor:
+        """J(x)^T u for the point ``x`` that produced ``ctx``; ``tape`` records it (see :class:`Tape`)."""
         raise NotImplementedError(f"{type(self).__name__} must define vjp")
 
     def inverse(self, y: Tensor) -> Tensor:
@@ -71,8 +66,6 @@ class Transposable(nn.Module):
 
 class Chain(Transposable):
     """Composition of transposable blocks, applied in order (its Jacobian is the chain rule)."""
-
-    passes_tape = True
 
     def __init__(self, layers: Iterable[Transposable]):
         super().__init__()
@@ -92,12 +85,12 @@ class Chain(Transposable):
 
     def jvp(self, v: Tensor, ctx: list, tape: Tape | None = None) -> Tensor:
         for layer, c in zip(self.layers, ctx):
-            v = block_jvp(layer, v, c, tape)
+            v = layer.jvp(v, c, tape)
         return v
 
     def vjp(self, u: Tensor, ctx: list, tape: Tape | None = None) -> Tensor:
         for layer, c in zip(reversed(self.layers), reversed(ctx)):
-            u = block_vjp(layer, u, c, tape)
+            u = layer.vjp(u, c, tape)
         return u
 
     def inverse(self, y: Tensor) -> Tensor:
@@ -113,12 +106,13 @@ class Tape:
     c at the output, autograd would keep the whole pass and run a ``vjp``
     back through it. When a ``vjp`` of c has already been run (the power
     iteration's last one), recording it spares that second pass: pass the
-    tape to both passes (``vjp(c, ctx, tape)``, then ``jvp(t, ctx, tape)``):
+    tape to both passes (``vjp(c, ctx, tape)``, then ``jvp(t, ctx, tape)``).
+    A block whose Jacobian holds trainable weights records itself:
 
-    - the ``vjp`` appends, for each weighted block, the cotangent arriving at
-      its output (``cotangents``);
-    - the ``jvp`` computes each weighted block's output with autograd on (its
-      input detached) and appends it to ``outputs``; the pass goes on
+    - in its ``vjp``, the cotangent arriving at its output
+      (:meth:`cotangent`, appended to ``cotangents``);
+    - in its ``jvp``, its output computed with autograd on, its input
+      detached (:meth:`product`, appended to ``outputs``); the pass goes on
       detached.
 
     Then sum over blocks of <outputs[i], cotangents[i]> has the gradient
@@ -130,20 +124,25 @@ class Tape:
         self.cotangents: list[Tensor] = []
         self.outputs: list[Tensor] = []
 
-    def jvp(self, layer: Transposable, v: Tensor, ctx: Ctx) -> Tensor:
-        """``layer.jvp(v, ctx)``, its output kept with a graph to the layer's weights; returns it detached."""
+    @staticmethod
+    def product(tape: Tape | None, apply: Callable[[Tensor], Tensor], v: Tensor) -> Tensor:
+        """``apply(v)``, a weighted block's Jacobian product; with a tape, its output is kept with a graph
+        to the weights and returned detached."""
+        if tape is None:
+            return apply(v)
         # copies in and out: the pass may update its tensors in place, autograd keeps these.
         # A channel slice of a channels-last map is copied back to channels-last (the decoder's layout).
         layout = torch.channels_last if v.dim() == 4 else torch.contiguous_format
         with torch.enable_grad():
-            out = layer.jvp(v.detach().clone(memory_format=layout), ctx)
-        self.outputs.append(out)
+            out = apply(v.detach().clone(memory_format=layout))
+        tape.outputs.append(out)
         return out.detach().clone()
 
-    def vjp(self, layer: Transposable, u: Tensor, ctx: Ctx) -> Tensor:
-        """``layer.vjp(u, ctx)``, the cotangent ``u`` at its output kept."""
-        self.cotangents.append(u)
-        return layer.vjp(u, ctx)
+    @staticmethod
+    def cotangent(tape: Tape | None, u: Tensor) -> None:
+        """Keep ``u``, the cotangent at a weighted block's output, when there is a tape."""
+        if tape is not None:
+            tape.cotangents.append(u)
 
     def pairing(self) -> Tensor:
         """Per sample, sum over blocks of <output, cotangent> (B,): differentiable in the weights."""
@@ -153,26 +152,6 @@ class Tape:
         for out, cot in zip(self.outputs, reversed(self.cotangents)):
             total = total + (out * cot).sum(dim=tuple(range(1, out.dim())))
         return total
-
-
-def block_jvp(layer: Transposable, v: Tensor, ctx: Ctx, tape: Tape | None = None) -> Tensor:
-    """``layer.jvp(v, ctx)`` inside a container: recorded on ``tape`` if the layer has weights in its
-    Jacobian, the tape handed on if the layer is itself a container."""
-    if tape is None:
-        return layer.jvp(v, ctx)
-    if layer.weights_in_jacobian:
-        return tape.jvp(layer, v, ctx)
-    return layer.jvp(v, ctx, tape) if layer.passes_tape else layer.jvp(v, ctx)
-
-
-def block_vjp(layer: Transposable, u: Tensor, ctx: Ctx, tape: Tape | None = None) -> Tensor:
-    """``layer.vjp(u, ctx)`` inside a container: recorded on ``tape`` if the layer has weights in its
-    Jacobian, the tape handed on if the layer is itself a container."""
-    if tape is None:
-        return layer.vjp(u, ctx)
-    if layer.weights_in_jacobian:
-        return tape.vjp(layer, u, ctx)
-    return layer.vjp(u, ctx, tape) if layer.passes_tape else layer.vjp(u, ctx)
 
 
 def compiling() -> bool:

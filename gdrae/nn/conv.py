@@ -1,7 +1,8 @@
 """Trainable linear blocks of the coupling networks: transposed convolution, 1x1 convolution.
 
 Their Jacobian is the weight alone (the bias is a shift), so ``jvp`` applies
-the weight and ``vjp`` its adjoint.
+the weight and ``vjp`` its adjoint; both record on a tape (gdrae.nn.base.Tape),
+since the weight is trainable.
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gdrae.nn.base import Shared, Transposable, channel_matmul
+from gdrae.nn.base import Shared, Tape, Transposable, channel_matmul
 
 
 class ConvTranspose(Transposable):
@@ -17,8 +18,6 @@ class ConvTranspose(Transposable):
 
     Its adjoint is ``conv2d`` with the same weight, stride and padding.
     """
-
-    weights_in_jacobian = True
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int):
         super().__init__()
@@ -29,13 +28,17 @@ class ConvTranspose(Transposable):
             return self._patches(x) + self.conv.bias.view(1, -1, 1, 1)
         return self.conv(x)
 
-    def jvp(self, v: Tensor, ctx: None) -> Tensor:
+    def jvp(self, v: Tensor, ctx: None, tape: Tape | None = None) -> Tensor:
+        return Tape.product(tape, self._product, v)
+
+    def _product(self, v: Tensor) -> Tensor:
         if self._spreads_one_pixel(v):
             return self._patches(v)
         c = self.conv
         return F.conv_transpose2d(v, c.weight, None, c.stride, c.padding)
 
-    def vjp(self, u: Tensor, ctx: None) -> Tensor:
+    def vjp(self, u: Tensor, ctx: None, tape: Tape | None = None) -> Tensor:
+        Tape.cotangent(tape, u)
         c = self.conv
         if u.shape[2:] == c.kernel_size and c.padding == (0, 0):  # the adjoint of _patches
             return (u.permute(0, 2, 3, 1).reshape(u.shape[0], -1) @ self._patch_matrix().t())[:, :, None, None]
@@ -60,8 +63,6 @@ class ConvTranspose(Transposable):
 class Conv1x1(Transposable):
     """Trainable 1x1 convolution with bias (``nn.Conv2d``, so the model's N(0, 0.02) init applies)."""
 
-    weights_in_jacobian = True
-
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, 1)
@@ -72,10 +73,11 @@ class Conv1x1(Transposable):
     def forward(self, x: Tensor) -> Tensor:
         return channel_matmul(self._matrix(), x) + self.conv.bias.view(1, -1, 1, 1)
 
-    def jvp(self, v: Tensor, ctx: None) -> Tensor:
-        return channel_matmul(self._matrix(), v)
+    def jvp(self, v: Tensor, ctx: None, tape: Tape | None = None) -> Tensor:
+        return Tape.product(tape, lambda v: channel_matmul(self._matrix(), v), v)
 
-    def vjp(self, u: Tensor, ctx: None) -> Tensor:
+    def vjp(self, u: Tensor, ctx: None, tape: Tape | None = None) -> Tensor:
+        Tape.cotangent(tape, u)
         return channel_matmul(self._matrix().t(), u)
 
 
@@ -92,8 +94,6 @@ class MixedConvTranspose(Transposable):
     so the constant products at that point (the power iteration's passes)
     share it; a product with autograd on contracts it again from the weight.
     """
-
-    weights_in_jacobian = True
 
     def __init__(self, mix: Transposable, conv: ConvTranspose):
         super().__init__()
@@ -118,10 +118,11 @@ class MixedConvTranspose(Transposable):
             return self(x), Shared(kernel)
         return self._transposed(x, kernel, self.conv.conv.bias), Shared(kernel)
 
-    def jvp(self, v: Tensor, ctx: Shared | None) -> Tensor:
-        return self._transposed(v, self._kernel(ctx), None)
+    def jvp(self, v: Tensor, ctx: Shared | None, tape: Tape | None = None) -> Tensor:
+        return Tape.product(tape, lambda v: self._transposed(v, self._kernel(ctx), None), v)
 
-    def vjp(self, u: Tensor, ctx: Shared | None) -> Tensor:
+    def vjp(self, u: Tensor, ctx: Shared | None, tape: Tape | None = None) -> Tensor:
+        Tape.cotangent(tape, u)
         c = self.conv.conv
         return F.conv2d(u, self._kernel(ctx), None, c.stride, c.padding)
 

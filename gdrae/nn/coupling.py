@@ -17,8 +17,6 @@ class AdditiveCoupling(Transposable):
     Jacobian [[I, 0], [J_net, I]], transpose [[I, J_net^T], [0, I]].
     """
 
-    passes_tape = True
-
     def __init__(self, net: Chain):
         super().__init__()
         self.net = net

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gdrae.nn.base import Transposable, channel_matmul
+from gdrae.nn.base import Tape, Transposable, channel_matmul
 
 
 def random_orthogonal(n: int, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -28,10 +28,10 @@ class _ChannelMap(Transposable):
     def forward(self, x: Tensor) -> Tensor:
         return channel_matmul(self.weight, x)
 
-    def jvp(self, v: Tensor, ctx: None) -> Tensor:
+    def jvp(self, v: Tensor, ctx: None, tape: Tape | None = None) -> Tensor:
         return channel_matmul(self.weight, v)
 
-    def vjp(self, u: Tensor, ctx: None) -> Tensor:
+    def vjp(self, u: Tensor, ctx: None, tape: Tape | None = None) -> Tensor:
         return channel_matmul(self.weight.t(), u)
 
 

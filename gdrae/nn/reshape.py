@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gdrae.nn.base import Transposable
+from gdrae.nn.base import Tape, Transposable
 
 
 class Squeeze(Transposable):
@@ -22,10 +22,10 @@ class Squeeze(Transposable):
     def forward(self, x: Tensor) -> Tensor:
         return F.pixel_unshuffle(x, self.factor)
 
-    def jvp(self, v: Tensor, ctx: None) -> Tensor:
+    def jvp(self, v: Tensor, ctx: None, tape: Tape | None = None) -> Tensor:
         return F.pixel_unshuffle(v, self.factor)
 
-    def vjp(self, u: Tensor, ctx: None) -> Tensor:
+    def vjp(self, u: Tensor, ctx: None, tape: Tape | None = None) -> Tensor:
         return F.pixel_shuffle(u, self.factor)  # a permutation: transpose = inverse
 
     def inverse(self, y: Tensor) -> Tensor:
@@ -45,10 +45,10 @@ class Unsqueeze(Transposable):
     def forward(self, x: Tensor) -> Tensor:
         return F.pixel_shuffle(x, self.factor)
 
-    def jvp(self, v: Tensor, ctx: None) -> Tensor:
+    def jvp(self, v: Tensor, ctx: None, tape: Tape | None = None) -> Tensor:
         return F.pixel_shuffle(v, self.factor)
 
-    def vjp(self, u: Tensor, ctx: None) -> Tensor:
+    def vjp(self, u: Tensor, ctx: None, tape: Tape | None = None) -> Tensor:
         return F.pixel_unshuffle(u, self.factor)
 
     def inverse(self, y: Tensor) -> Tensor:
@@ -64,10 +64,10 @@ class ConcatZero(Transposable):
     def forward(self, x: Tensor) -> Tensor:
         return torch.cat([x, torch.zeros_like(x)], dim=1)
 
-    def jvp(self, v: Tensor, ctx: None) -> Tensor:
+    def jvp(self, v: Tensor, ctx: None, tape: Tape | None = None) -> Tensor:
         return torch.cat([v, torch.zeros_like(v)], dim=1)
 
-    def vjp(self, u: Tensor, ctx: None) -> Tensor:
+    def vjp(self, u: Tensor, ctx: None, tape: Tape | None = None) -> Tensor:
         return u[:, : u.shape[1] // 2]
 
     def inverse(self, y: Tensor) -> Tensor:

@@ -2,18 +2,21 @@
 
 Compares the hand-written Jacobian products of a :class:`Transposable` with
 autograd at a point: ``jvp`` against forward-mode autograd, ``vjp`` against
-reverse-mode autograd, ``linearize`` against ``forward``. Use float64 inputs.
+reverse-mode autograd, ``linearize`` against ``forward``, and the
+:class:`Tape` of a ``vjp`` then a ``jvp`` pass against the weight gradient
+that backpropagating <J v, u> gives. Use float64 inputs.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from gdrae.nn.base import Transposable
+from gdrae.nn.base import Tape, Transposable
 
 
 def assert_jacobian_products(layer: Transposable, x: Tensor, atol: float = 1e-8, rtol: float = 1e-8) -> None:
-    """Raise AssertionError unless layer.jvp / layer.vjp equal autograd's JVP / VJP at ``x``."""
+    """Raise AssertionError unless layer.jvp / layer.vjp equal autograd's JVP / VJP at ``x``, and the
+    tape's pairing has the weight gradient of <J v, u>."""
     y, ctx = layer.linearize(x)
     torch.testing.assert_close(y, layer(x), atol=atol, rtol=rtol, msg="linearize output differs from forward")
     v = torch.randn_like(x)
@@ -23,3 +26,22 @@ def assert_jacobian_products(layer: Transposable, x: Tensor, atol: float = 1e-8,
     (jtu_ad,) = vjp_fn(u)
     torch.testing.assert_close(layer.jvp(v, ctx), jv_ad, atol=atol, rtol=rtol, msg="jvp differs from autograd")
     torch.testing.assert_close(layer.vjp(u, ctx), jtu_ad, atol=atol, rtol=rtol, msg="vjp differs from autograd")
+
+    weights = [w for w in layer.parameters() if w.requires_grad]
+    if not weights:
+        return
+    with torch.enable_grad():
+        expected = torch.autograd.grad((layer.jvp(v, ctx) * u).sum(), weights, allow_unused=True)
+    tape = Tape()
+    with torch.no_grad():
+        layer.vjp(u, ctx, tape)
+        layer.jvp(v, ctx, tape)
+    pairing = tape.pairing()
+    if isinstance(pairing, Tensor) and pairing.requires_grad:
+        got = torch.autograd.grad(pairing.sum(), weights, allow_unused=True)
+    else:
+        got = (None,) * len(weights)
+    for w, e, g in zip(weights, expected, got):
+        e = torch.zeros_like(w) if e is None else e
+        g = torch.zeros_like(w) if g is None else g
+        torch.testing.assert_close(g, e, atol=atol, rtol=rtol, msg="tape pairing's weight gradient differs from autograd")

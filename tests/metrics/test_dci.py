@@ -59,13 +59,6 @@ def test_seeded_and_independent_of_n_jobs(small):
     noisy = codes + 0.5 * np.random.RandomState(0).randn(*codes.shape)
     a = dci(noisy, sizes, seed=2, **SMALL)
     assert a == dci(noisy, sizes, seed=2, n_jobs=2, **SMALL)
-    assert a != dci(noisy, sizes, seed=3, model="hist", **SMALL)
+    assert a != dci(noisy, sizes, seed=3, **SMALL)
 
 
-def test_hist_model_is_a_faster_stand_in(small):
-    codes, shuffled, sizes = small
-    scores = dci(codes, sizes, model="hist", **SMALL)
-    assert scores["disentanglement"] > 0.95 and scores["completeness"] > 0.95
-    assert dci(shuffled, sizes, model="hist", **SMALL)["disentanglement"] < 0.2
-    with pytest.raises(GdraeError, match="model"):
-        dci(codes, sizes, model="forest")

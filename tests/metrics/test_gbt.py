@@ -1,4 +1,6 @@
 """gdrae.metrics.gbt against scikit-learn's GradientBoostingClassifier() on small data."""
+import importlib
+
 import numpy as np
 import pytest
 from sklearn.ensemble import GradientBoostingClassifier
@@ -53,21 +55,36 @@ def test_binary_and_degenerate_inputs():
         gbt.fit(x, np.zeros(len(x)))
 
 
-def test_dci_gbt_agrees_with_sklearn(grid):
+def test_dci_gbt_agrees_with_sklearn(grid, monkeypatch):
     sizes = (3, 40)  # continuous codes: 120 distinct rows, 3 and 40 classes
     codes = grid(sizes) / np.array(sizes) + 0.05 * np.random.RandomState(0).randn(120, 2)
     codes = np.concatenate([codes, np.random.RandomState(1).randn(120, 1)], axis=1)
     kw = dict(num_train=300, num_test=100, seed=0)
-    ours, theirs = dci(codes, sizes, model="gbt", **kw), dci(codes, sizes, model="sklearn", **kw)
+    ours = dci(codes, sizes, **kw)
+    monkeypatch.setenv("GDRAE_PLAIN", "gbt")  # scikit-learn's own GradientBoostingClassifier
+    theirs = dci(codes, sizes, **kw)
     assert ours.keys() == theirs.keys()
     for key in ours:
         assert ours[key] == pytest.approx(theirs[key], abs=0.02), key
 
 
 def test_switching_the_gbt_fast_path_off_fits_scikit_learn_itself(grid, monkeypatch):
-    """GDRAE_PLAIN=gbt (gdrae.fastpaths): dci's default model is then scikit-learn's GradientBoostingClassifier."""
+    """GDRAE_PLAIN=gbt (gdrae.fastpaths): dci then fits scikit-learn's GradientBoostingClassifier."""
+    dci_module = importlib.import_module("gdrae.metrics.dci")  # the module, not the function of that name
+
+    fitted = []
+    original = dci_module.GradientBoostingClassifier.fit
+
+    def fit(self, x, y):
+        fitted.append(len(y))
+        return original(self, x, y)
+
+    monkeypatch.setattr(dci_module.GradientBoostingClassifier, "fit", fit)
     sizes = (3, 4)
     codes = grid(sizes) / np.array(sizes) + 0.1 * np.random.RandomState(0).randn(12, 2)
     kw = dict(num_train=100, num_test=50, seed=0)
+    dci(codes, sizes, **kw)
+    assert fitted == []
     monkeypatch.setenv("GDRAE_PLAIN", "gbt")
-    assert dci(codes, sizes, **kw) == dci(codes, sizes, model="sklearn", **kw)
+    dci(codes, sizes, **kw)
+    assert fitted == [100, 100]

@@ -102,12 +102,23 @@ def test_product_mix_is_the_two_mixings_in_a_row():
 
 def test_helper_detects_a_wrong_transpose():
     class WrongVjp(FixedMix):
-        def vjp(self, u, ctx):
-            return super().vjp(u, ctx) * 1.001
+        def vjp(self, u, ctx, tape=None):
+            return super().vjp(u, ctx, tape) * 1.001
 
     layer = WrongVjp(3, 5).double()
     with pytest.raises(AssertionError, match="vjp"):
         assert_jacobian_products(layer, torch.randn(2, 3, 2, 2, dtype=torch.float64))
+
+
+def test_helper_detects_a_block_that_does_not_record_on_the_tape():
+    class Unrecorded(Conv1x1):
+        def vjp(self, u, ctx, tape=None):
+            return super().vjp(u, ctx)  # the cotangent never reaches the tape
+
+    torch.manual_seed(2)
+    with pytest.raises((AssertionError, RuntimeError), match="tape|Tape"):
+        assert_jacobian_products(Chain([Unrecorded(3, 4), ReLU(), Conv1x1(4, 3)]).double(),
+                                 torch.randn(2, 3, 1, 1, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("n_in,n_out", [(3, 7), (7, 3), (5, 5)])
