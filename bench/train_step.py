@@ -24,9 +24,10 @@ from torch.profiler import ProfilerActivity, profile
 from cli.common import keep_freed_memory
 from gdrae.config import load_config
 from gdrae.device import DEVICES
-from gdrae.losses import weighted_total
+from gdrae.losses import spectral_weighted, weighted_total
 from gdrae.models import build_model
 from gdrae.models.jacobian import ROUTES
+from gdrae.train import make_optimizer
 
 MATRIX_OPS = {"aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::matmul", "aten::linear"}
 LAYOUT_OPS = {"aten::pixel_shuffle", "aten::pixel_unshuffle", "aten::cat", "aten::copy_", "aten::clone",
@@ -94,7 +95,7 @@ def main() -> None:
     device = torch.device(args.device)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, betas=tuple(cfg.train.betas))
+    opt = make_optimizer(model, cfg.train)
     m = cfg.model
     if m.kind == "image":
         x = (torch.rand(batch, m.channels, m.image_size, m.image_size, device=device) > 0.5).float()
@@ -108,7 +109,7 @@ def main() -> None:
         if graphs:
             torch.compiler.cudagraph_mark_step_begin()  # last step's graph outputs may be overwritten
         opt.zero_grad(set_to_none=True)
-        loss = weighted_total(loss_terms(x, cfg.train.spectral_route), cfg.loss)
+        loss = weighted_total(loss_terms(x, cfg.train.spectral_route, spectral_weighted(cfg.loss)), cfg.loss)
         loss.backward()
         opt.step()
 

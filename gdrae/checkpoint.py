@@ -83,11 +83,18 @@ def checkpoint_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, s
 def restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict, t: TrainConfig) -> list[str]:
     """Load the checkpoint's optimiser state, then apply the config's lr and betas to it.
 
+    The optimiser keeps its own kernel (fused or not, gdrae.train.make_optimizer):
+    how the update runs is not part of the run, and a checkpoint written by
+    another kernel continues with the same update.
+
     A resumed run may change them (lowering the learning rate is common); the
     returned lines (for train.log) say what changed, so the optimiser and
     config.yaml never disagree silently.
     """
+    kernels = [{k: group.get(k) for k in ("fused", "foreach")} for group in optimizer.param_groups]
     optimizer.load_state_dict(saved)
+    for group, kernel in zip(optimizer.param_groups, kernels):  # how updates run is not the run's state
+        group.update(kernel)
     notes = []
     for key, value in (("lr", t.lr), ("betas", tuple(t.betas))):
         before = optimizer.param_groups[0][key]

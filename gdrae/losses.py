@@ -58,6 +58,13 @@ def norm_sv(logsv: Tensor) -> Tensor:
     return torch.exp(2 * logsv).mean()
 
 
+def spectral_weighted(loss_cfg) -> bool:
+    """False when the weights of "sn" and "sv" are both 0 or null (the ablation): ``GDRAE.loss_terms``
+    then leaves both terms, and the power iteration, out."""
+    weights = loss_cfg.model_dump() if hasattr(loss_cfg, "model_dump") else dict(loss_cfg)
+    return any(weights.get(name) for name in ("sn", "sv"))
+
+
 def weighted_total(terms: Mapping[str, Tensor], loss_cfg) -> Tensor:
     """Sum of weight * term over the terms that have a weight (``LossConfig`` or a mapping).
 

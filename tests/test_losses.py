@@ -88,3 +88,11 @@ def test_weighted_total_uses_config_weights_and_skips_the_rest():
     assert weighted_total(terms, LossConfig()).item() == pytest.approx(2 + 3000 + 500 + 0.01 - 1)
     with pytest.raises(GdraeError, match="weight"):
         weighted_total({"recon": torch.tensor(1.0)}, {"recon": None})
+
+
+def test_spectral_terms_are_weighted_unless_sn_and_sv_are_both_off():
+    from gdrae.losses import spectral_weighted
+
+    assert spectral_weighted({"sn": 1000, "sv": 1})
+    assert spectral_weighted({"sn": 0, "sv": 1}) and spectral_weighted({"sn": 1, "sv": None})
+    assert not spectral_weighted({"sn": 0, "sv": 0}) and not spectral_weighted({"sn": None, "sv": 0})

@@ -120,9 +120,29 @@ class FlowDecoder(Transposable):
         x = as_latent_map(p)
         for layer in body:
             x = layer(x)
-        if isinstance(last, FixedMix):
-            return channel_matmul(last.weight[:n_channels], x)
-        return last(x)[:, :n_channels]
+        return _first_channels(last, x, n_channels)
+
+    def pre_activation_and_jvp(self, p: Tensor, t: Tensor, ctx: Ctx, n_channels: int) -> tuple[Tensor, Tensor]:
+        """``pre_activation(p, n_channels)`` and ``jvp(t, ctx)`` in one stacked pass, with autograd.
+
+        The reconstruction at p and the Jacobian product at another point
+        (``ctx``'s) share every product with the weights but the last
+        mixing's, where the reconstruction keeps its first ``n_channels``
+        rows only. One backward then runs products of twice the rows.
+        """
+        n = p.shape[0]
+        *body, last = self.flow.layers
+        x = as_latent_map(torch.cat([p, t]))
+        for layer, c in zip(body, ctx[0]):
+            x, _ = layer.stacked(x, n, c)
+        logits = _first_channels(last, x[:n], n_channels)
+        return logits, self.head.jvp(last.jvp(x[n:], ctx[0][-1]), ctx[1])
+
+    def stacked(self, p: Tensor, n: int, ctx: Ctx = None) -> tuple[Tensor, Ctx]:
+        flow_ctx, head_ctx = (None, None) if ctx is None else ctx
+        h, flow_ctx = self.flow.stacked(as_latent_map(p), n, flow_ctx)
+        y, head_ctx = self.head.stacked(h, n, head_ctx)
+        return y, (flow_ctx, head_ctx)
 
     def forward(self, p: Tensor) -> Tensor:
         return self.head(self.pre_activation(p))
@@ -146,6 +166,14 @@ class FlowDecoder(Transposable):
 
     def inverse(self, y: Tensor) -> Tensor:
         return self.flow.inverse(self.head.inverse(y)).flatten(1)
+
+
+def _first_channels(last: Transposable, x: Tensor, n_channels: int) -> Tensor:
+    """The first ``n_channels`` output channels of the flow's last block at its input ``x``: a fixed
+    mixing (both published decoders) computes only those rows."""
+    if isinstance(last, FixedMix):
+        return channel_matmul(last.weight[:n_channels], x)
+    return last(x)[:, :n_channels]
 
 
 def image_decoder(nz: int, init_size: int, ncs: list[int], hidden_ncs: list[int], middle_ns_flows: list[int]) -> FlowDecoder:

@@ -13,7 +13,9 @@ from torch import Tensor, nn
 
 from gdrae import losses
 from gdrae.models.decoders import FlowDecoder
-from gdrae.models.jacobian import dense_jacobian, geometry_diagnostics, nmae, spectral_estimate, transpose_matrix
+from gdrae.models.jacobian import (
+    dense_jacobian, dense_rounds, geometry_diagnostics, inner, nmae, resolve_route, spectral_estimate, transpose_matrix,
+)
 
 
 class GDRAE(nn.Module):
@@ -73,7 +75,10 @@ class GDRAE(nn.Module):
 
     def _data_logits(self, z: Tensor) -> Tensor:
         """Decoder output restricted to the data: image logits (before sigmoid) or 2-D points."""
-        out = self.decoder.pre_activation(self._to_p(z), self.data_channels)
+        return self._as_data(self.decoder.pre_activation(self._to_p(z), self.data_channels))
+
+    def _as_data(self, out: Tensor) -> Tensor:
+        """The decoder's first data_channels outputs in the data's shape: images as they are, points (B, 2)."""
         return out if self.kind == "image" else out.flatten(1)
 
     def decode(self, z: Tensor) -> Tensor:
@@ -106,21 +111,37 @@ class GDRAE(nn.Module):
             eps = torch.randn_like(mu)
         return mu + self.sigma * eps
 
-    def loss_terms(self, x: Tensor, spectral_route: str = "auto") -> dict[str, Tensor]:
+    def loss_terms(self, x: Tensor, spectral_route: str = "auto", spectral: bool = True) -> dict[str, Tensor]:
         """Every loss term of MODEL.md section 6, unweighted, plus detached "monitor/" tensors.
 
         ``spectral_route`` (``train.spectral_route``) is how the power
         iteration is computed (:func:`gdrae.models.jacobian.spectral_estimate`);
-        every route gives the same numbers. Draws (in this order, from torch's default generator): the posterior
-        noise (images: B x nz values, or B when ``posterior_noise`` is
-        "shared"), the prior batch z ~ U[-r, r]^(B x nz), the power
-        iteration's u0. No host sync and static shapes, so the step can be
-        compiled or captured.
+        every route gives the same numbers. On route "dense" the last power
+        product and the reconstruction run as one stacked pass
+        (``FlowDecoder.pre_activation_and_jvp``). ``spectral=False`` (both
+        the sn and sv weights 0: the ablation) leaves out the terms "sn" and
+        "sv" and the power iteration. Draws (in this order, from torch's
+        default generator, whatever ``spectral``): the posterior noise
+        (images: B x nz values, or B when ``posterior_noise`` is "shared"),
+        the prior batch z ~ U[-r, r]^(B x nz), the power iteration's u0. No
+        host sync and static shapes, so the step can be compiled or captured.
         """
         c = self.log_capacity
         mu = self.encode(x)
         z = self.sample_posterior(mu)
-        out = self._data_logits(z)
+        p = torch.exp(c) * self.sample_prior(x.shape[0])
+        logsv = self.sv_predictor(p)
+        u0 = torch.randn(x.shape[0], *self.decoder.out_shape, device=p.device, dtype=p.dtype)
+        route = resolve_route(spectral_route, self.nz, self.sn_power)
+        sn = None
+        if spectral and route == "dense":  # the reconstruction shares the last power product's pass
+            ctx, t, u_prev = dense_rounds(self.decoder, p, torch.exp(-logsv), self.sn_power, u0)
+            out, u = self.decoder.pre_activation_and_jvp(self._to_p(z), t, ctx, self.data_channels)
+            out, sn = self._as_data(out), inner(u, u_prev)
+        else:
+            out = self._data_logits(z)
+            if spectral:
+                sn = spectral_estimate(self.decoder, p, torch.exp(-logsv), self.sn_power, u0, route)
         if self.kind == "image":
             recon = losses.bce_recon(out, x)
             recon_l1 = (torch.sigmoid(out.detach()) - x).abs().mean()
@@ -128,24 +149,18 @@ class GDRAE(nn.Module):
             recon = losses.squared_error(out, x)
             recon_l1 = (out.detach() - x).abs().mean()
 
-        p = torch.exp(c) * self.sample_prior(x.shape[0])
-        logsv = self.sv_predictor(p)
-        u0 = torch.randn(x.shape[0], *self.decoder.out_shape, device=p.device, dtype=p.dtype)
-        sn = spectral_estimate(self.decoder, p, torch.exp(-logsv), self.sn_power, u0, spectral_route)
-
-        terms = {
-            "recon": recon,
-            "prior": losses.prior_penalty(mu, self.prior_radius),
-            "sn": losses.spectral_loss(sn),
-            "sv": losses.sv_entropy(logsv),
-            "cap": c,
-        }
+        terms = {"recon": recon, "prior": losses.prior_penalty(mu, self.prior_radius)}
+        if spectral:
+            terms["sn"] = losses.spectral_loss(sn)
+            terms["sv"] = losses.sv_entropy(logsv)
+        terms["cap"] = c
         if self.kind == "image":
             terms["norm_sv"] = losses.norm_sv(logsv)
         terms["monitor/recon_l1"] = recon_l1
         terms["monitor/mu_abs"] = mu.detach().abs().mean(dim=0)
         terms["monitor/sv_mean"] = torch.exp(logsv.detach()).mean(dim=0)
-        terms["monitor/sn_mean"] = sn.detach().mean()
+        if spectral:
+            terms["monitor/sn_mean"] = sn.detach().mean()
         return terms
 
     def diagnostics(self, n_points: int = 64, seed: int = 0) -> dict[str, float]:

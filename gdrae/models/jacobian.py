@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable, Union
 import torch
 from torch import Tensor
 
-from gdrae.nn.base import Ctx, Shared, Tape, Transposable
+from gdrae.nn.base import Ctx, Tape, Transposable
 
 if TYPE_CHECKING:
     from gdrae.models.decoders import FlowDecoder
@@ -48,9 +48,12 @@ def spectral_estimate(phi: FlowDecoder, p: Tensor, w: Tensor, n_steps: int, u0: 
     tests/models/test_fast_path.py):
 
     - "reference": :func:`reference_spectral_estimate`, the plain reading.
-    - "dense": A as a dense (B, D, nz) tensor from one ``jvp`` pass at batch
-      nz·B, the constant rounds as small matrix products, then u_K as in the
-      reference: nz + 1 decoder passes (Sector2D: 3).
+    - "dense": A as a dense (B, D, nz) tensor from one stacked pass of
+      (nz + 1)·B rows (the point and its nz tangent columns share every
+      product), the constant rounds as small matrix products
+      (:func:`dense_rounds`), then u_K as in the reference: the work of
+      nz + 1 decoder passes (Sector2D: 3). The training step stacks u_K's
+      pass with the reconstruction's (``FlowDecoder.pre_activation_and_jvp``).
     - "matrix_free": every pass constant, through ``phi.fast_jacobian`` (the
       image decoder's squeezed products), and the gradient from a
       :class:`Tape` of the last two passes instead of a backward pass:
@@ -60,8 +63,7 @@ def spectral_estimate(phi: FlowDecoder, p: Tensor, w: Tensor, n_steps: int, u0: 
 
     Reference: Pan, Niu, Zhang, AAAI 2023 (GDRAE), spectral-norm term; MODEL.md section 6.
     """
-    if route == "auto":
-        route = "dense" if dense_route_is_cheaper(p.shape[1], n_steps) else "matrix_free"
+    route = resolve_route(route, p.shape[1], n_steps)
     if route == "reference":
         return reference_spectral_estimate(phi, p, w, n_steps, u0)
     if route == "dense":
@@ -111,10 +113,21 @@ def inner(u: Tensor, u_prev: Tensor) -> Tensor:
 
 def _dense_estimate(phi: FlowDecoder, p: Tensor, w: Tensor, n_steps: int, u0: Tensor) -> Tensor:
     """Route "dense" of :func:`spectral_estimate`: the reference with A as a matrix for the constant rounds."""
+    ctx, t, u_prev = dense_rounds(phi, p, w, n_steps, u0)
+    return inner(phi.jvp(t, ctx), u_prev)                  # u_K = J t, sn = <u_K, u_{K-1}>
+
+
+def dense_rounds(phi: FlowDecoder, p: Tensor, w: Tensor, n_steps: int, u0: Tensor) -> tuple[Ctx, Tensor, Tensor]:
+    """The constant part of route "dense": (ctx, t, u_{K-1}), from which sn = <J(p) t, u_{K-1}>.
+
+    ``ctx`` is the Jacobian's context at p, t = w * normalize(v_K) the input
+    of the last product (its gradient reaches ``w``), u_{K-1} flattened
+    (B, D). A = J diag(w) is formed once as a dense (B, D, nz) tensor and the
+    rounds are small matrix products with it.
+    """
     w_const = w.detach()
     with torch.no_grad():
-        _, ctx = phi.linearize(p.detach())
-        matrix = scaled_jacobian_columns(phi, ctx, w_const)  # A: (B, D, nz)
+        ctx, matrix = scaled_jacobian_columns(phi, p.detach(), w_const)  # A: (B, D, nz)
 
         def a(v: Tensor) -> Tensor:
             return torch.einsum("bdn,bn->bd", matrix, v)
@@ -124,8 +137,15 @@ def _dense_estimate(phi: FlowDecoder, p: Tensor, w: Tensor, n_steps: int, u0: Te
 
         u_prev = power_rounds(a, a_t, u0.flatten(1), n_steps)
         v = a_t(normalize(u_prev))
-    u = phi.jvp(w * normalize(v), ctx)
-    return inner(u, u_prev)
+    return ctx, w * normalize(v), u_prev
+
+
+def resolve_route(route: str, nz: int, n_steps: int) -> str:
+    """The route ``spectral_estimate`` takes: ``route`` itself, or for "auto" the one with fewer decoder
+    passes (:func:`dense_route_is_cheaper`)."""
+    if route == "auto":
+        return "dense" if dense_route_is_cheaper(nz, n_steps) else "matrix_free"
+    return route
 
 
 def _taped_estimate(op: Jacobian, p: Tensor, w: Tensor, n_steps: int, u0: Tensor) -> Tensor:
@@ -172,27 +192,18 @@ def dense_route_is_cheaper(nz: int, n_steps: int) -> bool:
     return nz + 1 < 2 * n_steps - 1
 
 
-def scaled_jacobian_columns(phi: Transposable, ctx: Ctx, w: Tensor) -> Tensor:
-    """A = J_phi(p) diag(w) as a dense (B, D, nz) tensor: all nz columns in one ``jvp`` pass at batch nz·B.
+def scaled_jacobian_columns(phi: Transposable, p: Tensor, w: Tensor) -> tuple[Ctx, Tensor]:
+    """The Jacobian's context at p and A = J_phi(p) diag(w) as a dense (B, D, nz) tensor.
 
-    ``ctx`` is ``phi.linearize(p)``'s context; it is tiled to the bigger batch.
+    One stacked pass of (nz + 1)·B rows: the point p and its nz scaled
+    tangent columns go through every product together (``phi.stacked``).
     No graph is meant to be kept (call under ``torch.no_grad``).
     """
     b, nz = w.shape
     # directions[j * B + b] = w[b, j] e_j
     directions = (torch.eye(nz, dtype=w.dtype, device=w.device)[:, None, :] * w[None]).reshape(nz * b, nz)
-    columns = phi.jvp(directions, tile_ctx(ctx, nz))
-    return columns.reshape(nz, b, -1).permute(1, 2, 0)
-
-
-def tile_ctx(ctx: Ctx, n: int) -> Ctx:
-    """A Jacobian context for the batch repeated ``n`` times (sample j * B + b uses sample b's slopes);
-    what every sample shares (None, a :class:`Shared` constant) stays as it is."""
-    if ctx is None or isinstance(ctx, Shared):
-        return ctx
-    if isinstance(ctx, Tensor):
-        return ctx.repeat(n, *([1] * (ctx.dim() - 1)))
-    return type(ctx)(tile_ctx(c, n) for c in ctx)
+    out, ctx = phi.stacked(torch.cat([p, directions]), b)
+    return ctx, out[b:].reshape(nz, b, -1).permute(1, 2, 0)
 
 
 def dense_jacobian(fn, p: Tensor) -> Tensor:

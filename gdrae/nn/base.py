@@ -18,6 +18,15 @@ Each block is a :class:`Transposable` module with four methods:
   coupling, the decoder) hand it to their blocks, the blocks with weights in
   their Jacobian record on it (:meth:`Tape.product`, :meth:`Tape.cotangent`),
   the others ignore it.
+- ``stacked(x, n, ctx=None) -> (y, ctx)``: ``forward`` of the rows ``x[:n]``
+  and ``jvp`` of the rows ``x[n:]`` in one pass, so that both share every
+  product with the weights (fewer, bigger matrix products). The rows
+  ``x[n:]`` are k tangents per sample (row j·n + b belongs to sample b).
+  Their Jacobian is the one at ``x[:n]`` (its context is returned, as
+  ``linearize`` gives it), or, given ``ctx``, that of another point.
+  Differentiable like ``forward`` and ``jvp``. The default runs
+  ``linearize`` and ``jvp`` apart; linear blocks and the blocks of the
+  published decoders run it as one.
 - ``inverse(y) -> x``: a left inverse, only for the injective blocks that sit
   on the decoder's main path; the others raise ``TypeError``.
 
@@ -59,9 +68,26 @@ class Transposable(nn.Module):
         """J(x)^T u for the point ``x`` that produced ``ctx``; ``tape`` records it (see :class:`Tape`)."""
         raise NotImplementedError(f"{type(self).__name__} must define vjp")
 
+    def stacked(self, x: Tensor, n: int, ctx: Ctx = None) -> tuple[Tensor, Ctx]:
+        """forward of rows ``x[:n]``, jvp of rows ``x[n:]`` (at ``x[:n]``, or at ``ctx``'s point), and the context."""
+        y, own = self.linearize(x[:n])
+        ctx = own if ctx is None else ctx
+        return torch.cat([y, self.jvp(x[n:], tile_ctx(ctx, x.shape[0] // n - 1))]), ctx
+
     def inverse(self, y: Tensor) -> Tensor:
         """Left inverse of ``forward``; only injective blocks have one."""
         raise TypeError(f"{type(self).__name__} is not injective: it has no left inverse")
+
+
+class LinearBlock(Transposable):
+    """A linear block without bias: its Jacobian is the block itself, so ``jvp`` is ``forward`` and a
+    stacked pass is one ``forward`` of all rows. Subclasses define ``forward`` and ``vjp``."""
+
+    def jvp(self, v: Tensor, ctx: None, tape: Tape | None = None) -> Tensor:
+        return self(v)
+
+    def stacked(self, x: Tensor, n: int, ctx: None = None) -> tuple[Tensor, None]:
+        return self(x), None
 
 
 class Chain(Transposable):
@@ -92,6 +118,13 @@ class Chain(Transposable):
         for layer, c in zip(reversed(self.layers), reversed(ctx)):
             u = layer.vjp(u, c, tape)
         return u
+
+    def stacked(self, x: Tensor, n: int, ctx: list | None = None) -> tuple[Tensor, list]:
+        ctxs = []
+        for layer, c in zip(self.layers, ctx if ctx is not None else [None] * len(self.layers)):
+            x, c = layer.stacked(x, n, c)
+            ctxs.append(c)
+        return x, ctxs
 
     def inverse(self, y: Tensor) -> Tensor:
         for layer in reversed(self.layers):
@@ -152,6 +185,16 @@ class Tape:
         for out, cot in zip(self.outputs, reversed(self.cotangents)):
             total = total + (out * cot).sum(dim=tuple(range(1, out.dim())))
         return total
+
+
+def tile_ctx(ctx: Ctx, k: int) -> Ctx:
+    """A Jacobian context for the batch repeated ``k`` times (sample j * B + b uses sample b's slopes);
+    what every sample shares (None, a :class:`Shared` constant) stays as it is."""
+    if ctx is None or isinstance(ctx, Shared):
+        return ctx
+    if isinstance(ctx, Tensor):
+        return ctx.repeat(k, *([1] * (ctx.dim() - 1)))
+    return type(ctx)(tile_ctx(c, k) for c in ctx)
 
 
 def compiling() -> bool:

@@ -76,6 +76,12 @@ class Conv1x1(Transposable):
     def jvp(self, v: Tensor, ctx: None, tape: Tape | None = None) -> Tensor:
         return Tape.product(tape, lambda v: channel_matmul(self._matrix(), v), v)
 
+    def stacked(self, x: Tensor, n: int, ctx: None = None) -> tuple[Tensor, None]:
+        """One product for all rows; the bias only on the rows ``x[:n]`` (it is not in the Jacobian)."""
+        y = channel_matmul(self._matrix(), x)
+        y[:n] += self.conv.bias.view(1, -1, 1, 1)
+        return y, None
+
     def vjp(self, u: Tensor, ctx: None, tape: Tape | None = None) -> Tensor:
         Tape.cotangent(tape, u)
         return channel_matmul(self._matrix().t(), u)

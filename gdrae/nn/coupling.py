@@ -38,6 +38,11 @@ class AdditiveCoupling(Transposable):
         ua, ub = u.chunk(2, dim=1)
         return torch.cat([ua + self.net.vjp(ub, ctx, tape), ub], dim=1)
 
+    def stacked(self, x: Tensor, n: int, ctx: Ctx = None) -> tuple[Tensor, Ctx]:
+        a, b = x.chunk(2, dim=1)
+        h, ctx = self.net.stacked(a, n, ctx)
+        return torch.cat([a, b + h], dim=1), ctx
+
     def inverse(self, y: Tensor) -> Tensor:
         a, c = y.chunk(2, dim=1)
         return torch.cat([a, c - self.net(a)], dim=1)

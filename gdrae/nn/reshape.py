@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gdrae.nn.base import Tape, Transposable
+from gdrae.nn.base import LinearBlock, Tape
 
 
-class Squeeze(Transposable):
+class Squeeze(LinearBlock):
     """(C, H, W) -> (C*s^2, H/s, W/s); input channel c, offset (i, j) -> channel c*s^2 + i*s + j."""
 
     def __init__(self, factor: int):
@@ -21,9 +21,6 @@ class Squeeze(Transposable):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.pixel_unshuffle(x, self.factor)
-
-    def jvp(self, v: Tensor, ctx: None, tape: Tape | None = None) -> Tensor:
-        return F.pixel_unshuffle(v, self.factor)
 
     def vjp(self, u: Tensor, ctx: None, tape: Tape | None = None) -> Tensor:
         return F.pixel_shuffle(u, self.factor)  # a permutation: transpose = inverse
@@ -35,7 +32,7 @@ class Squeeze(Transposable):
         return str(self.factor)
 
 
-class Unsqueeze(Transposable):
+class Unsqueeze(LinearBlock):
     """(C*s^2, H, W) -> (C, H*s, W*s), the inverse of :class:`Squeeze`."""
 
     def __init__(self, factor: int):
@@ -44,9 +41,6 @@ class Unsqueeze(Transposable):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.pixel_shuffle(x, self.factor)
-
-    def jvp(self, v: Tensor, ctx: None, tape: Tape | None = None) -> Tensor:
-        return F.pixel_shuffle(v, self.factor)
 
     def vjp(self, u: Tensor, ctx: None, tape: Tape | None = None) -> Tensor:
         return F.pixel_unshuffle(u, self.factor)
@@ -58,14 +52,11 @@ class Unsqueeze(Transposable):
         return str(self.factor)
 
 
-class ConcatZero(Transposable):
+class ConcatZero(LinearBlock):
     """(C, H, W) -> (2C, H, W): appends C zero channels (an isometry)."""
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.cat([x, torch.zeros_like(x)], dim=1)
-
-    def jvp(self, v: Tensor, ctx: None, tape: Tape | None = None) -> Tensor:
-        return torch.cat([v, torch.zeros_like(v)], dim=1)
 
     def vjp(self, u: Tensor, ctx: None, tape: Tape | None = None) -> Tensor:
         return u[:, : u.shape[1] // 2]

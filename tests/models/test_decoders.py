@@ -62,3 +62,23 @@ def test_first_channels_only_equal_the_sliced_output(which, request):
     torch.manual_seed(7)
     p = torch.randn(4, 3 if which == "tiny_image_decoder" else 2, dtype=torch.float64)
     torch.testing.assert_close(dec.pre_activation(p, 2), dec.pre_activation(p)[:, :2])
+
+
+@pytest.mark.parametrize("which", ["tiny_image_decoder", "tiny_sector_decoder"])
+def test_reconstruction_and_jacobian_product_in_one_pass_equal_them_apart(which, request):
+    dec = request.getfixturevalue(which)
+    for prm in dec.parameters():  # larger than the N(0, 0.02) start, so every slope matters
+        torch.nn.init.normal_(prm, 0, 0.3)
+    torch.manual_seed(8)
+    nz = 3 if which == "tiny_image_decoder" else 2
+    p, point, t = (torch.randn(4, nz, dtype=torch.float64) for _ in range(3))
+    _, ctx = dec.linearize(point)
+    logits, jt = dec.pre_activation_and_jvp(p, t, ctx, 2)
+    torch.testing.assert_close(logits, dec.pre_activation(p, 2), atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(jt, dec.jvp(t, ctx), atol=1e-12, rtol=1e-12)
+    weights = list(dec.parameters())
+    r1, r2 = torch.randn_like(logits), torch.randn_like(jt)
+    got = torch.autograd.grad((logits * r1).sum() + (jt * r2).sum(), weights)
+    want = torch.autograd.grad((dec.pre_activation(p, 2) * r1).sum() + (dec.jvp(t, ctx) * r2).sum(), weights)
+    for g, e in zip(got, want):
+        torch.testing.assert_close(g, e, atol=1e-12, rtol=1e-10)

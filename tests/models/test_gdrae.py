@@ -100,6 +100,21 @@ def test_loss_terms_keys_values_and_reproducibility(kind):
     assert not torch.equal(model.loss_terms(x)["sn"], terms["sn"])  # fresh prior batch and u0
 
 
+@pytest.mark.parametrize("kind", ["image", "sector2d"])
+def test_without_the_spectral_terms_the_rest_and_the_draws_are_the_same(kind):
+    model = tiny_gdrae(kind)
+    x = torch.rand(4, 1, 8, 8, dtype=torch.float64) if kind == "image" else torch.rand(4, 2, dtype=torch.float64)
+    torch.manual_seed(3)
+    full = model.loss_terms(x)
+    after_full = torch.rand(3)
+    torch.manual_seed(3)
+    ablation = model.loss_terms(x, spectral=False)
+    assert torch.equal(torch.rand(3), after_full)  # the random stream does not depend on the weights
+    assert set(full) - set(ablation) == {"sn", "sv", "monitor/sn_mean"}
+    for key in ablation:
+        torch.testing.assert_close(ablation[key], full[key], atol=1e-12, rtol=1e-12, msg=key)
+
+
 def test_posterior_noise_independent_per_dimension_or_shared_per_sample():
     model = tiny_gdrae("image")
     model.sigma = 0.5

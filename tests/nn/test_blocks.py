@@ -121,6 +121,16 @@ def test_helper_detects_a_block_that_does_not_record_on_the_tape():
                                  torch.randn(2, 3, 1, 1, dtype=torch.float64))
 
 
+def test_helper_detects_a_stacked_pass_that_adds_the_bias_to_the_tangents():
+    class BiasEverywhere(Conv1x1):
+        def stacked(self, x, n, ctx=None):
+            return self(x), None
+
+    torch.manual_seed(4)
+    with pytest.raises(AssertionError, match="stacked"):
+        assert_jacobian_products(BiasEverywhere(3, 4).double(), torch.randn(2, 3, 1, 1, dtype=torch.float64))
+
+
 @pytest.mark.parametrize("n_in,n_out", [(3, 7), (7, 3), (5, 5)])
 def test_fixed_mix_is_a_fixed_semi_orthogonal_buffer(n_in, n_out):
     torch.manual_seed(1)

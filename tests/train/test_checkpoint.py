@@ -1,4 +1,5 @@
 """Checkpoint files: atomic writes, pruning, safe loading, digests, RNG round trip."""
+import copy
 import errno
 import os
 import random
@@ -194,3 +195,29 @@ def test_damage_torch_refuses_is_not_told_as_advice_to_load_unsafely(tmp_path):
     with pytest.raises(GdraeError) as error:
         read_checkpoint(path)
     assert str(error.value) == f"{path}: unreadable checkpoint (corrupt or not a torch file): Unsupported operand 0"
+
+
+def test_a_plain_adam_state_continues_in_the_fused_kernel():
+    from gdrae.checkpoint import restore_optimizer
+    from gdrae.config import TrainConfig
+
+    torch.manual_seed(0)
+    start = torch.nn.Linear(4, 3)
+    plain = torch.optim.Adam(start.parameters(), lr=1e-2)
+    for _ in range(3):
+        plain.zero_grad()
+        start(torch.randn(8, 4)).square().sum().backward()
+        plain.step()
+    saved = copy.deepcopy(plain.state_dict())  # as read from a file: no tensor shared with plain
+    twin = torch.nn.Linear(4, 3)
+    twin.load_state_dict(start.state_dict())
+    fused = torch.optim.Adam(twin.parameters(), lr=1e-2, fused=True)
+    restore_optimizer(fused, saved, TrainConfig(lr=1e-2))
+    assert fused.param_groups[0]["fused"] is True
+    x = torch.randn(8, 4)
+    for model, opt in ((start, plain), (twin, fused)):
+        opt.zero_grad()
+        model(x).square().sum().backward()
+        opt.step()
+    for a, b in zip(start.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)

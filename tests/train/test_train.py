@@ -166,8 +166,8 @@ def _nan_from_call(monkeypatch, calls: set[int]):
     """Make GDRAE.loss_terms return a NaN reconstruction term on the given (1-based) calls."""
     original, count = GDRAE.loss_terms, [0]
 
-    def loss_terms(self, x, spectral_route="auto"):
-        terms = original(self, x, spectral_route)
+    def loss_terms(self, *args):
+        terms = original(self, *args)
         count[0] += 1
         if count[0] in calls:
             terms["recon"] = terms["recon"] * float("nan")
@@ -249,11 +249,11 @@ def _signal_at_step(monkeypatch, step: int) -> None:
     """Send this process SIGINT while training step ``step`` computes its loss."""
     original, count = GDRAE.loss_terms, [0]
 
-    def loss_terms(self, x, spectral_route="auto"):
+    def loss_terms(self, *args):
         count[0] += 1
         if count[0] == step:
             os.kill(os.getpid(), signal.SIGINT)
-        return original(self, x, spectral_route)
+        return original(self, *args)
 
     monkeypatch.setattr(GDRAE, "loss_terms", loss_terms)
 
@@ -280,6 +280,12 @@ def test_kept_steps_get_a_checkpoint_whatever_ckpt_every(make_cfg, tmp_path):
                    "train.keep_steps=[1,3]"))
     names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     assert names == ["latest.pt", "step-1.pt", "step-3.pt", "step-6.pt"]
+
+
+def test_the_ablation_trains_without_the_spectral_terms(make_cfg, tmp_path):
+    train(make_cfg("sector", "train.steps=2", "loss.sn=0", "loss.sv=0"))
+    record = read_loss_log(tmp_path / "run")[2]
+    assert "sn" not in record and "sv" not in record and "recon" in record
 
 
 def test_a_second_ctrl_c_waits_for_the_checkpoint(make_cfg, tmp_path, monkeypatch):
@@ -415,12 +421,12 @@ def test_the_spectral_route_is_the_configs(make_cfg, monkeypatch, route):
     """train.spectral_route reaches the power iteration (the routes' numbers agree: tests/models/test_fast_path.py)."""
     import gdrae.models.gdrae as gdrae_module
 
-    real, seen = gdrae_module.spectral_estimate, []
+    real, seen = gdrae_module.resolve_route, []
 
-    def spectral_estimate(*args):
-        seen.append(args[-1])
-        return real(*args)
+    def resolve_route(route, *args):
+        seen.append(route)
+        return real(route, *args)
 
-    monkeypatch.setattr(gdrae_module, "spectral_estimate", spectral_estimate)
+    monkeypatch.setattr(gdrae_module, "resolve_route", resolve_route)
     train(make_cfg("sector", "train.steps=2", f"train.spectral_route={route}"))
     assert seen == [route, route]
