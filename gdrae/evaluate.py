@@ -77,12 +77,13 @@ def evaluate(model: torch.nn.Module, cache, metrics: Sequence[str] | None = None
     ``{"dci": {"num_train": 1000}}``); ``histogram`` options go to every bin count.
     ``cache`` may be None when only "geometry" is asked (it reads no data).
     """
-    from gdrae import metrics as m
-
     names = check_metric_names(METRIC_NAMES if metrics is None else metrics)
     options = options or {}
-    if codes is None and any(n != "geometry" for n in names):
-        codes = code_table(model, cache, code_dir, step, progress=progress)
+    if any(n != "geometry" for n in names):  # metrics of the code table (scikit-learn: imported only for them)
+        from gdrae import metrics as m
+
+        if codes is None:
+            codes = code_table(model, cache, code_dir, step, progress=progress)
     sizes = None if cache is None else tuple(cache.factor_sizes)
     results: dict[str, float] = {}
     for name in names:

@@ -324,6 +324,19 @@ def test_a_metrics_table_it_cannot_keep_stops_a_resumed_run_at_its_start(make_cf
     assert read_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["step"] == 1
 
 
+def test_training_without_train_metrics_imports_neither_the_metrics_nor_scikit_learn(make_cfg, tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(make_cfg("sector", "train.steps=1").model_dump(mode="json")))
+    script = ("import sys\nfrom gdrae.config import load_config\nfrom gdrae.train import train\n"
+              "train(load_config(sys.argv[1]))\n"
+              "print(sorted(m for m in ('sklearn', 'gdrae.metrics') if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(config)], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.splitlines()[-1] == "[]"
+    assert "geometry/ortho_sign" in read_evaluations(tmp_path / "run")[1]
+
+
 def test_metric_problems_stop_the_run_before_its_first_step(make_cfg, tmp_path):
     from gdrae.errors import GdraeError
 
