@@ -82,20 +82,42 @@ def read_evaluations(run_dir: str | Path) -> dict[int, dict[str, float]]:
     evaluated by both has the values of both, the newest where they share a
     key. A run trained before that record kept its trainer's evaluations in
     ``metrics/eval.jsonl`` (``ortho_sign`` for ``geometry/ortho_sign``):
-    read too, under today's keys. No record at all gives {}.
+    read too, under today's keys. No record at all gives {}; a value that
+    is not a number is a GdraeError naming the file and the place.
     """
     run_dir = Path(run_dir)
-    evaluations: dict[int, dict[str, float]] = {}
-    old = run_dir / OLD_EVALUATIONS
-    for line in old.read_text(encoding="utf-8").splitlines() if old.exists() else []:
-        if line.strip():
-            record = json.loads(line)
-            step = int(record.pop("step"))
-            evaluations.setdefault(step, {}).update((k if "/" in k else f"geometry/{k}", v) for k, v in record.items())
-    _, rows = read_metrics_csv(run_dir / METRICS / METRICS_CSV)
-    for step, row in rows.items():
-        evaluations.setdefault(step, {}).update((k, float(v)) for k, v in row.items() if k != "step" and v != "")
+    evaluations = _old_evaluations(run_dir / OLD_EVALUATIONS)
+    table = run_dir / METRICS / METRICS_CSV
+    for step, row in read_metrics_csv(table)[1].items():
+        cells = {k: v for k, v in row.items() if k != "step" and v != ""}
+        evaluations.setdefault(step, {}).update(_numbers(table, f"step {step}", cells))
     return dict(sorted(evaluations.items()))
+
+
+def _old_evaluations(path: Path) -> dict[int, dict[str, float]]:
+    """The records of an older run's metrics/eval.jsonl by step, under today's keys (the geometry's prefixed)."""
+    found: dict[int, dict[str, float]] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines() if path.exists() else [], 1):
+        if line.strip():
+            try:
+                record = json.loads(line)
+                step = int(record.pop("step"))
+            except (ValueError, TypeError, KeyError, AttributeError):
+                raise GdraeError(f"{path}: line {n}: expected a JSON record with a step, got {line[:80]!r}") from None
+            values = {k if "/" in k else f"geometry/{k}": v for k, v in record.items()}
+            found.setdefault(step, {}).update(_numbers(path, f"line {n}", values))
+    return found
+
+
+def _numbers(path: Path, where: str, values: Mapping[str, Any]) -> dict[str, float]:
+    """``values`` as floats; one that is not a number is a GdraeError naming the file, ``where`` and its key."""
+    numbers = {}
+    for key, value in values.items():
+        try:
+            numbers[key] = float(value)
+        except (ValueError, TypeError):
+            raise GdraeError(f"{path}: {where}, {key}: expected a number, got {value!r}") from None
+    return numbers
 
 
 def last_evaluation(run_dir: str | Path) -> dict[str, float] | None:
@@ -138,10 +160,10 @@ class RunLog:
         from tensorboardX import SummaryWriter
         from tqdm import tqdm
 
+        read_metrics_csv(self.run_dir / METRICS / METRICS_CSV)  # a table it cannot keep stops the run at its start
         self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=start_step + 1)
         self.file = open(self.run_dir / "train.log", "a", encoding="utf-8")
         (self.run_dir / LOSSES).parent.mkdir(parents=True, exist_ok=True)
-        read_metrics_csv(self.run_dir / METRICS / METRICS_CSV)  # a table it cannot keep stops the run at its start
         self.loss_file = open(self.run_dir / LOSSES, "a", encoding="utf-8")
         self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True, leave=False)
         self.bar_step = start_step

@@ -388,6 +388,19 @@ def test_runs_written_before_the_one_record_read_under_todays_names(tmp_path):
     assert read_pictures(tmp_path / "nowhere") == {}
 
 
+@pytest.mark.parametrize("name, text, message", [
+    ("metrics.csv", "step,hist20/mig\n20,high\n", "metrics.csv: step 20, hist20/mig: expected a number, got 'high'"),
+    ("eval.jsonl", '{"step": 10, "ortho_sign": 0.5}\n{"step": 20, "ortho', "eval.jsonl: line 2: expected a JSON record"),
+    ("eval.jsonl", '{"step": 10, "ortho_sign": null}\n', "eval.jsonl: line 1, geometry/ortho_sign: expected a number"),
+])
+def test_a_record_that_is_not_numbers_is_one_line_naming_the_file(tmp_path, name, text, message):
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / name).write_text(text)
+    with pytest.raises(GdraeError) as error:
+        read_evaluations(tmp_path)
+    assert str(error.value).startswith(f"{tmp_path / 'metrics'}/{message}")
+
+
 def test_read_loss_log_of_a_run_without_json_losses_says_so(tmp_path):
     (tmp_path / "train.log").write_text("2026-01-01 00:00:00 step 10 total=3.25 recon=0.5\n")  # an older run
     with pytest.raises(GdraeError, match=r"metrics/losses.jsonl: cannot read the run's losses"):
