@@ -83,7 +83,8 @@ REHEARSAL_BUDGETS = {
     "DTYPE_RUN_S": 40, "REPRO_EVAL_S": 200,
 }
 MIN_RUN_S = 10  # a step with less time left than this is skipped
-TRAIN_OVERHEAD = 1.5  # the Sector2D reproduction's estimate: a training step costs this many bench steps (data, logging, pictures)
+# the Sector2D reproduction's estimate: a training step costs this many bench steps (data, logging, pictures)
+TRAIN_OVERHEAD = 1.5
 
 STEP_CONFIGS = ("shapes2d", "shapes3d", "sector2dunif")
 GRAPHS_CONFIGS = ("sector2dunif", "shapes2d")
@@ -562,7 +563,8 @@ class Suite:
                      f"{self.sector_ms:g} ms, and their evaluations), {max(self.left(), 0):.0f} s left")
             return
         cmd = [PY, "bench/reproduce.py", "sector2dunif", "--steps", str(p.repro_steps), "--evals", str(p.repro_evals),
-               "--out", str(self.out / "reproduce"), "--cache-dir", str(self.cache), "--set", f"train.device={p.device}"]
+               "--out", str(self.out / "reproduce"), "--cache-dir", str(self.cache),
+               "--set", f"train.device={p.device}"]
         run = self.run("reproduce", cmd, self.left())
         if run is None:
             return
@@ -590,7 +592,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="a new or empty folder for every log, run, figure and picture (default: runs/gpu_suite)")
     parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
                         help=f"wall-clock seconds of the whole suite (default: {BUDGET_S}, "
-                             f"with --rehearse {REHEARSAL_BUDGET_S}); the Sector2D reproduction runs when they cover it")
+                             f"with --rehearse {REHEARSAL_BUDGET_S}); the Sector2D reproduction runs when they "
+                             "cover it")
     parser.add_argument("--rehearse", action="store_true", help="the same steps on CPU, at tiny sizes")
     args = parser.parse_args(argv)
     budget_s = args.budget if args.budget is not None else REHEARSAL_BUDGET_S if args.rehearse else BUDGET_S

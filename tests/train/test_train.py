@@ -390,7 +390,7 @@ def test_runs_written_before_the_one_record_read_under_todays_names(tmp_path):
 
 @pytest.mark.parametrize("name, text, message", [
     ("metrics.csv", "step,hist20/mig\n20,high\n", "metrics.csv: step 20, hist20/mig: expected a number, got 'high'"),
-    ("eval.jsonl", '{"step": 10, "ortho_sign": 0.5}\n{"step": 20, "ortho', "eval.jsonl: line 2: expected a JSON record"),
+    ("eval.jsonl", '{"step": 10, "ortho_sign": 0.5}\n{"step": 20, "ort', "eval.jsonl: line 2: expected a JSON record"),
     ("eval.jsonl", '{"step": 10, "ortho_sign": null}\n', "eval.jsonl: line 1, geometry/ortho_sign: expected a number"),
 ])
 def test_a_record_that_is_not_numbers_is_one_line_naming_the_file(tmp_path, name, text, message):
