@@ -1,34 +1,39 @@
-"""The GPU checks of one session in one prepared run: step speed, a first image result, bfloat16 curves, Sector2D.
+"""The GPU checks in one prepared run: step speed, a first image result, bfloat16 curves, Sector2D.
 
-Started by bench/gpu_suite.sh, which installs the carried wheels first; its
-header gives the exact device call. The steps run in priority order, each
-as its own process under its own budget (BUDGETS below), cut to what is left
-of the suite's:
+    python bench/gpu_suite.py --out runs/gpu_suite --budget 540    # on a CUDA machine
+    python bench/gpu_suite.py --out /tmp/gpu-suite --rehearse      # the same steps on CPU, tiny
 
-  1  step speed, bench/train_step_suite.py: eager for shapes2d, shapes3d and
-     sector2dunif with --breakdown, then CUDA graphs for sector2dunif and
-     shapes2d, then torch.compile for the three, each with a cold compile cache
-  4  gdrae-data prepare shapes2d-synth (in the background from the start);
-     gdrae-train configs/shapes2d.yaml on it (data.name=shapes2d-synth) until
-     its budget ends, then SIGINT: final pictures, diagnostics, checkpoint;
-     gdrae-eval of that checkpoint (histogram family, MIG, SAP, geometry),
-     then DCI in the background from the stored code table; bench/eval.py's
-     encoding throughput
-  3  bench/dtype_curves.py on sector2dunif: float32, then bfloat16, each
-     stopped by SIGINT at its budget, then their comparison
-  5  bench/reproduce.py sector2dunif --steps 100000, only when the time left
-     covers its estimate (from the eager sector2dunif step of 1)
+(bench/gpu_suite.sh runs it too, after installing wheels for a machine
+without network access.) The steps run in priority order, each as its own
+process under its own budget (BUDGETS below), cut to what is left of
+``--budget`` seconds:
+
+  step speed          bench/train_step_suite.py: eager for shapes2d, shapes3d
+                      and sector2dunif with --breakdown, then CUDA graphs for
+                      sector2dunif and shapes2d, then torch.compile for the
+                      three, each with a cold compile cache
+  shapes2d result     gdrae-data prepare shapes2d-synth (in the background
+                      from the start); gdrae-train configs/shapes2d.yaml on it
+                      (data.name=shapes2d-synth) until its budget ends, then
+                      SIGINT: a checkpoint of the stop step, no pictures and
+                      no evaluation; gdrae-eval of that checkpoint (histogram
+                      family, MIG, SAP, geometry), then DCI in the background
+                      from the stored code table; bench/eval.py's encoding
+                      throughput
+  bfloat16 gap        bench/dtype_curves.py on sector2dunif: float32, then
+                      bfloat16, each stopped by SIGINT at its budget, then
+                      their comparison
+  Sector2D            bench/reproduce.py sector2dunif --steps 100000, only when
+                      the time left covers its estimate (from the eager
+                      sector2dunif step time)
 
 Every figure is printed as one ``name=value`` line and appended to
 OUT/figures.txt at once. A step that fails prints ``<step>_failed=<reason>``
 (``<step>_skipped=<reason>`` when it did not start) and the rest still runs.
-OUT receives at most 8 files, checked at the end: suite.log (the wrapper's
-copy of this output), figures.txt, logs.tar.gz (every log, the metrics JSON,
-train.log and all pictures), reconstruction.png, traversal.png, mi.png,
-dtype_curves.png and reproduce_figures.png.
-
-    OUT=/tmp/out bash bench/gpu_suite.sh              # on the GPU machine
-    OUT=/tmp/out bash bench/gpu_suite.sh --rehearse   # the same steps on CPU, tiny: a few minutes
+Everything stays under OUT: logs/ (one log per step), cache/, compile/,
+shapes2d/ (the training run, read through gdrae.runlog), eval/ and eval_dci/
+(gdrae-eval's metrics and pictures), dtype/ (curves.png) and reproduce/
+(results.md, figures.png).
 """
 from __future__ import annotations
 
@@ -41,45 +46,45 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # gdrae.runlog reads the runs (imported where used: after the import check)
 PY = sys.executable
 
-# Budgets in seconds of wall clock. On the GPU (one H200, 16 cores) the suite ends within SUITE_S, about
-# 9 minutes, inside the device call's 600 s. Each can be overridden by an environment variable of its name.
+BUDGET_S = 540  # --budget: the whole suite (the wrapper's wheel install included); no step runs past it
+REHEARSAL_BUDGET_S = 480
+# Each step's budget in seconds of wall clock, sized for the default --budget on one large GPU with 16 cores.
+# Each can be overridden by an environment variable of its name.
 BUDGETS = {
-    "SUITE_S": 540,        # the whole suite, the wrapper's wheel install included: no step runs past it
-    "BUNDLE_S": 15,        # kept at the end for logs.tar.gz and the pictures
     "SETUP_S": 60,         # import check: torch sees the GPU, gdrae and its packages import
     "PREPARE_S": 180,      # gdrae-data prepare shapes2d-synth, in the background (about 40 s on 2 cores)
-    "ITEM1_S": 200,        # item 1 ends by this second of the suite; a run that cannot start by then is skipped
+    "STEP_SPEED_S": 200,   # step speed ends by this second of the suite; a run that cannot start by then is skipped
     "EAGER_S": 45,         # each eager step-speed run (3): start-up, 2 + 20 steps, 20 profiled steps
     "GRAPHS_S": 100,       # each CUDA-graphs run (sector2dunif, shapes2d): compile, record, 20 steps
     "COMPILE_S": 100,      # each torch.compile run (sector2dunif, shapes2d, shapes3d)
-    "AFTER_TRAIN_S": 160,  # kept after item 4's training: its evaluation, the encoding bench, item 3
-    "TRAIN_MIN_S": 60,     # item 4's training runs SUITE_S - now - AFTER_TRAIN_S, within these bounds,
-    "TRAIN_MAX_S": 300,    # then gets SIGINT (gdrae-train writes pictures, diagnostics, a checkpoint, exits)
+    "AFTER_TRAIN_S": 160,  # kept after the shapes2d training: its evaluation, the encoding bench, bfloat16
+    "TRAIN_MIN_S": 60,     # the shapes2d training runs budget - now - AFTER_TRAIN_S, within these bounds,
+    "TRAIN_MAX_S": 300,    # then gets SIGINT (gdrae-train writes a checkpoint of that step and exits)
     "TRAIN_GRACE_S": 60,   # from that SIGINT to a SIGKILL
     "EVAL_S": 120,         # gdrae-eval histogram,mig,sap,geometry: one encoding pass over 737,280 images
     "DCI_S": 240,          # DCI in the background (CPU, 5 threads) from the stored code table, during the rest
     "ENCODE_S": 60,        # bench/eval.py: encoding throughput
-    "DTYPE_RUN_S": 60,     # each of item 3's two runs (2,000 Sector2D steps), then SIGINT
-    "DTYPE_CMP_S": 40,     # item 3's comparison: reads both runs, draws curves.png
-    "REPRO_EVAL_S": 150,   # item 5's estimate: the evaluations of one run (DCI at its last step)
+    "DTYPE_RUN_S": 60,     # each of the two bfloat16-gap runs (2,000 Sector2D steps), then SIGINT
+    "DTYPE_CMP_S": 40,     # their comparison: reads both runs, draws curves.png
+    "REPRO_EVAL_S": 150,   # the Sector2D reproduction's estimate: the evaluations of one run (DCI at its last step)
 }
 # --rehearse: the same steps on this CPU in a few minutes; compile runs are cut or skipped by their budgets
 REHEARSAL_BUDGETS = {
-    **BUDGETS, "SUITE_S": 480, "PREPARE_S": 60, "ITEM1_S": 150, "EAGER_S": 60, "GRAPHS_S": 20, "COMPILE_S": 20,
+    **BUDGETS, "PREPARE_S": 60, "STEP_SPEED_S": 150, "EAGER_S": 60, "GRAPHS_S": 20, "COMPILE_S": 20,
     "AFTER_TRAIN_S": 150, "TRAIN_MIN_S": 20, "TRAIN_MAX_S": 20, "TRAIN_GRACE_S": 90, "DCI_S": 150,
     "DTYPE_RUN_S": 40, "REPRO_EVAL_S": 200,
 }
 MIN_RUN_S = 10  # a step with less time left than this is skipped
-TRAIN_OVERHEAD = 1.5  # item 5's estimate: a training step costs this many bench steps (data, logging, pictures)
+# the Sector2D reproduction's estimate: a training step costs this many bench steps (data, logging, pictures)
+TRAIN_OVERHEAD = 1.5
 
 STEP_CONFIGS = ("shapes2d", "shapes3d", "sector2dunif")
 GRAPHS_CONFIGS = ("sector2dunif", "shapes2d")
@@ -88,10 +93,6 @@ COMPILE_CONFIGS = ("sector2dunif", "shapes2d", "shapes3d")
 STEP_KEYS = ("warmup_s", "steps_per_s", "cpu_ms_per_step", "peak_cuda_mem_mib", "peak_rss_mib", "batch",
              "conv_kxk_ms", "mix_1x1_and_matmul_ms", "layout_ms", "other_ms", "profiled_total_ms")
 STEP_LINE = re.compile(r"^(\S+) (\S+) (?:failed: (.*)|ms_per_step=(\S+)\s+\((.*)\))\s*$")
-DONE_LINE = re.compile(r" done: step (\d+) of (\d+) in ([0-9.]+) s")
-RATE_LINE = re.compile(r" step (\d+) total=.* steps/s=([0-9.eE+-]+)\s*$")
-OUT_LIMITS = {"files": 8, "file_bytes": 16 * 2**20, "depth": 2}
-OUT_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 DCI_CODE = ("import json, sys, time\n"
             "start = time.perf_counter()\n"
             "from gdrae.evaluate import evaluate_checkpoint\n"
@@ -114,8 +115,8 @@ class Plan:
 
     device: str
     step_steps: int              # timed steps of each step-speed run
-    dataset: str                 # item 4's cache
-    train_sets: tuple = ()       # extra overrides of item 4's training
+    dataset: str                 # the shapes2d result's cache
+    train_sets: tuple = ()       # extra overrides of its training
     dtype_steps: int = 2000
     dtype_log_every: int = 10
     encode_n: int = 16384        # images of bench/eval.py's cache
@@ -155,15 +156,25 @@ def parse_step_line(line: str) -> tuple[str, str, dict[str, str] | None, str | N
     return config, mode, figures, None
 
 
-def train_progress(log_text: str) -> dict[str, str]:
-    """Figures of a train.log: steps reached, steps/s at the last loss line, seconds of the run."""
+def stopped_run(run_dir: Path) -> dict[str, str]:
+    """Figures of a training stopped by a signal, read through gdrae.runlog and the checkpoint folder.
+
+    ``logged_step`` and ``steps_per_s``: the last losses record (a stop logs
+    its step's losses); ``checkpoint_step``: the newest ``step-N.pt`` (a stop
+    writes one of its step); ``pictures_at_stop``: the pictures of that step
+    (a stop draws none). Figures the run did not leave are absent.
+    """
+    from gdrae.checkpoint import step_numbers
+    from gdrae.runlog import logged_speed, read_pictures
+
     figures = {}
-    for line in log_text.splitlines():
-        done, rate = DONE_LINE.search(line), RATE_LINE.search(line)
-        if rate:
-            figures["steps_reached"], figures["steps_per_s"] = rate.group(1), rate.group(2)
-        if done:
-            figures["steps_reached"], figures["run_s"] = done.group(1), done.group(3)
+    speed = logged_speed(run_dir)
+    if speed is not None:
+        figures["logged_step"], figures["steps_per_s"] = str(speed[0]), f"{speed[1]:.4g}"
+    steps = step_numbers(run_dir / "checkpoints") if (run_dir / "checkpoints").is_dir() else []
+    if steps:
+        figures["checkpoint_step"] = str(steps[-1])
+        figures["pictures_at_stop"] = str(len(read_pictures(run_dir).get(steps[-1], {})))
     return figures
 
 
@@ -184,32 +195,13 @@ def last_line(text: str) -> str:
 
 
 def train_budget(left_s: float, after_s: float, low_s: float, high_s: float) -> float:
-    """Item 4's training time: what is left once ``after_s`` is kept for later steps, within [low_s, high_s]."""
+    """The shapes2d training's time: what is left once ``after_s`` is kept for later steps, within [low_s, high_s]."""
     return max(low_s, min(high_s, left_s - after_s))
 
 
 def repro_estimate(steps: int, ms_per_step: float, eval_s: float, runs: int = 2) -> float:
     """Seconds bench/reproduce.py needs: ``runs`` trainings of ``steps`` steps, plus their evaluations."""
     return runs * (steps * ms_per_step / 1000 * TRAIN_OVERHEAD + eval_s)
-
-
-def out_problems(out: Path, limits: dict = OUT_LIMITS) -> list[str]:
-    """Why some file under ``out`` would not come back from the device machine (empty: all come back)."""
-    files = sorted(p for p in out.rglob("*") if p.is_file() or p.is_symlink())
-    problems = []
-    if len(files) > limits["files"]:
-        problems.append(f"{len(files)} files, at most {limits['files']} come back")
-    for path in files:
-        rel = path.relative_to(out)
-        if path.is_symlink():
-            problems.append(f"{rel}: a link")
-        elif path.stat().st_size > limits["file_bytes"]:
-            problems.append(f"{rel}: {path.stat().st_size / 2**20:.1f} MiB, over {limits['file_bytes'] / 2**20:.0f}")
-        if len(rel.parts) - 1 > limits["depth"]:
-            problems.append(f"{rel}: more than {limits['depth']} folders down")
-        if not all(OUT_NAME.match(part) for part in rel.parts):
-            problems.append(f"{rel}: a name other than letters, digits, '.', '_' and '-'")
-    return problems
 
 
 # ----------------------------------------------------------------------------- running
@@ -275,11 +267,13 @@ def wait_group(proc: subprocess.Popen, timeout: float, stop: int, grace: float) 
 
 
 class Suite:
-    def __init__(self, out: Path, work: Path, plan: Plan, budgets: dict[str, int], t0: float, rehearse: bool):
-        self.out, self.work, self.plan, self.b, self.t0, self.rehearse = out, work, plan, budgets, t0, rehearse
-        self.logs = work / "logs"
+    """The steps of the suite, their processes, its clock (``budget_s`` from ``t0``) and its figures."""
+
+    def __init__(self, out: Path, plan: Plan, budgets: dict[str, int], budget_s: float, t0: float):
+        self.out, self.plan, self.b, self.budget_s, self.t0 = out, plan, budgets, budget_s, t0
+        self.logs = out / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.cache = work / "cache"
+        self.cache = out / "cache"
         self.figures_path = out / "figures.txt"
         self.sector_ms: float | None = None
         self.env = dict(os.environ)
@@ -293,17 +287,24 @@ class Suite:
         return time.time() - self.t0
 
     def left(self) -> float:
-        """Seconds before the steps must end (the bundle's time kept)."""
-        return self.b["SUITE_S"] - self.b["BUNDLE_S"] - self.now()
+        """Seconds before the steps must end."""
+        return self.budget_s - self.now()
 
     def fig(self, name: str, value) -> None:
+        """One figure: printed, and appended to OUT/figures.txt and OUT/suite.log."""
         line = f"{name}={one_line(value)}"
-        print(line, flush=True)
+        self._say(line)
         with open(self.figures_path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
 
     def note(self, text: str) -> None:
-        print(f"# {self.now():5.0f} s  {text}", flush=True)
+        """One line of progress: printed, and appended to OUT/suite.log."""
+        self._say(f"# {self.now():5.0f} s  {text}")
+
+    def _say(self, line: str) -> None:
+        print(line, flush=True)
+        with open(self.out / "suite.log", "a", encoding="utf-8") as f:
+            f.write(line + "\n")
 
     def guard(self, name: str, fn, *args) -> None:
         """Run one step; a fault of this driver becomes ``<name>_failed`` and the suite goes on."""
@@ -375,7 +376,7 @@ class Suite:
         if run is None or not run.ok:
             why = run.why() if run else "no time"
             if "ModuleNotFoundError" in why:
-                why += " (were the wheels carried? bash bench/gpu_suite.sh --fetch-wheels here, carry .whl there)"
+                why += " (pip install -e . first; without network access: wheels in .whl/, see bench/gpu_suite.sh)"
             self.fig("setup_failed", why)
             return False
         if self.plan.device == "cuda" and values.get("cuda_available") != "True":
@@ -388,21 +389,21 @@ class Suite:
                 self.fig("nvidia_smi", last_line(smi.text))
         return True
 
-    def item1(self) -> None:
+    def step_speed(self) -> None:
         """Step speed: eager (with the breakdown), CUDA graphs, compile; each run a fresh process and compile cache."""
-        deadline = self.b["ITEM1_S"]
+        deadline = self.b["STEP_SPEED_S"]
         runs = ([(c, "eager", self.b["EAGER_S"]) for c in STEP_CONFIGS]
                 + [(c, "cudagraphs", self.b["GRAPHS_S"]) for c in GRAPHS_CONFIGS]
                 + [(c, "compile", self.b["COMPILE_S"]) for c in COMPILE_CONFIGS])
         for config, mode, cap in runs:
-            self.guard(f"{config}_{mode}", self._step_speed, config, mode, min(cap, deadline - self.now()))
+            self.guard(f"{config}_{mode}", self._step_speed_run, config, mode, min(cap, deadline - self.now()))
 
-    def _step_speed(self, config: str, mode: str, cap: float) -> None:
+    def _step_speed_run(self, config: str, mode: str, cap: float) -> None:
         name = f"{config}_{mode}"
         if cap < MIN_RUN_S:
-            self.fig(f"{name}_skipped", f"item 1's {self.b['ITEM1_S']} s were spent")
+            self.fig(f"{name}_skipped", f"the step speed's {self.b['STEP_SPEED_S']} s were spent")
             return
-        compile_cache = self.work / "compile" / name
+        compile_cache = self.out / "compile" / name
         env = {"TORCHINDUCTOR_CACHE_DIR": str(compile_cache), "TRITON_CACHE_DIR": str(compile_cache / "triton")}
         cmd = [PY, "bench/train_step_suite.py", "--device", self.plan.device, "--configs", config, "--modes", mode,
                "--steps", str(self.plan.step_steps), "--timeout", f"{cap:.0f}"]
@@ -425,8 +426,11 @@ class Suite:
                 return
         self.fig(f"{name}_failed", run.why())
 
-    def item4(self, prepare: Background) -> Background | None:
-        """The first image result; returns the DCI evaluation running in the background (or None)."""
+    def shapes2d_result(self, prepare: Background) -> Background | None:
+        """The first image result: training stopped by SIGINT, its checkpoint evaluated, the encoding throughput.
+
+        Returns the DCI evaluation running in the background (or None).
+        """
         b, p = self.b, self.plan
         prep = self.finish(prepare, b["PREPARE_S"])
         if not prep.ok:
@@ -439,29 +443,35 @@ class Suite:
         if rows:
             self.fig("prepare_rows", rows.group(1).replace(",", ""))
 
-        run_dir = self.work / "shapes2d"
-        budget = train_budget(self.left() + b["BUNDLE_S"], b["AFTER_TRAIN_S"], b["TRAIN_MIN_S"], b["TRAIN_MAX_S"])
+        run_dir = self.out / "shapes2d"
+        budget = train_budget(self.left(), b["AFTER_TRAIN_S"], b["TRAIN_MIN_S"], b["TRAIN_MAX_S"])
         self.fig("train_budget_s", f"{budget:.0f}")
         sets = [f"data.name={p.dataset}", f"data.cache_dir={self.cache}", f"train.run_dir={run_dir}",
                 f"train.device={p.device}", *p.train_sets]
         cmd = [PY, "-m", "cli.train", "--config", "configs/shapes2d.yaml", *(a for s in sets for a in ("--set", s))]
         run = self.run("train", cmd, budget, stop=signal.SIGINT, grace=b["TRAIN_GRACE_S"])
-        ckpt = run_dir / "checkpoints" / "latest.pt"
-        log = run_dir / "train.log"
-        for key, value in train_progress(log.read_text(encoding="utf-8") if log.exists() else "").items():
-            self.fig(f"train_{key}", value)
         if run is None:
             return None
         self.fig("train_wall_s", f"{run.seconds:.1f}")
-        if not ckpt.exists() or (run.rc != 0 and not run.timed_out):
-            self.fig("train_failed", run.why() if not ckpt.exists() else f"exit {run.rc} after its checkpoint: "
-                     + last_line(run.text))
-            if not ckpt.exists():
-                return None
-        if "stopped by a signal" not in (log.read_text(encoding="utf-8") if log.exists() else ""):
-            self.fig("train_note", "not stopped by the SIGINT: " + run.why())
+        stopped = stopped_run(run_dir)
+        for key, value in stopped.items():
+            self.fig(f"train_{key}", value)
+        ckpt = run_dir / "checkpoints" / "latest.pt"
+        if not ckpt.exists():
+            self.fig("train_failed", run.why())
+            return None
+        if not run.timed_out:
+            self.fig("train_note", "ended before its SIGINT: " + run.why())
+        elif run.rc != 0:  # a stop signal ends gdrae-train with exit 0
+            self.fig("train_failed", f"exit {run.rc} after its SIGINT: " + last_line(run.text))
+        else:  # the stop: a checkpoint of the step it logged last, and no pictures
+            if stopped.get("checkpoint_step") != stopped.get("logged_step"):
+                self.fig("train_stop_failed", f"the newest checkpoint is of step {stopped.get('checkpoint_step')}, "
+                         f"the last losses of step {stopped.get('logged_step')}")
+            if stopped.get("pictures_at_stop", "0") != "0":
+                self.fig("train_stop_failed", f"{stopped['pictures_at_stop']} pictures at the stop step, expected none")
 
-        eval_dir = self.work / "eval"
+        eval_dir = self.out / "eval"
         cmd = [PY, "-m", "cli.eval", "--ckpt", str(ckpt), "--metrics", "histogram,mig,sap,geometry",
                "--cache-dir", str(self.cache), "--out", str(eval_dir), "--device", p.device]
         run = self.run("eval", cmd, b["EVAL_S"])
@@ -472,9 +482,9 @@ class Suite:
                 self.fig("eval_failed", run.why())
             self._metrics_figures(eval_dir)
             if (eval_dir / "codes").is_dir():  # DCI reads the stored code table: no second encoding pass
-                shutil.copytree(eval_dir / "codes", self.work / "eval_dci" / "codes", dirs_exist_ok=True)
+                shutil.copytree(eval_dir / "codes", self.out / "eval_dci" / "codes", dirs_exist_ok=True)
                 dci = self.start("eval_dci", [PY, "-c", DCI_CODE, str(ckpt), str(self.cache),
-                                              str(self.work / "eval_dci"), json.dumps(p.dci)])
+                                              str(self.out / "eval_dci"), json.dumps(p.dci)])
             else:
                 self.fig("eval_dci_skipped", "no stored code table")
 
@@ -489,15 +499,16 @@ class Suite:
         return dci
 
     def _metrics_figures(self, eval_dir: Path) -> None:
-        """eval_<metric> figures of the newest metrics/step-N.json under ``eval_dir`` (hist20 and hist50 of the
-        histogram family; the other bin counts stay in the JSON)."""
-        found = sorted((eval_dir / "metrics").glob("step-*.json"), key=lambda p: int(p.stem.split("-")[1]))
-        if not found:
-            self.fig(f"{eval_dir.name}_failed", "no metrics JSON")
+        """eval_<metric> figures of the newest evaluation under ``eval_dir``, read by gdrae.runlog.last_evaluation
+        (hist20 and hist50 of the histogram family; the other bin counts stay in metrics/)."""
+        from gdrae.runlog import last_evaluation
+
+        record = last_evaluation(eval_dir)
+        if record is None:
+            self.fig(f"{eval_dir.name}_failed", "no evaluation in metrics/")
             return
-        record = json.loads(found[-1].read_text(encoding="utf-8"))
-        self.fig(f"{eval_dir.name}_step", record["step"])
-        for key, value in record["metrics"].items():
+        self.fig(f"{eval_dir.name}_step", record.pop("step"))
+        for key, value in record.items():
             if not re.match(r"hist(3|5|10)/", key):
                 self.fig(f"eval_{key.replace('/', '_')}", f"{value:.4f}")
 
@@ -509,12 +520,12 @@ class Suite:
         self.fig("eval_dci_s", took.get("dci_s", f"{run.seconds:.1f}"))
         if not run.ok:
             self.fig("eval_dci_failed", run.why())
-        self._metrics_figures(self.work / "eval_dci")
+        self._metrics_figures(self.out / "eval_dci")
 
-    def item3(self) -> None:
+    def bfloat16_gap(self) -> None:
         """float32 against bfloat16 on Sector2D: each run stopped at its budget, then compared as far as both got."""
         b, p = self.b, self.plan
-        out = self.work / "dtype"
+        out = self.out / "dtype"
         base = [PY, "bench/dtype_curves.py", "--config", "configs/sector2dunif.yaml", "--steps", str(p.dtype_steps),
                 "--log-every", str(p.dtype_log_every), "--out", str(out), "--set", f"train.device={p.device}"]
         for dtype in ("float32", "bfloat16"):
@@ -539,11 +550,11 @@ class Suite:
             else:
                 self.fig("dtype_compare_failed", run.why())
 
-    def item5(self) -> None:
+    def sector2d_reproduction(self) -> None:
         """The published Sector2D run, when the time left covers its estimate (or REPRO_FORCE=1)."""
         p = self.plan
         if self.sector_ms is None:
-            self.fig("reproduce_skipped", "no eager sector2dunif step time from item 1 to size it")
+            self.fig("reproduce_skipped", "no eager sector2dunif step time from the step speed to size it")
             return
         need = repro_estimate(p.repro_steps, self.sector_ms, self.b["REPRO_EVAL_S"])
         self.fig("reproduce_estimate_s", f"{need:.0f}")
@@ -552,7 +563,8 @@ class Suite:
                      f"{self.sector_ms:g} ms, and their evaluations), {max(self.left(), 0):.0f} s left")
             return
         cmd = [PY, "bench/reproduce.py", "sector2dunif", "--steps", str(p.repro_steps), "--evals", str(p.repro_evals),
-               "--out", str(self.work / "reproduce"), "--cache-dir", str(self.cache), "--set", f"train.device={p.device}"]
+               "--out", str(self.out / "reproduce"), "--cache-dir", str(self.cache),
+               "--set", f"train.device={p.device}"]
         run = self.run("reproduce", cmd, self.left())
         if run is None:
             return
@@ -562,98 +574,69 @@ class Suite:
         if not run.ok or not values:
             self.fig("reproduce_failed", run.why())
 
-    # -- what comes back
-
-    def bundle(self) -> None:
-        """Copy the pictures to OUT and pack every small log, JSON and picture into OUT/logs.tar.gz."""
-        w = self.work
-        pictures = {
-            "reconstruction.png": sorted((w / "shapes2d" / "images").glob("reconstruction_*.png")),
-            "traversal.png": sorted((w / "eval" / "images").glob("eval-step-*-traversal.png")),
-            "mi.png": sorted((w / "eval" / "images").glob("eval-step-*-mi.png")),
-            "dtype_curves.png": [w / "dtype" / "curves.png"],
-            "reproduce_figures.png": [w / "reproduce" / "figures.png"],
-        }
-        for name, paths in pictures.items():
-            paths = [q for q in paths if q.exists()]
-            if paths:
-                shutil.copyfile(paths[-1], self.out / name)
-        skip = {"cache", "compile", "codes", "tb", "checkpoints"}
-        kept = (".log", ".json", ".jsonl", ".csv", ".md", ".yaml", ".txt", ".png")
-        files = [q for q in sorted(w.rglob("*")) if q.is_file() and q.suffix in kept
-                 and not skip & set(q.relative_to(w).parts)]
-        tar = self.out / "logs.tar.gz"
-        for with_pictures in (True, False):
-            with tarfile.open(tar, "w:gz") as t:
-                for q in files:
-                    if with_pictures or q.suffix != ".png":
-                        t.add(q, arcname=str(Path("gpu_suite") / q.relative_to(w)))
-            if tar.stat().st_size <= OUT_LIMITS["file_bytes"] - 2**20:
-                break
-
-    def check_out(self) -> None:
-        problems = out_problems(self.out)
-        self.fig("out_files", len([q for q in self.out.rglob("*") if q.is_file()]))
-        if problems:
-            self.fig("out_failed", "; ".join(problems))
-
-
 def budgets_from_env(defaults: dict[str, int]) -> dict[str, int]:
     """The budgets, each replaced by an environment variable of its name when set (whole seconds)."""
     budgets = dict(defaults)
     for key in budgets:
-        if os.environ.get(key, "").strip():
-            budgets[key] = int(os.environ[key])
+        value = os.environ.get(key, "").strip()
+        if value:
+            if not value.isdigit():
+                raise ValueError(f"{key}: expected whole seconds, got {value!r}")
+            budgets[key] = int(value)
     return budgets
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rehearse", action="store_true", default=os.environ.get("REHEARSE") == "1",
-                        help="the same steps on CPU, tiny (also REHEARSE=1)")
-    parser.add_argument("--out", default=os.environ.get("OUT") or str(ROOT / "runs" / "gpu_suite"),
-                        help="where the files that come back go (default: $OUT)")
-    parser.add_argument("--work", default=None, help="scratch folder (default: a new one under /tmp)")
-    args = parser.parse_args()
-    t0 = float(os.environ.get("SUITE_T0") or time.time())  # the wrapper's start: its wheel install counts
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "gpu_suite",
+                        help="a new or empty folder for every log, run, figure and picture (default: runs/gpu_suite)")
+    parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                        help=f"wall-clock seconds of the whole suite (default: {BUDGET_S}, "
+                             f"with --rehearse {REHEARSAL_BUDGET_S}); the Sector2D reproduction runs when they "
+                             "cover it")
+    parser.add_argument("--rehearse", action="store_true", help="the same steps on CPU, at tiny sizes")
+    args = parser.parse_args(argv)
+    budget_s = args.budget if args.budget is not None else REHEARSAL_BUDGET_S if args.rehearse else BUDGET_S
+    if not budget_s > 0:
+        parser.error(f"--budget: expected a positive number of seconds, got {budget_s:g}")
+    try:
+        budgets = budgets_from_env(REHEARSAL_BUDGETS if args.rehearse else BUDGETS)
+    except ValueError as exc:
+        parser.error(str(exc))
+    out = args.out
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        parser.error(f"--out: {out} is not an empty folder; expected a new or empty one (nothing is overwritten)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        parser.error(f"--out: cannot create {out}: {exc.strerror or exc}")
+    t0 = float(os.environ.get("SUITE_T0") or time.time())  # bench/gpu_suite.sh's start: its wheel install counts
     plan = REHEARSAL_PLAN if args.rehearse else GPU_PLAN
-    budgets = budgets_from_env(REHEARSAL_BUDGETS if args.rehearse else BUDGETS)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="gdrae-gpu-suite-"))
-    work.mkdir(parents=True, exist_ok=True)
-    suite = Suite(out, work, plan, budgets, t0, args.rehearse)
-    suite.note(f"{'rehearsal on CPU' if args.rehearse else 'GPU suite'}: out {out}, work {work}, "
+    suite = Suite(out, plan, budgets, budget_s, t0)
+    suite.note(f"{'rehearsal on CPU' if args.rehearse else 'GPU suite'}: out {out}, budget {budget_s:g} s, "
                + " ".join(f"{k}={v}" for k, v in budgets.items()))
     suite.fig("rehearse", int(args.rehearse))
     if not suite.setup():
-        suite.guard("bundle", suite.bundle)
         suite.fig("suite_s", f"{suite.now():.0f}")
-        suite.check_out()
         sys.exit(2)
     prepare = suite.start("prepare", [PY, "-c", PREPARE_CODE, "prepare", plan.dataset, "--cache-dir", str(suite.cache)],
                           nice=True)
-    suite.note("item 1: step speed")
-    suite.guard("item1", suite.item1)
-    suite.guard("bundle", suite.bundle)
-    suite.note("item 4: shapes2d-synth")
+    suite.note("step speed")
+    suite.guard("step_speed", suite.step_speed)
+    suite.note("shapes2d result: shapes2d-synth")
     dci = None
     try:
-        dci = suite.item4(prepare)
+        dci = suite.shapes2d_result(prepare)
     except Exception as exc:  # noqa: BLE001
-        suite.fig("item4_failed", f"suite error: {type(exc).__name__}: {exc}")
+        suite.fig("shapes2d_failed", f"suite error: {type(exc).__name__}: {exc}")
     if prepare.proc is not None and prepare.proc.poll() is None:
         wait_group(prepare.proc, 0, signal.SIGKILL, 0)
-    suite.guard("bundle", suite.bundle)
-    suite.note("item 3: bfloat16")
-    suite.guard("item3", suite.item3)
+    suite.note("bfloat16 gap")
+    suite.guard("dtype", suite.bfloat16_gap)
     suite.guard("eval_dci", suite.finish_dci, dci)
-    suite.guard("bundle", suite.bundle)
-    suite.note("item 5: Sector2D reproduction")
-    suite.guard("reproduce", suite.item5)
+    suite.note("Sector2D reproduction")
+    suite.guard("reproduce", suite.sector2d_reproduction)
     suite.fig("suite_s", f"{suite.now():.0f}")
-    suite.guard("bundle", suite.bundle)
-    suite.check_out()
 
 
 if __name__ == "__main__":

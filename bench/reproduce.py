@@ -100,17 +100,19 @@ def evaluated_steps(run_dir: Path, steps: int) -> list[tuple[int, Path]]:
 
 def evaluate_run(run_dir: Path, steps: int, cache_dir: Path) -> dict[int, dict[str, float]]:
     """{step: metrics} of every checkpoint of the run (:data:`FINAL_METRICS` too at the last), each
-    computed once: what metrics/step-N.json holds already is read back."""
+    computed once: what the run's record holds already (the trainer's evaluations, earlier ones of
+    this script) is read back, and only the metrics it lacks are evaluated."""
     from gdrae.evaluate import evaluate_checkpoint
+    from gdrae.runlog import read_evaluations
 
-    results = {}
+    results, stored = {}, read_evaluations(run_dir)
     checkpoints = evaluated_steps(run_dir, steps)
     for step, ckpt in checkpoints:
         names = METRICS + (FINAL_METRICS if step == checkpoints[-1][0] else ())
-        stored = run_dir / "metrics" / f"step-{step}.json"
-        values = json.loads(stored.read_text())["metrics"] if stored.exists() else {}
-        if not all(any(k.startswith(_key_prefix(n)) for k in values) for n in names):
-            values = evaluate_checkpoint(ckpt, names, cache_dir=cache_dir, progress=False).results
+        values = stored.get(step, {})
+        missing = [n for n in names if not any(k.startswith(_key_prefix(n)) for k in values)]
+        if missing:
+            values = {**values, **evaluate_checkpoint(ckpt, missing, cache_dir=cache_dir, progress=False).results}
         results[step] = values
     return results
 

@@ -1,8 +1,8 @@
 """Run bench/train_step.py over the issue's configurations, eager and compiled, one process each.
 
 Prints one line per run: ``<config> <mode> ms_per_step=<number>`` plus the
-bench's other lines (summary, and the time breakdown with --breakdown), so a GPU session can paste the whole block into
-its note. Each run is a fresh process (clean peak-memory figures, no
+bench's other lines (summary, and the time breakdown with --breakdown), so the whole block can be pasted into a
+report. Each run is a fresh process (clean peak-memory figures, no
 compile cache shared between modes).
 
     python bench/train_step_suite.py --device cuda

@@ -46,8 +46,8 @@ def main(ckpt: str, metrics: list[str] | None, cache_dir: Path | None, out: str 
     The cache is encoded once (the code table is stored under codes/ and
     reused next time); every metric reads that table. Results:
       metrics/step-N.json     every value of this evaluation
-      metrics/metrics.csv     one row per evaluated step
-      images/eval-step-N-*.png  traversal sheet (or Sector2D plots) and the
+      metrics/metrics.csv     one row per evaluated step (the trainer's too)
+      images/step-N-*.png     traversal sheet (or Sector2D plots) and the
                               codes x factors mutual-information heat map
     Example:
       gdrae-eval --ckpt runs/demo/checkpoints/latest.pt --metrics histogram,dci

@@ -8,7 +8,7 @@ import click
 from cli.common import keep_freed_memory, one_line_errors
 
 # the figures of the last evaluation shown when a run ends (those present)
-SUMMARY_KEYS = ("ortho_sign", "sv_match_err", "hist20/mig", "hist50/mig", "hist20/modularity",
+SUMMARY_KEYS = ("geometry/ortho_sign", "geometry/sv_match_err", "hist20/mig", "hist50/mig", "hist20/modularity",
                 "alignment/min_r2", "alignment/axis0_r2", "alignment/axis1_r2", "dci/disentanglement")
 
 
@@ -28,8 +28,9 @@ def main(config_path: str, overrides: tuple[str, ...], resume: bool) -> None:
       gdrae-train --config configs/demo.yaml       # CPU is enough for the demo
       tensorboard --logdir runs/demo/tb            # losses, diagnostics, pictures
     The run directory (train.run_dir) holds config.yaml (resolved), train.log,
-    tb/ (TensorBoard), images/ (PNG reconstructions, traversals, sv bars),
-    metrics/eval.jsonl (geometric diagnostics) and checkpoints/ (latest.pt
+    tb/ (TensorBoard), images/ (step-N-<name>.png: reconstructions,
+    traversals, sv bars), metrics/ (losses.jsonl; metrics.csv and
+    step-N.json, the evaluations as gdrae-eval writes them) and checkpoints/ (latest.pt
     and step-N.pt). Ctrl-C or SIGTERM writes a checkpoint and stops; the same
     command with --resume continues exactly where it stopped (raise
     train.steps with --set to train longer). An existing run is never
@@ -38,7 +39,7 @@ def main(config_path: str, overrides: tuple[str, ...], resume: bool) -> None:
     """
     from gdrae.config import load_config
     from gdrae.device import resolve_device
-    from gdrae.runlog import last_evaluation
+    from gdrae.runlog import last_evaluation, read_pictures
     from gdrae.train import train
 
     cfg = load_config(config_path, overrides)
@@ -51,10 +52,9 @@ def main(config_path: str, overrides: tuple[str, ...], resume: bool) -> None:
     if record is not None:
         shown = "  ".join(f"{k}={record[k]:.4g}" for k in SUMMARY_KEYS if k in record)
         click.echo(f"last evaluation (step {record['step']}): {shown}")
-    steps = {p.name: int(p.stem.rsplit("_", 1)[-1]) for p in (run_dir / "images").glob("*_*.png")
-             if p.stem.rsplit("_", 1)[-1].isdigit()}  # <name>_<step>.png
-    if steps:
-        newest = sorted(name for name, step in steps.items() if step == max(steps.values()))
+    pictures = read_pictures(run_dir)
+    if pictures:
+        newest = sorted(path.name for path in pictures[max(pictures)].values())
         click.echo(f"pictures: {run_dir / 'images'} (newest: {', '.join(newest)})")
     click.echo(f"all metrics and their pictures: gdrae-eval --ckpt {run_dir / 'checkpoints' / 'latest.pt'}")
 

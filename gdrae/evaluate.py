@@ -10,7 +10,9 @@ and returns flat keys such as ``hist20/mig``, ``dci/disentanglement``,
 once, find and check its cache, evaluate, and write the reports of
 :mod:`gdrae.reports` (``metrics/step-N.json``, a row of
 ``metrics/metrics.csv``, pictures under ``images/``). The trainer's
-periodic evaluation calls :func:`training_metrics`.
+periodic evaluation (``gdrae.train.evaluate_step``) is :func:`evaluate`
+too, written by the same :func:`gdrae.reports.write_metrics` into the same
+record.
 
 Reference: METRICS.md (definitions, defaults); Locatello et al., "Challenging
 Common Assumptions in the Unsupervised Learning of Disentangled
@@ -73,14 +75,16 @@ def evaluate(model: torch.nn.Module, cache, metrics: Sequence[str] | None = None
     the diagnostics' latent points, so the same seed gives the same numbers.
     ``options`` passes keyword arguments per metric name (e.g.
     ``{"dci": {"num_train": 1000}}``); ``histogram`` options go to every bin count.
+    ``cache`` may be None when only "geometry" is asked (it reads no data).
     """
-    from gdrae import metrics as m
-
     names = check_metric_names(METRIC_NAMES if metrics is None else metrics)
     options = options or {}
-    if codes is None and any(n != "geometry" for n in names):
-        codes = code_table(model, cache, code_dir, step, progress=progress)
-    sizes = tuple(cache.factor_sizes)
+    if any(n != "geometry" for n in names):  # metrics of the code table (scikit-learn: imported only for them)
+        from gdrae import metrics as m
+
+        if codes is None:
+            codes = code_table(model, cache, code_dir, step, progress=progress)
+    sizes = None if cache is None else tuple(cache.factor_sizes)
     results: dict[str, float] = {}
     for name in names:
         kwargs = dict(options.get(name, {}))
@@ -100,18 +104,12 @@ def _prefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, float]:
     return {f"{prefix}/{k}": float(v) for k, v in values.items()}
 
 
-def training_metrics(model: torch.nn.Module, cfg, cache) -> dict[str, float]:
-    """The disentanglement metrics the trainer logs at an evaluation step (``train.metrics``).
-
-    ``cache`` is the run's cache, opened and checked once by the trainer
-    (Sector2D: its prepared grid). Evaluates with ``train.seed``: one
-    encoding pass, kept in memory. The trainer logs the geometric
-    diagnostics itself, so "geometry" is skipped here.
-    """
-    names = [n for n in check_metric_names(cfg.train.metrics, "train.metrics") if n != "geometry"]
-    if not names:
-        return {}
-    return evaluate(model, cache, names, seed=cfg.train.seed, progress=False)
+def provenance(seed: int, cache=None, checkpoint: str | Path | None = None) -> dict[str, Any]:
+    """What an evaluation's record says of its inputs: the checkpoint and cache when there are, and the seed."""
+    found = {} if checkpoint is None else {"checkpoint": str(checkpoint)}
+    if cache is not None:
+        found.update(cache=str(cache.path), cache_id=cache_id(cache))
+    return {**found, "seed": seed}
 
 
 # ----------------------------------------------------------------------------- a checkpoint
@@ -140,7 +138,8 @@ def evaluate_checkpoint(ckpt: str | Path, metrics: Sequence[str] | None = None, 
 
     ``out`` defaults to the checkpoint's run directory; it receives
     ``codes/`` (the stored code table), ``metrics/step-N.json``,
-    ``metrics/metrics.csv`` and, with ``images``, ``images/eval-step-N-*.png``.
+    ``metrics/metrics.csv`` and, with ``images``, ``images/step-N-*.png``: the
+    run's one record, which the trainer's evaluations write too.
     """
     from gdrae.checkpoint import model_from_checkpoint, read_checkpoint
 
@@ -155,8 +154,7 @@ def evaluate_checkpoint(ckpt: str | Path, metrics: Sequence[str] | None = None, 
         codes = code_table(model, cache, out / "codes", step, progress=progress)
         results = evaluate(model, cache, names, nbins, seed, codes=codes, options=options,
                            diag_points=cfg.train.diag_points, progress=progress)
-        provenance = {"checkpoint": str(ckpt), "cache": str(cache.path), "cache_id": cache_id(cache), "seed": seed}
-        files = write_metrics(out / "metrics", step, results, provenance)
+        files = write_metrics(out / "metrics", step, results, provenance(seed, cache, ckpt))
         if images:
             files += write_images(model, cache, codes, out / "images", step, seed)
     except OSError as exc:  # the cache's own read errors are GdraeErrors already

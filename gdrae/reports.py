@@ -1,15 +1,20 @@
 """What an evaluation writes: metrics/step-N.json, the metrics.csv table, pictures; and the table printed.
 
-:func:`write_metrics` keeps ``metrics/metrics.csv`` one row per evaluated
-step (a table it did not write is refused, never rewritten);
-:func:`write_images` draws the pictures of the model and of its code table.
-Every file is written whole or not at all (:mod:`gdrae.atomic`).
+The trainer's evaluations and ``gdrae-eval`` write through these functions
+alike, so a run has one record: :func:`write_metrics` keeps
+``metrics/metrics.csv`` one row per evaluated step (a table it did not write
+is refused, never rewritten) and ``metrics/step-N.json`` the newest
+evaluation of step N; :func:`write_pictures` names every picture
+``images/step-N-<name>.png``; :func:`write_images` draws the pictures of the
+model and of its code table. Every file is written whole or not at all
+(:mod:`gdrae.atomic`). :mod:`gdrae.runlog` reads them back.
 """
 from __future__ import annotations
 
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -20,6 +25,8 @@ from gdrae.atomic import write_atomic
 from gdrae.errors import GdraeError
 
 HEATMAP_BINS = 20  # bin count of the mutual-information heat map
+METRICS_CSV = "metrics.csv"  # in the metrics folder: one row per evaluated step
+PICTURE = re.compile(r"^step-(?P<step>\d+)-(?P<name>.+)\.png$")  # images/step-N-<name>.png
 
 
 def write_metrics(metrics_dir: str | Path, step: int, results: Mapping[str, float],
@@ -35,7 +42,7 @@ def write_metrics(metrics_dir: str | Path, step: int, results: Mapping[str, floa
     """
     metrics_dir = Path(metrics_dir)
     metrics_dir.mkdir(parents=True, exist_ok=True)
-    csv_path = metrics_dir / "metrics.csv"
+    csv_path = metrics_dir / METRICS_CSV
     columns, rows = read_metrics_csv(csv_path)  # first: a table it cannot keep stops before any write
     json_path = metrics_dir / f"step-{step}.json"
     record = {"step": step, **dict(provenance or {}), "metrics": dict(results)}
@@ -104,31 +111,40 @@ def write_images(model: torch.nn.Module, cache, codes: np.ndarray, images_dir: s
                  seed: int = 0) -> list[Path]:
     """The pictures people read faster than tables, as PNG files under ``images_dir``.
 
-    ``eval-step-N-mi.png``: I(z_j; v_k) at 20 bins (codes x factors). Images:
-    ``eval-step-N-traversal.png``, one row per latent sweeping the prior box
+    ``step-N-mi.png``: I(z_j; v_k) at 20 bins (codes x factors). Images:
+    ``step-N-traversal_real.png``, one row per latent sweeping the prior box
     from a real image (chosen by ``seed``) after its reconstruction. Sector2D:
-    ``eval-step-N-grid.png`` (latent grid on the data plane) and
-    ``eval-step-N-mu.png`` (codes of the cache's grid, coloured by radius).
+    ``step-N-sector_grid.png`` (latent grid on the data plane) and
+    ``step-N-sector_mu.png`` (codes of the cache's grid, coloured by radius).
+    The names are :func:`gdrae.pictures.model_pictures`' own, as the
+    trainer's pictures are: a step both drew keeps the newest of each.
     Uses the code table: no extra encoding.
     """
     from gdrae import viz
     from gdrae.metrics import histogram_mi
     from gdrae.pictures import model_pictures
 
-    images_dir = Path(images_dir)
-    images_dir.mkdir(parents=True, exist_ok=True)
     mi = histogram_mi(codes, cache.factor_sizes, nbins=HEATMAP_BINS)
     pictures = {"mi": viz.figure_to_array(viz.mi_heatmap(mi, cache.factor_names, HEATMAP_BINS))}
     if cache.kind == "points":  # the whole grid, coloured by radius
         drawn = model_pictures(model, torch.from_numpy(cache.to_grid_order(cache.points[:])), torch.from_numpy(codes))
-        pictures.update(grid=drawn["sector_grid"], mu=drawn["sector_mu"])
+        pictures.update(sector_grid=drawn["sector_grid"], sector_mu=drawn["sector_mu"])
     else:
         row = int(np.random.RandomState(seed).randint(cache.n))  # a stored row, and its grid cell's code
         real = torch.from_numpy(cache.images[row:row + 1].astype(np.float32) / 255.0)
         drawn = model_pictures(model, real, torch.from_numpy(codes[cache.grid_index[row:row + 1]]))
-        pictures["traversal"] = drawn["traversal_real"]
+        pictures["traversal_real"] = drawn["traversal_real"]
+    return write_pictures(images_dir, step, pictures)
+
+
+def write_pictures(images_dir: str | Path, step: int, pictures: Mapping[str, np.ndarray]) -> list[Path]:
+    """Save RGB uint8 arrays by name as ``images_dir/step-<step>-<name>.png`` (:data:`PICTURE`)."""
+    from gdrae import viz
+
+    images_dir = Path(images_dir)
+    images_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, array in pictures.items():
-        paths.append(images_dir / f"eval-step-{step}-{name}.png")
+        paths.append(images_dir / f"step-{step}-{name}.png")
         viz.save_png(array, paths[-1])
     return paths

@@ -6,9 +6,9 @@ Layout (DESIGN.md, training run contract)::
                config.yaml     the resolved config
                checkpoints/    latest.pt (newest) + step-N.pt (keep_checkpoints newest)
                tb/             TensorBoard (tensorboardX) scalars and images
-               images/         PNG pictures, one set per evaluation step
-               metrics/        losses.jsonl (loss terms per logged step), eval.jsonl (diagnostics
-                               and metrics per evaluation step)
+               images/         PNG pictures step-N-<name>.png, one set per picture step
+               metrics/        losses.jsonl (loss terms per logged step), metrics.csv (one row per
+                               evaluated step) and step-N.json, as gdrae-eval writes them
                train.log       plain text for people: losses, diagnostics, warnings
 
 What goes in besides checkpoints is written by :class:`gdrae.runlog.RunLog`.

@@ -2,26 +2,31 @@
 
 :class:`RunLog` writes ``train.log`` (plain text for people: losses,
 diagnostics, warnings), ``metrics/losses.jsonl`` (the loss terms, one JSON
-record per logged step, for programs), ``metrics/eval.jsonl`` (diagnostics
-and metrics per evaluation step), TensorBoard scalars and images under
-``tb/``, PNG files under ``images/``, and the progress bar.
-:func:`read_loss_log` and :func:`last_evaluation` read the JSON lines back;
-nothing parses the human log.
+record per logged step, for programs), the evaluations into the record that
+``gdrae-eval`` writes too (``metrics/metrics.csv``, one row per evaluated
+step, and ``metrics/step-N.json``, through :mod:`gdrae.reports`),
+TensorBoard scalars and images under ``tb/``, PNG files
+``images/step-N-<name>.png``, and the progress bar.
+:func:`read_loss_log`, :func:`logged_speed`, :func:`read_evaluations`,
+:func:`last_evaluation` and :func:`read_pictures` read them back; nothing
+parses the human log.
 """
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 
-from gdrae import viz
 from gdrae.errors import GdraeError
+from gdrae.reports import METRICS_CSV, PICTURE, read_metrics_csv, write_metrics, write_pictures
 
-LOSSES = Path("metrics") / "losses.jsonl"  # in the run directory
-EVALUATIONS = Path("metrics") / "eval.jsonl"
+METRICS = Path("metrics")  # in the run directory: losses.jsonl, and the evaluations of gdrae.reports
+LOSSES = METRICS / "losses.jsonl"
 SPEED = "steps_per_s"  # beside the loss terms in each losses.jsonl record: steps/s since the (re)start
 
 
@@ -62,13 +67,81 @@ def logged_speed(run_dir: str | Path) -> tuple[int, float] | None:
     return (int(record["step"]), float(record[SPEED])) if SPEED in record else None
 
 
+# runs trained before the trainer wrote metrics.csv: its evaluations as JSON lines, the geometry unprefixed
+OLD_EVALUATIONS = METRICS / "eval.jsonl"
+# pictures of such runs: the trainer's images/<name>_<step, 7 digits>.png, gdrae-eval's eval-step-N-<name>.png
+OLD_PICTURES = (re.compile(r"^(?P<name>.+)_(?P<step>\d{7})\.png$"),
+                re.compile(r"^eval-step-(?P<step>\d+)-(?P<name>.+)\.png$"))
+
+
+def read_evaluations(run_dir: str | Path) -> dict[int, dict[str, float]]:
+    """Every evaluation of a run, by step: {step: {"geometry/ortho_sign": .., "hist20/mig": .., ...}}.
+
+    Reads ``metrics/metrics.csv``, the one record that the trainer and
+    ``gdrae-eval`` both write (:func:`gdrae.reports.write_metrics`): a step
+    evaluated by both has the values of both, the newest where they share a
+    key. A run trained before that record kept its trainer's evaluations in
+    ``metrics/eval.jsonl`` (``ortho_sign`` for ``geometry/ortho_sign``):
+    read too, under today's keys. No record at all gives {}; a value that
+    is not a number is a GdraeError naming the file and the place.
+    """
+    run_dir = Path(run_dir)
+    evaluations = _old_evaluations(run_dir / OLD_EVALUATIONS)
+    table = run_dir / METRICS / METRICS_CSV
+    for step, row in read_metrics_csv(table)[1].items():
+        cells = {k: v for k, v in row.items() if k != "step" and v != ""}
+        evaluations.setdefault(step, {}).update(_numbers(table, f"step {step}", cells))
+    return dict(sorted(evaluations.items()))
+
+
+def _old_evaluations(path: Path) -> dict[int, dict[str, float]]:
+    """The records of an older run's metrics/eval.jsonl by step, under today's keys (the geometry's prefixed)."""
+    found: dict[int, dict[str, float]] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines() if path.exists() else [], 1):
+        if line.strip():
+            try:
+                record = json.loads(line)
+                step = int(record.pop("step"))
+            except (ValueError, TypeError, KeyError, AttributeError):
+                raise GdraeError(f"{path}: line {n}: expected a JSON record with a step, got {line[:80]!r}") from None
+            values = {k if "/" in k else f"geometry/{k}": v for k, v in record.items()}
+            found.setdefault(step, {}).update(_numbers(path, f"line {n}", values))
+    return found
+
+
+def _numbers(path: Path, where: str, values: Mapping[str, Any]) -> dict[str, float]:
+    """``values`` as floats; one that is not a number is a GdraeError naming the file, ``where`` and its key."""
+    numbers = {}
+    for key, value in values.items():
+        try:
+            numbers[key] = float(value)
+        except (ValueError, TypeError):
+            raise GdraeError(f"{path}: {where}, {key}: expected a number, got {value!r}") from None
+    return numbers
+
+
 def last_evaluation(run_dir: str | Path) -> dict[str, float] | None:
-    """The newest record of a run's metrics/eval.jsonl (written by :meth:`RunLog.diagnostics`), or None."""
-    path = Path(run_dir) / EVALUATIONS
-    if not path.exists():
+    """The newest step's evaluation of :func:`read_evaluations`, its ``step`` included, or None when none."""
+    evaluations = read_evaluations(run_dir)
+    if not evaluations:
         return None
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return json.loads(lines[-1]) if lines else None
+    step = max(evaluations)
+    return {"step": step, **evaluations[step]}
+
+
+def read_pictures(run_dir: str | Path) -> dict[int, dict[str, Path]]:
+    """The pictures of a run by step and name: {step: {"reconstruction": images/step-N-reconstruction.png, ..}}.
+
+    Today's names (:data:`gdrae.reports.PICTURE`) and those of older runs
+    (:data:`OLD_PICTURES`); other files are not pictures of the run.
+    """
+    found: dict[int, dict[str, Path]] = {}
+    images = Path(run_dir) / "images"
+    for path in sorted(images.iterdir()) if images.is_dir() else []:
+        match = next((m for pattern in (PICTURE, *OLD_PICTURES) if (m := pattern.match(path.name))), None)
+        if match:
+            found.setdefault(int(match["step"]), {})[match["name"]] = path
+    return dict(sorted(found.items()))
 
 
 class RunLog:
@@ -87,6 +160,7 @@ class RunLog:
         from tensorboardX import SummaryWriter
         from tqdm import tqdm
 
+        read_metrics_csv(self.run_dir / METRICS / METRICS_CSV)  # a table it cannot keep stops the run at its start
         self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=start_step + 1)
         self.file = open(self.run_dir / "train.log", "a", encoding="utf-8")
         (self.run_dir / LOSSES).parent.mkdir(parents=True, exist_ok=True)
@@ -135,22 +209,22 @@ class RunLog:
                   + f" recon_l1={values.get('monitor/recon_l1', float('nan')):.4g} steps/s={rate:.3g}")
 
     def images(self, step: int, pictures: dict[str, np.ndarray]) -> None:
-        """PNG files images/<name>_<step>.png and TensorBoard images."""
+        """PNG files images/step-<step>-<name>.png (as gdrae-eval names its own) and TensorBoard images."""
         if not self.enabled:
             return
+        write_pictures(self.run_dir / "images", step, pictures)
         for name, array in pictures.items():
-            viz.save_png(array, self.run_dir / "images" / f"{name}_{step:07d}.png")
             self.tb.add_image(f"images/{name}", array, step, dataformats="HWC")
 
-    def diagnostics(self, step: int, values: dict[str, float]) -> None:
-        """Geometric diagnostics (and metrics) to TensorBoard, train.log and metrics/eval.jsonl."""
+    def evaluation(self, step: int, results: dict[str, float], provenance: Mapping[str, Any]) -> None:
+        """An evaluation (:func:`gdrae.evaluate.evaluate`'s keys) to TensorBoard, train.log and the run's
+        record: metrics/metrics.csv and metrics/step-N.json, written as gdrae-eval writes them."""
         if not self.enabled:
             return
-        for name, v in values.items():
+        for name, v in results.items():
             self.tb.add_scalar(f"eval/{name}", v, step)
-        with open(self.run_dir / EVALUATIONS, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"step": step, **values}) + "\n")
-        self.text(f"eval step {step} " + " ".join(f"{k}={v:.4g}" for k, v in values.items()))
+        write_metrics(self.run_dir / METRICS, step, results, provenance)
+        self.text(f"eval step {step} " + " ".join(f"{k}={v:.4g}" for k, v in results.items()))
 
     def close(self) -> None:
         if self.enabled:

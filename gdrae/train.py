@@ -7,8 +7,9 @@ non-finite -> Adam step), with logging, pictures, diagnostics and
 checkpoints at their intervals. Rank 0 alone writes. What it relies on
 lives beside it: :mod:`gdrae.distributed` (torchrun, gradients averaged
 without DistributedDataParallel), :mod:`gdrae.rundir` (the run directory
-and its lock), :mod:`gdrae.data.stream` (the batches), :mod:`gdrae.runlog`
-(train.log, losses and evaluations as JSON lines, TensorBoard, images),
+and its lock), :mod:`gdrae.data.stream` (the batches), :mod:`gdrae.evaluate`
+(the evaluation gdrae-eval makes), :mod:`gdrae.runlog` (train.log, losses
+as JSON lines, the evaluations' record, TensorBoard, images),
 :mod:`gdrae.checkpoint`. The helpers below it are small and each does one
 thing.
 
@@ -22,7 +23,6 @@ import os
 import random
 import signal
 from contextlib import contextmanager, nullcontext
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ from gdrae.config import RunConfig
 from gdrae.data.stream import TrainData, open_data
 from gdrae.distributed import average_gradients, setup_distributed, sync_parameters
 from gdrae.errors import GdraeError
+from gdrae.evaluate import check_metric_names, evaluate, provenance
 from gdrae.losses import spectral_weighted, weighted_total
 from gdrae.models import build_model
 from gdrae.pictures import model_pictures
@@ -61,7 +62,7 @@ def train(cfg: RunConfig, resume: bool = False) -> torch.nn.Module:
         lock = RunDirLock(run_dir) if main else None  # one training per run directory
         state = open_run_dir(run_dir, cfg, resume, write=main)  # every rank checks, rank 0 writes
         data = open_data(cfg)
-        metrics = metrics_hook(cfg, data)
+        eval_cache = open_metrics_cache(cfg, data)  # None without train.metrics
         seed_everything(t.seed)
         model = build_model(cfg).to(device)
         sync_parameters(model, world)  # identical start on every rank
@@ -120,7 +121,7 @@ def train(cfg: RunConfig, resume: bool = False) -> torch.nn.Module:
             if main and (step % t.image_every == 0 or last) and not stop.pending(stopping, world):
                 log.images(step, model_pictures(model, data.sample, generator=picture_generator(t.seed, device)))
             if main and (step % t.eval_every == 0 or last) and not stop.pending(stopping, world):
-                log.diagnostics(step, evaluate_step(model, cfg, metrics))
+                log.evaluation(step, evaluate_step(model, cfg, eval_cache), provenance(t.seed, eval_cache))
             stopping = stop.pending(stopping, world)
             if main and (step % t.ckpt_every == 0 or step in t.keep_steps or last or stopping):
                 write_checkpoint(run_dir / "checkpoints", checkpoint_state(model, optimizer, step, cfg),
@@ -246,29 +247,33 @@ def picture_generator(seed: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
 
-def metrics_hook(cfg: RunConfig, data: TrainData):
-    """``gdrae.evaluate.training_metrics`` on the run's cache when train.metrics asks for metrics, else None.
+def evaluation_metrics(cfg: RunConfig) -> list[str]:
+    """What each evaluation computes: train.metrics (checked), and "geometry" always (last unless listed)."""
+    names = check_metric_names(cfg.train.metrics, "train.metrics")
+    return names if "geometry" in names else [*names, "geometry"]
+
+
+def open_metrics_cache(cfg: RunConfig, data: TrainData):
+    """The cache the metrics of train.metrics read at each evaluation; None when they are the geometry alone.
 
     The names and the cache are checked here, at run start, so a typo or a
     missing cache stops the run before its first step, not at its first
     evaluation. The cache is opened once: the one the run trains on, or for
-    Sector2D (trained on fresh samples) its prepared grid. Imported lazily:
-    plain training needs neither the metrics nor scikit-learn.
+    Sector2D (trained on fresh samples) its prepared grid.
     """
-    if not cfg.train.metrics:
+    if evaluation_metrics(cfg) == ["geometry"]:
         return None
-    from gdrae import evaluate
     from gdrae.data.cache import open_run_cache
 
-    evaluate.check_metric_names(cfg.train.metrics, "train.metrics")
-    cache = data.cache if data.cache is not None else open_run_cache(cfg, source="train.metrics")
-    return partial(evaluate.training_metrics, cache=cache)
+    return data.cache if data.cache is not None else open_run_cache(cfg, source="train.metrics")
 
 
-def evaluate_step(model, cfg: RunConfig, metrics=None) -> dict[str, float]:
-    """Geometric diagnostics (model.diagnostics), plus the disentanglement metrics of ``metrics_hook``."""
-    model.eval()
-    values = dict(model.diagnostics(n_points=cfg.train.diag_points, seed=cfg.train.seed))
-    if metrics is not None:
-        values.update(metrics(model, cfg))
-    return values
+def evaluate_step(model, cfg: RunConfig, cache=None) -> dict[str, float]:
+    """:func:`gdrae.evaluate.evaluate` of :func:`evaluation_metrics` with train.seed and train.diag_points.
+
+    The keys and numbers ``gdrae-eval --metrics <those> --seed <train.seed>``
+    gives of this step's checkpoint. ``cache``: :func:`open_metrics_cache`'s;
+    its one encoding pass stays in memory.
+    """
+    return evaluate(model, cache, evaluation_metrics(cfg), seed=cfg.train.seed, diag_points=cfg.train.diag_points,
+                    progress=False)

@@ -1,5 +1,5 @@
 """The bench scripts' own arithmetic: train_step.py's time breakdown, dtype_curves.py's gaps and speeds,
-gpu_suite.py's reading of the logs, budgets and the check of what comes back, reproduce.py's table and outline."""
+gpu_suite.py's reading of the logs, of a stopped run and its budgets, reproduce.py's table and outline."""
 from __future__ import annotations
 
 import importlib.util
@@ -89,13 +89,28 @@ def test_gpu_suite_reads_the_step_suite_lines(gpu_suite):
     assert gpu_suite.parse_step_line("Traceback (most recent call last):") is None
 
 
-def test_gpu_suite_reads_train_log_and_figure_lines(gpu_suite):
-    log = ("2026-11-30 10:12:04 starting step 0 of 100000 on cuda (1 process(es)), 2,055,748 parameters\n"
-           "2026-11-30 10:12:11 step 100 total=9501.39 recon=2832.62 recon_l1=0.4992 steps/s=21.4\n"
-           "2026-11-30 10:12:40 stopped by a signal at step 137: checkpoint written; continue with --resume\n"
-           "2026-11-30 10:12:40 done: step 137 of 100000 in 7.9 s\n")
-    assert gpu_suite.train_progress(log) == {"steps_reached": "137", "steps_per_s": "21.4", "run_s": "7.9"}
-    assert gpu_suite.train_progress("") == {}
+def test_gpu_suite_reads_a_stopped_run_through_runlog(gpu_suite, tmp_path):
+    import torch
+
+    from gdrae.runlog import RunLog
+
+    assert gpu_suite.stopped_run(tmp_path) == {}  # nothing written yet
+    log = RunLog(tmp_path, enabled=True, start_step=0, total_steps=100000)
+    for step in (100, 137):  # 137: the step a stop signal ended, whose losses it logs
+        log.losses(step, {"recon": torch.tensor(1.0)}, total=torch.tensor(2.0))
+    log.images(100, {"reconstruction": np.zeros((4, 4, 3), np.uint8)})
+    log.close()
+    (tmp_path / "checkpoints").mkdir()
+    for step in (100, 137):
+        (tmp_path / "checkpoints" / f"step-{step}.pt").write_bytes(b"")
+    figures = gpu_suite.stopped_run(tmp_path)
+    assert float(figures.pop("steps_per_s")) > 0
+    assert figures == {"logged_step": "137", "checkpoint_step": "137", "pictures_at_stop": "0"}
+    (tmp_path / "images" / "step-137-sv_bars.png").write_bytes(b"")
+    assert gpu_suite.stopped_run(tmp_path)["pictures_at_stop"] == "1"
+
+
+def test_gpu_suite_reads_figure_lines(gpu_suite):
     text = "device=cuda images=16384\nencode_images_per_s=41000\nencode_images_per_s=42000\nnoise\n"
     assert gpu_suite.name_values(text, ("encode_images_per_s",)) == {"encode_images_per_s": "42000"}
     assert gpu_suite.last_line("a\nprogress 10%\rprogress 100%\r\n\n") == "progress 100%"
@@ -107,22 +122,27 @@ def test_gpu_suite_budgets(gpu_suite):
     assert gpu_suite.train_budget(1000, 160, 60, 300) == 300
     assert gpu_suite.train_budget(100, 160, 60, 300) == 60
     assert gpu_suite.repro_estimate(100000, 4.0, 150) == pytest.approx(2 * (100000 * 0.004 * 1.5 + 150))
-    assert sum(v for k, v in gpu_suite.BUDGETS.items() if k in ("ITEM1_S", "AFTER_TRAIN_S")) \
-        + gpu_suite.BUDGETS["TRAIN_MIN_S"] < gpu_suite.BUDGETS["SUITE_S"] <= 570  # inside the device call's 600 s
+    for budgets, total in ((gpu_suite.BUDGETS, gpu_suite.BUDGET_S),
+                           (gpu_suite.REHEARSAL_BUDGETS, gpu_suite.REHEARSAL_BUDGET_S)):
+        # the step speed, the shortest training and what follows it fit in the default --budget
+        assert budgets["STEP_SPEED_S"] + budgets["TRAIN_MIN_S"] + budgets["AFTER_TRAIN_S"] < total
 
 
-def test_gpu_suite_checks_what_comes_back(gpu_suite, tmp_path):
-    for i in range(8):
-        (tmp_path / f"f{i}.txt").write_text("x")
-    assert gpu_suite.out_problems(tmp_path) == []
-    (tmp_path / "a" / "b" / "c").mkdir(parents=True)
-    (tmp_path / "a" / "b" / "c" / "deep.txt").write_text("x")
-    (tmp_path / "bad name.txt").write_bytes(b"x" * 20)
-    problems = gpu_suite.out_problems(tmp_path, {"files": 8, "file_bytes": 10, "depth": 2})
-    assert problems[0] == "10 files, at most 8 come back"
-    assert any("deep.txt: more than 2 folders down" in p for p in problems)
-    assert any("bad name.txt: 0.0 MiB, over 0" in p for p in problems)
-    assert any("bad name.txt: a name other than" in p for p in problems)
+@pytest.mark.parametrize("args, env, message", [
+    (["--budget", "0"], {}, "--budget: expected a positive number of seconds, got 0"),
+    ([], {"EVAL_S": "2m"}, "EVAL_S: expected whole seconds, got '2m'"),
+    ([], {}, "is not an empty folder; expected a new or empty one (nothing is overwritten)"),
+])
+def test_gpu_suite_refuses_bad_options_before_anything_runs(gpu_suite, tmp_path, monkeypatch, capsys, args, env,
+                                                             message):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    (tmp_path / "figures.txt").write_text("kept\n")  # a folder with an earlier suite's results
+    out = tmp_path if not args and not env else tmp_path / "new"
+    with pytest.raises(SystemExit) as exit_info:
+        gpu_suite.main(["--out", str(out), *args])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["figures.txt"] and not (tmp_path / "new").exists()
 
 
 def test_reproduce_table_one_row_per_step_and_run_blank_where_not_evaluated():

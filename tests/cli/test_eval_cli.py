@@ -11,6 +11,7 @@ from evalkit import make_cache, train_tiny  # tests/evalkit.py (tests/ is on pyt
 
 from cli.eval import main
 from gdrae.evaluate import METRIC_NAMES
+from gdrae.runlog import read_evaluations
 from pipelines.store import prepare
 
 FAST = "histogram,mig,sap,geometry"  # the quick metrics; tests/test_evaluate.py runs them all
@@ -56,11 +57,19 @@ def test_help_lists_metric_names():
         assert name in result.output
 
 
-def test_trainer_logs_metrics_at_its_evaluation(image_run):
-    ckpt, _ = image_run
-    lines = (ckpt.parent.parent / "metrics" / "eval.jsonl").read_text().splitlines()
-    last = json.loads(lines[-1])
-    assert last["step"] == 2 and 0.0 <= last["hist20/mig"] <= 1.0 and "ortho_sign" in last
+def test_trainer_and_gdrae_eval_write_one_record_with_the_same_keys(image_run, tmp_path):
+    cache_dir = image_run[1]
+    ckpt = train_tiny("image", cache_dir, tmp_path / "run", "tiny2d", metrics=["histogram"])
+    trained = read_evaluations(tmp_path / "run")  # the trainer's evaluation at its last step
+    assert list(trained) == [2] and 0.0 <= trained[2]["hist20/mig"] <= 1.0
+    result = run("--ckpt", ckpt, "--metrics", "histogram,geometry", "--out", tmp_path / "eval")
+    assert result.exit_code == 0, result.output
+    evaluated = read_evaluations(tmp_path / "eval")
+    assert list(evaluated[2]) == list(trained[2])  # the same keys, in the same order
+    assert evaluated[2] == pytest.approx(trained[2], rel=1e-6)  # and numbers: train.seed 0 is gdrae-eval's seed
+    assert run("--ckpt", ckpt, "--metrics", "sap").exit_code == 0  # into the run directory: the same record
+    after = read_evaluations(tmp_path / "run")[2]
+    assert list(after) == [*trained[2], "sap/sap_score"] and {k: after[k] for k in trained[2]} == trained[2]
 
 
 def test_evaluates_a_trained_checkpoint(image_run, tmp_path):
@@ -75,8 +84,8 @@ def test_evaluates_a_trained_checkpoint(image_run, tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == 1 and rows[0]["step"] == "2"
     assert float(rows[0]["hist20/mig"]) == record["metrics"]["hist20/mig"]
-    for name in ("traversal", "mi"):
-        assert (out / "images" / f"eval-step-2-{name}.png").stat().st_size > 0
+    for name in ("traversal_real", "mi"):
+        assert (out / "images" / f"step-2-{name}.png").stat().st_size > 0
     assert len(list((out / "codes").glob("step-2-tiny2d-*.npy"))) == 1
 
     again = run("--ckpt", ckpt, "--metrics", "histogram,irs", "--out", out)  # codes reused, a new column
@@ -100,8 +109,8 @@ def test_sector2d_checkpoint(sector_run, tmp_path):
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "metrics" / "step-2.json").read_text())["metrics"]
     assert 0.0 <= metrics["hist20/mig"] <= 1.0
-    for name in ("grid", "mu", "mi"):
-        assert (tmp_path / "images" / f"eval-step-2-{name}.png").is_file()
+    for name in ("sector_grid", "sector_mu", "mi"):
+        assert (tmp_path / "images" / f"step-2-{name}.png").is_file()
 
 
 def test_the_checkpoint_is_read_once(image_run, tmp_path, monkeypatch):

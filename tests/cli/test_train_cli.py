@@ -41,8 +41,8 @@ def test_trains_resumes_and_writes_resolved_config(tmp_path):
     assert result.exit_code == 0, result.output
     assert f"run directory: {tmp_path / 'run'}" in result.output
     # the closing lines: the last evaluation's figures, the newest pictures, the next command
-    assert "last evaluation (step 2): ortho_sign=" in result.output and "sv_match_err=" in result.output
-    assert "pictures: " in result.output and "sector_grid_0000002.png" in result.output
+    assert "last evaluation (step 2): geometry/ortho_sign=" in result.output and "sv_match_err=" in result.output
+    assert "pictures: " in result.output and "step-2-sector_grid.png" in result.output
     assert f"gdrae-eval --ckpt {tmp_path / 'run' / 'checkpoints' / 'latest.pt'}" in result.output
     resolved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert resolved["train"]["steps"] == 2 and resolved["model"]["sector2d"]["input_nc"] == 16

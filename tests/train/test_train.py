@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ from gdrae.config import load_config
 from gdrae.errors import GdraeError
 from gdrae.models import GDRAE
 from gdrae.rundir import RunDirLock
-from gdrae.runlog import RunLog, logged_speed, read_loss_log
+from gdrae.runlog import RunLog, last_evaluation, logged_speed, read_evaluations, read_loss_log, read_pictures
 from gdrae.train import TrainingDiverged, bfloat16_is_emulated, train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,12 +36,14 @@ def test_image_run_writes_config_log_tb_images_diagnostics_checkpoint(make_cfg, 
     run = tmp_path / "run"
     assert load_config(run / "config.yaml") == cfg  # resolved config round-trips
     images = sorted(p.name for p in (run / "images").iterdir())
-    assert images == [f"{n}_0000002.png" for n in ("reconstruction", "sv_bars", "traversal_random", "traversal_real")]
+    assert images == [f"step-2-{n}.png" for n in ("reconstruction", "sv_bars", "traversal_random", "traversal_real")]
     assert list((run / "tb").glob("events.out.tfevents.*"))
     log = (run / "train.log").read_text()
-    assert "step 1 total=" in log and "step 2 total=" in log and "eval step 2 ortho_sign=" in log
-    evals = [json.loads(line) for line in (run / "metrics" / "eval.jsonl").read_text().splitlines()]
-    assert [e["step"] for e in evals] == [2] and {"ortho_sign", "sv_match_err", "lt_err"} <= evals[0].keys()
+    assert "step 1 total=" in log and "step 2 total=" in log and "eval step 2 geometry/ortho_sign=" in log
+    evals = read_evaluations(run)  # metrics/metrics.csv, as gdrae-eval writes it
+    assert list(evals) == [2] and set(evals[2]) == {"geometry/ortho_sign", "geometry/sv_match_err", "geometry/lt_err"}
+    record = json.loads((run / "metrics" / "step-2.json").read_text())
+    assert record == {"step": 2, "seed": cfg.train.seed, "metrics": evals[2]}
     state = read_checkpoint(run / "checkpoints" / "latest.pt")
     assert state["step"] == 2 and (run / "checkpoints" / "step-2.pt").exists()
     _assert_same_parameters(state["model"], model.state_dict())
@@ -68,7 +71,8 @@ def test_tensorboard_has_every_loss_term_monitor_image_and_diagnostic(make_cfg, 
     tags = _tensorboard_tags(tmp_path / "run" / "tb")
     expected = {f"loss/{k}" for k in ("total", "recon", "prior", "sn", "sv", "cap")}
     expected |= {"monitor/recon_l1", "monitor/mu_abs/0", "monitor/mu_abs/1", "monitor/sv_mean/0", "monitor/sv_mean/1"}
-    expected |= {"eval/ortho_sign", "eval/sv_match_err", "images/sv_bars", "images/sector_grid", "images/sector_mu"}
+    expected |= {"eval/geometry/ortho_sign", "eval/geometry/sv_match_err", "images/sv_bars", "images/sector_grid",
+                 "images/sector_mu"}
     assert expected <= tags, expected - tags
 
 
@@ -77,7 +81,9 @@ def test_sector_run_pictures_and_python_api(make_cfg, tmp_path):
     model = train(cfg)
     run = tmp_path / "run"
     names = sorted(p.name for p in (run / "images").iterdir())
-    assert names == sorted(f"{n}_{s:07d}.png" for n in ("sector_grid", "sector_mu", "sv_bars") for s in (2, 3))
+    assert names == sorted(f"step-{s}-{n}.png" for n in ("sector_grid", "sector_mu", "sv_bars") for s in (2, 3))
+    assert read_pictures(run) == {s: {n: run / "images" / f"step-{s}-{n}.png" for n in ("sector_grid", "sector_mu",
+                                                                                     "sv_bars")} for s in (2, 3)}
     loaded, loaded_cfg = load_checkpoint(run / "checkpoints" / "latest.pt")
     assert loaded_cfg == cfg and isinstance(loaded, GDRAE) and not loaded.training
     _assert_same_parameters(loaded.state_dict(), model.state_dict())
@@ -362,23 +368,46 @@ def test_torchrun_two_processes_on_gloo_keep_ranks_identical(make_cfg, tmp_path)
     assert not all(torch.equal(initial[k], rank0[k]) for k in rank0)  # it did train
 
 
-def test_metrics_hook_is_called_at_each_evaluation_when_asked(make_cfg, tmp_path, monkeypatch):
-    from gdrae import evaluate
+def test_evaluations_are_gdrae_evaluate_of_train_metrics_and_the_geometry(make_cfg, tmp_path, monkeypatch):
+    calls, opened = [], []
 
-    calls = []
+    def fake_evaluate(model, cache, names, **options):
+        calls.append((names, cache, options["seed"], options["diag_points"]))
+        return {"mig/discrete_mig": 0.5, "geometry/ortho_sign": 0.25}
 
-    def training_metrics(model, cfg, cache):
-        calls.append((list(cfg.train.metrics), cache))
-        return {"fake_score": 0.5}
-
-    opened = []
-    monkeypatch.setattr(evaluate, "training_metrics", training_metrics)
     # Sector2D trains without a cache; its metrics read the prepared grid, opened once at the start
-    monkeypatch.setattr("gdrae.data.cache.open_run_cache", lambda cfg, source: opened.append(source) or "grid")
-    train(make_cfg("sector", "train.steps=2", "train.eval_every=1", "train.metrics=[mig]"))
-    assert calls == [(["mig"], "grid"), (["mig"], "grid")] and opened == ["train.metrics"]
-    evals = (tmp_path / "run" / "metrics" / "eval.jsonl").read_text().splitlines()
-    assert all(json.loads(line)["fake_score"] == 0.5 for line in evals)
+    grid = SimpleNamespace(path=tmp_path / "sector2dunif.zarr", attrs={"dataset": "sector2dunif"})
+    monkeypatch.setattr("gdrae.train.evaluate", fake_evaluate)
+    monkeypatch.setattr("gdrae.data.cache.open_run_cache", lambda cfg, source: opened.append(source) or grid)
+    train(make_cfg("sector", "train.steps=2", "train.eval_every=1", "train.metrics=[mig]", "train.seed=3"))
+    assert calls == [(["mig", "geometry"], grid, 3, 4)] * 2 and opened == ["train.metrics"]
+    run = tmp_path / "run"
+    assert read_evaluations(run) == {s: {"mig/discrete_mig": 0.5, "geometry/ortho_sign": 0.25} for s in (1, 2)}
+    record = json.loads((run / "metrics" / "step-2.json").read_text())
+    assert record["seed"] == 3 and record["cache"] == str(grid.path) and record["cache_id"].startswith("sector2dunif-")
+
+
+def test_a_metrics_table_it_cannot_keep_stops_a_resumed_run_at_its_start(make_cfg, tmp_path):
+    train(make_cfg("sector", "train.steps=1"))
+    table = tmp_path / "run" / "metrics" / "metrics.csv"
+    table.write_text("run,score\nmine,0.9\n")
+    with pytest.raises(GdraeError, match=f"{table}: expected step as the first column, got 'run'"):
+        train(make_cfg("sector", "train.steps=2"), resume=True)
+    assert table.read_text() == "run,score\nmine,0.9\n"
+    assert read_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["step"] == 1
+
+
+def test_training_without_train_metrics_imports_neither_the_metrics_nor_scikit_learn(make_cfg, tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(make_cfg("sector", "train.steps=1").model_dump(mode="json")))
+    script = ("import sys\nfrom gdrae.config import load_config\nfrom gdrae.train import train\n"
+              "train(load_config(sys.argv[1]))\n"
+              "print(sorted(m for m in ('sklearn', 'gdrae.metrics') if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(config)], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.splitlines()[-1] == "[]"
+    assert "geometry/ortho_sign" in read_evaluations(tmp_path / "run")[1]
 
 
 def test_metric_problems_stop_the_run_before_its_first_step(make_cfg, tmp_path):
@@ -408,6 +437,41 @@ def test_read_loss_log_reads_what_runlog_writes(tmp_path):
     step, rate = logged_speed(tmp_path)  # the rate beside the terms, not among them
     assert step == 20 and rate > 0
     assert logged_speed(tmp_path / "nowhere") is None
+
+
+def test_runs_written_before_the_one_record_read_under_todays_names(tmp_path):
+    metrics, images = tmp_path / "metrics", tmp_path / "images"
+    metrics.mkdir()
+    images.mkdir()
+    (metrics / "eval.jsonl").write_text('{"step": 10, "ortho_sign": 0.5, "lt_err": 0.25, "hist20/mig": 0.125}\n'
+                                        '{"step": 20, "ortho_sign": 0.375, "sv_match_err": 0.0625}\n')
+    (metrics / "metrics.csv").write_text("step,hist20/mig,sap/sap_score\n20,0.75,\n30,,0.5\n")  # gdrae-eval's
+    for name in ("reconstruction_0000020.png", "eval-step-30-mi.png", "step-40-sv_bars.png", "notes.txt"):
+        (images / name).write_bytes(b"")
+    assert read_evaluations(tmp_path) == {
+        10: {"geometry/ortho_sign": 0.5, "geometry/lt_err": 0.25, "hist20/mig": 0.125},
+        20: {"geometry/ortho_sign": 0.375, "geometry/sv_match_err": 0.0625, "hist20/mig": 0.75},
+        30: {"sap/sap_score": 0.5},
+    }
+    assert last_evaluation(tmp_path) == {"step": 30, "sap/sap_score": 0.5}
+    assert read_pictures(tmp_path) == {20: {"reconstruction": images / "reconstruction_0000020.png"},
+                                       30: {"mi": images / "eval-step-30-mi.png"},
+                                       40: {"sv_bars": images / "step-40-sv_bars.png"}}
+    assert read_evaluations(tmp_path / "nowhere") == {} and last_evaluation(tmp_path / "nowhere") is None
+    assert read_pictures(tmp_path / "nowhere") == {}
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("metrics.csv", "step,hist20/mig\n20,high\n", "metrics.csv: step 20, hist20/mig: expected a number, got 'high'"),
+    ("eval.jsonl", '{"step": 10, "ortho_sign": 0.5}\n{"step": 20, "ort', "eval.jsonl: line 2: expected a JSON record"),
+    ("eval.jsonl", '{"step": 10, "ortho_sign": null}\n', "eval.jsonl: line 1, geometry/ortho_sign: expected a number"),
+])
+def test_a_record_that_is_not_numbers_is_one_line_naming_the_file(tmp_path, name, text, message):
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / name).write_text(text)
+    with pytest.raises(GdraeError) as error:
+        read_evaluations(tmp_path)
+    assert str(error.value).startswith(f"{tmp_path / 'metrics'}/{message}")
 
 
 def test_read_loss_log_of_a_run_without_json_losses_says_so(tmp_path):
