@@ -19,15 +19,15 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 from tqdm import tqdm
 
-from gdrae.data.cache import CACHE_VERSION, cache_path, dir_bytes, open_cache, restore_replaced
+from gdrae.data.cache import cache_path, dir_bytes, open_cache, restore_replaced
 from gdrae.data.grid import index_to_factors
+from gdrae.data.schema import ARRAY_KINDS, FACTORS, FACTORS_DTYPE, cache_attrs, codecs_for
 from gdrae.data.staging import remove_dead_temps, staging_path
 from gdrae.errors import GdraeError
 from pipelines.base import Converted, DatasetSpec
@@ -72,18 +72,6 @@ def chunk_rows_for(row_shape: tuple[int, ...], dtype: str) -> int:
     """Rows per chunk: about CHUNK_BYTES uncompressed, a multiple of 64 (a batch size)."""
     row_bytes = int(np.prod(row_shape)) * np.dtype(dtype).itemsize
     return max(64, (CHUNK_BYTES // row_bytes) // 64 * 64)
-
-
-def codecs_for(dtype: str) -> list:
-    """Compression plus a CRC32C checksum, so a damaged chunk fails on read.
-
-    LZ4 inside Blosc decompresses about 2x faster than zstd here, which the
-    streaming loader needs; byte-shuffling helps float32 points.
-    """
-    from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec
-
-    shuffle = BloscShuffle.shuffle if np.dtype(dtype).itemsize > 1 else BloscShuffle.noshuffle
-    return [BloscCodec(cname="lz4", clevel=5, shuffle=shuffle), Crc32cCodec()]
 
 
 def check_raw_files(spec: DatasetSpec, raw_dir: Path) -> None:
@@ -197,9 +185,9 @@ def write_cache(converted: Converted, path: Path, dataset: str, progress: bool =
     array = group.create_array(converted.array_name, shape=(n, *converted.row_shape), dtype=converted.dtype,
                                chunks=(rows, *converted.row_shape), compressors=codecs_for(converted.dtype))
     factor_rows = min(FACTOR_CHUNK_ROWS, max(n, 1))
-    factors = group.create_array("factors", shape=(n, len(sizes)), dtype="int32",
-                                 chunks=(factor_rows, len(sizes)), compressors=codecs_for("int32"))
-    factors[:] = index_to_factors(perm, sizes).astype(np.int32)
+    factors = group.create_array(FACTORS, shape=(n, len(sizes)), dtype=FACTORS_DTYPE,
+                                 chunks=(factor_rows, len(sizes)), compressors=codecs_for(FACTORS_DTYPE))
+    factors[:] = index_to_factors(perm, sizes).astype(FACTORS_DTYPE)
 
     permuted = PermutedRows(perm, tuple(converted.row_shape), converted.dtype, path / ".row-order", align=rows)
     try:
@@ -217,25 +205,18 @@ def write_cache(converted: Converted, path: Path, dataset: str, progress: bool =
     finally:
         permuted.close()
         shutil.rmtree(permuted.work_dir, ignore_errors=True)
-    group.attrs.update({
-        "gdrae_cache_version": CACHE_VERSION,
-        "dataset": dataset,
-        "factor_names": list(converted.factor_names),
-        "factor_sizes": sizes,
-        "factor_values": [[float(v) for v in vals] for vals in converted.factor_values],
-        "row_order_seed": int(row_order_seed),
-        "source": list(converted.sources),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "pipeline": dict(converted.pipeline),
-    })
+    group.attrs.update(cache_attrs(dataset=dataset, factor_names=converted.factor_names, factor_sizes=sizes,
+                                   factor_values=converted.factor_values, row_order_seed=row_order_seed,
+                                   source=converted.sources, pipeline=converted.pipeline))
     open_cache(path)  # the schema and permutation checks a reader will make
 
 
 def _check_converted(c: Converted, dataset: str) -> None:
-    expected = {"images": ("uint8", 3), "points": ("float32", 1)}
-    if c.array_name not in expected or (c.dtype, len(c.row_shape)) != expected[c.array_name]:
-        raise GdraeError(f"pipeline {dataset}: expected images uint8 (C, H, W) rows or points float32 (2,) rows, "
-                         f"got {c.array_name} {c.dtype} {tuple(c.row_shape)}")
+    kind = ARRAY_KINDS.get(c.array_name)
+    if kind is None or not kind.fits(c.dtype, tuple(c.row_shape)):
+        kinds = " or ".join(f"{k.name} {k.describe()}" for k in ARRAY_KINDS.values())
+        raise GdraeError(f"pipeline {dataset}: expected {kinds}, "
+                         f"got {c.array_name} {c.dtype} (N, {', '.join(map(str, c.row_shape))})")
     k = len(c.factor_sizes)
     if len(c.factor_names) != k or [len(v) for v in c.factor_values] != list(c.factor_sizes):
         raise GdraeError(f"pipeline {dataset}: expected {k} factor names and value lists of sizes "

@@ -3,16 +3,16 @@
 A cache is a zarr group ``<cache_dir>/<name>.zarr`` holding ``images``
 (uint8 N, C, H, W) or ``points`` (float32 N, 2), ``factors`` (integer N, K:
 the factor classes of each stored row) and attrs describing the factors and
-the raw sources. Rows are stored in a seeded random permutation of the
-factor grid, so every chunk is a uniform sample; :attr:`Cache.grid_index`
-maps each stored row to its grid cell and :meth:`Cache.to_grid_order` brings
-per-row values (codes, say) into the grid order the metrics expect.
-:func:`open_cache` checks all of that up front, so code that gets a
-:class:`Cache` can trust its shapes and its grid. Reads go through
-:class:`CheckedArray`, which turns a corrupt chunk (checksum mismatch, bad
-compression) into a one-line :class:`GdraeError` naming the cache and chunk.
-:func:`open_run_cache` opens the cache of a run and checks that it fits the
-run's config: the one place that rule is written.
+the raw sources, as gdrae.data.schema states them. Rows are stored in a
+seeded random permutation of the factor grid, so every chunk is a uniform
+sample; :attr:`Cache.grid_index` maps each stored row to its grid cell and
+:meth:`Cache.to_grid_order` brings per-row values (codes, say) into the
+grid order the metrics expect. :func:`open_cache` checks all of that up
+front, so code that gets a :class:`Cache` can trust its shapes and its
+grid. Reads go through :class:`CheckedArray`, which turns a corrupt chunk
+(checksum mismatch, bad compression) into a one-line :class:`GdraeError`
+naming the cache and chunk. :func:`open_run_cache` opens the cache of a run
+and checks that it fits the run's config: the one place that rule is written.
 """
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from gdrae.data.grid import factors_to_index, grid_size
+from gdrae.data.schema import (ARRAY_KINDS, CACHE_VERSION, CODEC_CHAIN, FACTORS, REQUIRED_ATTRS, VERSION_KEY,
+                               codec_chain)
 from gdrae.data.staging import staged
 from gdrae.errors import GdraeError
 from gdrae.fastpaths import fast
@@ -35,13 +37,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2
-REQUIRED_ATTRS = ("gdrae_cache_version", "dataset", "factor_names", "factor_sizes", "factor_values",
-                  "row_order_seed", "source", "created", "pipeline")
 # what zarr, blosc and the file system raise for a damaged or missing chunk (checksum: ValueError)
 CORRUPTION_ERRORS = (ValueError, RuntimeError, OSError)
-ROW_SHAPES = {"images": "uint8 (N, C, H, W)", "points": "float32 (N, 2)"}
-CODECS = ("bytes", "blosc", "crc32c")  # what pipelines.store writes: little-endian rows, compressed, checksummed
 
 
 def cache_path(cache_dir: str | Path, name: str) -> Path:
@@ -148,18 +145,16 @@ def _direct_chunk_files(array: Any) -> Callable[[int], Path] | None:
     """Chunk index -> file, when chunks can be decoded without zarr's (slower, asyncio) pipeline.
 
     That is the layout the writer produces: a local store, chunks along the
-    first axis, codecs bytes (little-endian) -> blosc -> crc32c. Anything else
+    first axis, the codec chain CODEC_CHAIN (bytes little-endian -> blosc ->
+    crc32c) on a little-endian machine. Anything else
     returns None and reads go through zarr, as they do with the fast path
     ``chunk_files`` switched off (gdrae.fastpaths; what it relies on of zarr:
     docs/internals.md).
     """
-    from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec
     from zarr.storage import LocalStore
 
-    codecs = getattr(array.metadata, "codecs", ())
-    if not (isinstance(array.store, LocalStore) and len(codecs) == 3 and sys.byteorder == "little"
-            and isinstance(codecs[0], BytesCodec) and isinstance(codecs[1], BloscCodec)
-            and isinstance(codecs[2], Crc32cCodec)):
+    if not (isinstance(array.store, LocalStore) and sys.byteorder == "little"
+            and codec_chain(array) == list(CODEC_CHAIN)):
         return None
     root = Path(array.store.root) / array.path
     tail = (0,) * (array.ndim - 1)
@@ -273,10 +268,10 @@ def open_cache(path: str | Path) -> Cache:
         raise GdraeError(f"{path}: expected a zarr group (a gdrae cache), got an unreadable directory "
                          f"[{_one_line(exc)}]; {rebuild}") from exc
 
-    version = attrs.get("gdrae_cache_version")
-    if "gdrae_cache_version" in attrs and version != CACHE_VERSION:  # checked first: older caches lack newer keys
+    version = attrs.get(VERSION_KEY)
+    if VERSION_KEY in attrs and version != CACHE_VERSION:  # checked first: older caches lack newer keys
         old = " (rows in grid order, written by an earlier gdrae)" if version == 1 else ""
-        raise GdraeError(f"{path}: gdrae_cache_version expected {CACHE_VERSION}, got {version!r}{old}; {rebuild}")
+        raise GdraeError(f"{path}: {VERSION_KEY} expected {CACHE_VERSION}, got {version!r}{old}; {rebuild}")
     missing = [k for k in REQUIRED_ATTRS if k not in attrs]
     if missing:
         raise GdraeError(f"{path}: attrs lack {', '.join(missing)}: expected a gdrae cache; {rebuild}")
@@ -288,22 +283,22 @@ def open_cache(path: str | Path) -> Cache:
                          f"got {_clip(source)}; {rebuild}")
     n = grid_size(sizes)
 
-    arrays = {key: _open_array(group, key, path, rebuild) for key in (*ROW_SHAPES, "factors")}
-    kinds = [k for k in ROW_SHAPES if arrays[k] is not None]
-    if len(kinds) != 1 or arrays["factors"] is None:
-        raise GdraeError(f"{path}: arrays expected 'factors' and one of 'images'/'points', "
+    arrays = {key: _open_array(group, key, path, rebuild) for key in (*ARRAY_KINDS, FACTORS)}
+    kinds = [k for k in ARRAY_KINDS if arrays[k] is not None]
+    if len(kinds) != 1 or arrays[FACTORS] is None:
+        raise GdraeError(f"{path}: arrays expected '{FACTORS}' and one of {'/'.join(map(repr, ARRAY_KINDS))}, "
                          f"got {sorted(k for k, a in arrays.items() if a is not None)}; {rebuild}")
     data = arrays[kinds[0]]
     _check_data_array(data, n, path, rebuild)
 
-    fz = arrays["factors"]
+    fz = arrays[FACTORS]
     if fz.shape != (n, len(sizes)) or fz.dtype.kind not in "iu":
-        raise GdraeError(f"{path}: 'factors' expected integer ({n}, {len(sizes)}), "
+        raise GdraeError(f"{path}: '{FACTORS}' expected integer ({n}, {len(sizes)}), "
                          f"got {fz.dtype} {fz.shape}; {rebuild}")
     factors = fz[:]
     grid_index = _grid_index(factors, sizes)
     if grid_index is None:
-        raise GdraeError(f"{path}: 'factors' expected every cell of the grid {tuple(sizes)} exactly once, "
+        raise GdraeError(f"{path}: '{FACTORS}' expected every cell of the grid {tuple(sizes)} exactly once, "
                          f"got missing, repeated or out-of-range factor classes; {rebuild}")
 
     return Cache(path=path, attrs=attrs, data=data, factors=factors, grid_index=grid_index, factor_names=tuple(names),
@@ -370,7 +365,7 @@ def _clip(value: Any, limit: int = 80) -> str:
 
 def _open_array(group: Any, key: str, path: Path, rebuild: str) -> CheckedArray | None:
     """Array ``key`` of the cache, or None if there is none; its metadata must be readable and describe
-    the layout the writer stores: chunks along the first axis, codecs CODECS (checksums on)."""
+    the layout the writer stores: chunks along the first axis, codecs CODEC_CHAIN (checksums on)."""
     import zarr
 
     meta = path / key / "zarr.json"
@@ -382,25 +377,15 @@ def _open_array(group: Any, key: str, path: Path, rebuild: str) -> CheckedArray 
         raise GdraeError(f"{meta}: expected readable zarr array metadata, got {_one_line(exc)}; {rebuild}") from exc
     if not isinstance(array, zarr.Array):
         return None
-    chain = _codec_chain(array)
-    if chain != list(CODECS):
-        unchecked = "" if "crc32c" in chain else " (no checksum: not a cache gdrae wrote)"
-        raise GdraeError(f"{meta}: codecs expected {' -> '.join(CODECS)}, got {' -> '.join(chain) or 'none'}"
+    chain = codec_chain(array)
+    if chain != list(CODEC_CHAIN):
+        unchecked = "" if CODEC_CHAIN[-1] in chain else " (no checksum: not a cache gdrae wrote)"
+        raise GdraeError(f"{meta}: codecs expected {' -> '.join(CODEC_CHAIN)}, got {' -> '.join(chain) or 'none'}"
                          f"{unchecked}; {rebuild}")
     if not array.shape or array.chunks[0] < 1 or tuple(array.chunks[1:]) != tuple(array.shape[1:]):
         raise GdraeError(f"{meta}: chunks expected along N only, got chunks {array.chunks} "
                          f"for shape {array.shape}; {rebuild}")
     return CheckedArray(array, path, key)
-
-
-def _codec_chain(array: Any) -> list[str]:
-    """The names of ``array``'s codecs in order ("bytes-big-endian" where it stores big-endian values)."""
-    chain = []
-    for codec in getattr(array.metadata, "codecs", ()):
-        spec = codec.to_dict()
-        big = (spec.get("configuration") or {}).get("endian") == "big"
-        chain.append(spec["name"] + ("-big-endian" if big else ""))
-    return chain
 
 
 def _grid_index(factors: np.ndarray, sizes: list[int]) -> np.ndarray | None:
@@ -416,15 +401,13 @@ def _grid_index(factors: np.ndarray, sizes: list[int]) -> np.ndarray | None:
 
 def _check_data_array(data: CheckedArray, n: int, path: Path, rebuild: str) -> None:
     """Dtype, shape and completeness of the images/points array."""
-    shape, kind = data.shape, data.name
-    good = (data.dtype == np.uint8 and len(shape) == 4 and shape[1] in (1, 3)) if kind == "images" else \
-        (data.dtype == np.float32 and len(shape) == 2 and shape[1] == 2)
-    if not good or shape[0] != n:
-        raise GdraeError(f"{path}: '{kind}' expected {ROW_SHAPES[kind]} with N = prod(factor_sizes) = {n}, "
+    shape, kind = data.shape, ARRAY_KINDS[data.name]
+    if not kind.fits(data.dtype, shape[1:]) or shape[0] != n:
+        raise GdraeError(f"{path}: '{kind.name}' expected {kind.describe()} with N = prod(factor_sizes) = {n}, "
                          f"got {data.dtype} {shape}; {rebuild}")
     stored = data.zarr.nchunks_initialized
     if stored != data.nchunks:
-        raise GdraeError(f"{path}: '{kind}' expected {data.nchunks} stored chunks, got {stored} "
+        raise GdraeError(f"{path}: '{kind.name}' expected {data.nchunks} stored chunks, got {stored} "
                          f"(incomplete cache); {rebuild}")
 
 

@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 import zarr
 
-from gdrae.data.cache import CACHE_VERSION, open_cache
+from gdrae.data.cache import open_cache
+from gdrae.data.schema import CACHE_VERSION, codecs_for
 from gdrae.errors import GdraeError
-from pipelines.store import codecs_for, verify
+from pipelines.store import verify
 
 from tiny_caches import chunk_file, corrupt, decode_index, edit_metadata
 
