@@ -198,8 +198,7 @@ def info(name: str, cache_dir: Path) -> None:
 @CACHE_DIR
 @one_line_errors
 def verify(name: str, cache_dir: Path) -> None:
-    from gdrae.data.cache import cache_path
-    from pipelines.store import verify as run_verify
+    from gdrae.data.cache import cache_path, verify as run_verify
 
     summary = run_verify(cache_path(cache_dir, name), progress=True)
     click.echo(f"{summary.path}: OK - {summary.n:,} rows, {summary.nchunks} chunks, checksums verified, "

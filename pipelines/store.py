@@ -1,11 +1,11 @@
-"""Write a pipeline's rows into a cache, atomically; verify a cache chunk by chunk.
+"""Write a pipeline's rows into a cache, atomically.
 
 :func:`prepare` runs a dataset spec's ``convert`` and streams its row blocks
 into ``<cache_dir>/.<name>.zarr.tmp-*``; only a complete, checked cache is
 renamed to ``<cache_dir>/<name>.zarr``. Any failure or interruption (Ctrl-C,
 SIGTERM) removes the temporary directory and leaves an earlier cache as it
 was; what a kill leaves behind (gdrae.data.staging) the next prepare removes
-or restores. :func:`verify` re-reads every chunk (checksums) and the factor grid.
+or restores. :func:`gdrae.data.cache.verify` re-reads a cache.
 """
 from __future__ import annotations
 
@@ -55,17 +55,6 @@ class PrepareSummary:
     bytes_on_disk: int
     seconds: float
     notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class VerifySummary:
-    """What :func:`verify` checked."""
-
-    path: Path
-    n: int
-    nchunks: int
-    bytes_on_disk: int
-    seconds: float
 
 
 def chunk_rows_for(row_shape: tuple[int, ...], dtype: str) -> int:
@@ -329,23 +318,3 @@ def _sigterm_raises():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def verify(path: str | Path, progress: bool = True) -> VerifySummary:
-    """Re-read every chunk of the cache at ``path`` (checksums) and check its schema and grid.
-
-    Raises GdraeError listing the corrupt chunk(s), if any.
-    """
-    start = time.perf_counter()
-    cache = open_cache(path)
-    data = cache.data
-    bad = []
-    for i in tqdm(range(data.nchunks), unit="chunk", desc=f"verify {cache.name}", disable=not progress, leave=False):
-        try:
-            data.read_chunk(i)
-        except GdraeError:
-            bad.append(i)
-    if bad:
-        raise data.corrupt_error(bad)
-    return VerifySummary(path=cache.path, n=cache.n, nchunks=data.nchunks, bytes_on_disk=cache.bytes_on_disk(),
-                         seconds=time.perf_counter() - start)

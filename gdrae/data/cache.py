@@ -11,14 +11,16 @@ grid order the metrics expect. :func:`open_cache` checks all of that up
 front, so code that gets a :class:`Cache` can trust its shapes and its
 grid. Reads go through :class:`CheckedArray`, which turns a corrupt chunk
 (checksum mismatch, bad compression) into a one-line :class:`GdraeError`
-naming the cache and chunk. :func:`open_run_cache` opens the cache of a run
-and checks that it fits the run's config: the one place that rule is written.
+naming the cache and chunk; :func:`verify` reads every chunk.
+:func:`open_run_cache` opens the cache of a run and checks that it fits the
+run's config: the one place that rule is written.
 """
 from __future__ import annotations
 
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -409,6 +411,42 @@ def _check_data_array(data: CheckedArray, n: int, path: Path, rebuild: str) -> N
     if stored != data.nchunks:
         raise GdraeError(f"{path}: '{kind.name}' expected {data.nchunks} stored chunks, got {stored} "
                          f"(incomplete cache); {rebuild}")
+
+
+# ----------------------------------------------------------------------------- every chunk
+
+
+@dataclass
+class VerifySummary:
+    """What :func:`verify` checked."""
+
+    path: Path
+    n: int
+    nchunks: int
+    bytes_on_disk: int
+    seconds: float
+
+
+def verify(path: str | Path, progress: bool = True) -> VerifySummary:
+    """Re-read every chunk of the cache at ``path`` (checksums) and check its schema and grid.
+
+    Raises GdraeError listing the corrupt chunk(s), if any.
+    """
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    cache = open_cache(path)
+    data = cache.data
+    bad = []
+    for i in tqdm(range(data.nchunks), unit="chunk", desc=f"verify {cache.name}", disable=not progress, leave=False):
+        try:
+            data.read_chunk(i)
+        except GdraeError:
+            bad.append(i)
+    if bad:
+        raise data.corrupt_error(bad)
+    return VerifySummary(path=cache.path, n=cache.n, nchunks=data.nchunks, bytes_on_disk=cache.bytes_on_disk(),
+                         seconds=time.perf_counter() - start)
 
 
 # ----------------------------------------------------------------------------- a run's cache

@@ -1,4 +1,4 @@
-"""The cache writer: round trip, atomic replace, failures and interruptions, verify."""
+"""The cache writer: round trip, atomic replace, failures and interruptions."""
 import errno
 import os
 import re
@@ -16,7 +16,7 @@ from gdrae.errors import GdraeError
 from pipelines import store
 from pipelines.base import Converted, DatasetSpec, RawFile
 from pipelines.row_order import PermutedRows
-from pipelines.store import prepare, spec_from_array, verify
+from pipelines.store import prepare, spec_from_array
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -246,19 +246,3 @@ def test_a_read_only_cache_dir(tmp_path):
         assert os.listdir(cache_dir) == ["toy.zarr"]
     finally:
         cache_dir.chmod(0o755)
-
-
-def test_verify_passes_and_names_corrupt_chunks(tmp_path):
-    data = np.arange(60, dtype=np.float32).reshape(30, 2)
-    spec = spec_from_array("pts", data, ["a", "b"], [5, 6])
-    prepare(spec, tmp_path, tmp_path / "cache", progress=False, chunk_rows=4)
-    path = cache_path(tmp_path / "cache", "pts")
-    summary = verify(path, progress=False)
-    assert summary.n == 30 and summary.nchunks == 8
-    for i in (1, 6):
-        chunk = path / "points" / "c" / str(i) / "0"
-        raw = bytearray(chunk.read_bytes())
-        raw[-6] ^= 0x01
-        chunk.write_bytes(bytes(raw))
-    with pytest.raises(GdraeError, match=r"pts.zarr: 2 chunks \(1, 6\) of 'points' is corrupt"):
-        verify(path, progress=False)
