@@ -1,23 +1,20 @@
 """Write a pipeline's rows into a cache, atomically.
 
 :func:`prepare` runs a dataset spec's ``convert`` and streams its row blocks
-into ``<cache_dir>/.<name>.zarr.tmp-*``; only a complete, checked cache is
-renamed to ``<cache_dir>/<name>.zarr``. Any failure or interruption (Ctrl-C,
-SIGTERM) removes the temporary directory and leaves an earlier cache as it
-was; what a kill leaves behind (gdrae.data.staging) the next prepare removes
-or restores. :func:`gdrae.data.cache.verify` re-reads a cache.
+into a temporary directory beside ``<cache_dir>/<name>.zarr``; only a
+complete, checked cache takes that name. Any failure or interruption
+(Ctrl-C, SIGTERM) removes the temporary directory and leaves an earlier
+cache as it was; what a kill leaves behind the next prepare removes or
+restores. The directories' life cycle is gdrae.data.lifecycle's, the
+layout gdrae.data.schema's; :func:`gdrae.data.cache.verify` re-reads a cache.
 """
 from __future__ import annotations
 
-import ctypes
 import errno
+import logging
 import os
 import shutil
-import signal
-import sys
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -25,16 +22,18 @@ from typing import Iterator
 import numpy as np
 from tqdm import tqdm
 
-from gdrae.data.cache import cache_path, dir_bytes, open_cache, restore_replaced
+from gdrae.data.cache import dir_bytes, open_cache
 from gdrae.data.grid import index_to_factors
+from gdrae.data.lifecycle import cache_path, tidy, writing
 from gdrae.data.schema import ARRAY_KINDS, FACTORS, FACTORS_DTYPE, cache_attrs, codecs_for
-from gdrae.data.staging import remove_dead_temps, staging_path
 from gdrae.errors import GdraeError
 from pipelines.base import Converted, DatasetSpec
 from pipelines.checks import missing_raw_files
 from pipelines.download import with_download_provenance
 from pipelines.registry import get_spec
 from pipelines.row_order import PermutedRows, row_order
+
+log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 4 << 20  # uncompressed bytes per chunk: large enough that per-chunk overhead vanishes
 CHUNKS_PER_WRITE = 8  # chunks handed to zarr at once, so it compresses them in parallel
@@ -102,8 +101,8 @@ def prepare(name: str | DatasetSpec, raw_dir: str | Path, cache_dir: str | Path,
     spec = name if isinstance(name, DatasetSpec) else get_spec(name)
     raw_dir, cache_dir = Path(raw_dir), Path(cache_dir)
     final = cache_path(cache_dir, spec.name)
-    remove_dead_temps(cache_dir)
-    restore_replaced(final)
+    for line in tidy(cache_dir, spec.name):  # what an earlier, killed prepare left
+        log.warning(line)
     if final.exists() and not force:
         raise GdraeError(f"{final}: cache exists: expected no cache, got one; "
                          f"pass --force to replace it (kept until the new one is complete)")
@@ -111,17 +110,13 @@ def prepare(name: str | DatasetSpec, raw_dir: str | Path, cache_dir: str | Path,
     start = time.perf_counter()
     converted = spec.convert(raw_dir)
     converted.sources = with_download_provenance(raw_dir, converted.sources)  # URLs, archives, first-use hashes
-    tmp = staging_path(final, "tmp")
     try:
-        with _sigterm_raises():
-            cache_dir.mkdir(parents=True, exist_ok=True)
+        with writing(final) as tmp:
             write_cache(converted, tmp, spec.name, progress=progress, chunk_rows=chunk_rows)
-            _replace(tmp, final)
     except BaseException as exc:
         close = getattr(converted.blocks, "close", None)
         if close is not None:  # a generator may hold the raw file open
             close()
-        _remove_tree(tmp)
         unwritable = _unwritable_error(exc, cache_dir, spec.name)
         if unwritable is not None:
             raise unwritable from exc
@@ -241,80 +236,3 @@ def _rebatch(blocks: Iterator[np.ndarray], size: int, c: Converted, dataset: str
                 lo, filled = lo + size, 0
     if filled:
         yield buf[:filled]
-
-
-def _replace(tmp: Path, final: Path) -> None:
-    """Move the complete cache ``tmp`` to ``final``, replacing an existing one only now.
-
-    Where the OS can, the two are swapped in one step and the old cache,
-    now under the temporary name, is removed. Otherwise the old cache is
-    renamed aside first: a kill before the second rename leaves it alone as
-    ``.<name>.zarr.old-*``, which the next open or prepare renames back
-    (:func:`gdrae.data.cache.restore_replaced`).
-    """
-    if not final.exists():
-        os.rename(tmp, final)
-        return
-    if _exchange(tmp, final):
-        shutil.rmtree(tmp, ignore_errors=True)
-        return
-    old = staging_path(final, "old")
-    os.rename(final, old)
-    try:
-        os.rename(tmp, final)
-    except BaseException:
-        os.rename(old, final)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where the OS or the file
-    system cannot."""
-    if not sys.platform.startswith("linux"):
-        return False
-    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)  # glibc 2.28+
-    if renameat2 is None:
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # not supported here
-        return False
-    raise OSError(code, os.strerror(code), str(a), None, str(b))
-
-
-def _remove_tree(path: Path, settle_s: float = 0.2, limit_s: float = 5.0) -> None:
-    """Remove ``path`` and make sure it stays gone for ``settle_s``: after an interruption zarr's
-    I/O thread may still be finishing a write into it."""
-    deadline = time.monotonic() + limit_s
-    absent_since = None
-    while time.monotonic() < deadline:
-        now = time.monotonic()
-        if path.exists():
-            shutil.rmtree(path, ignore_errors=True)
-            absent_since = None
-        elif absent_since is None:
-            absent_since = now
-        elif now - absent_since >= settle_s:
-            return
-        time.sleep(0.02)
-
-
-@contextmanager
-def _sigterm_raises():
-    """Turn SIGTERM into KeyboardInterrupt while writing, so cleanup runs (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"terminated by signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

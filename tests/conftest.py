@@ -19,3 +19,14 @@ def server():
     s = Server()
     yield s
     s.close()
+
+
+@pytest.fixture
+def dead_pid():
+    """The pid of a process that has just ended on this host (what a killed prepare leaves in its names)."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid

@@ -11,14 +11,12 @@ grid order the metrics expect. :func:`open_cache` checks all of that up
 front, so code that gets a :class:`Cache` can trust its shapes and its
 grid. Reads go through :class:`CheckedArray`, which turns a corrupt chunk
 (checksum mismatch, bad compression) into a one-line :class:`GdraeError`
-naming the cache and chunk; :func:`verify` reads every chunk.
-:func:`open_run_cache` opens the cache of a run and checks that it fits the
-run's config: the one place that rule is written.
+naming the cache and chunk; :func:`verify` reads every chunk. Reading
+changes nothing on disk. :func:`open_run_cache` opens the cache of a run
+and checks that it fits the run's config: the one place that rule is written.
 """
 from __future__ import annotations
 
-import logging
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -28,30 +26,17 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from gdrae.data.grid import factors_to_index, grid_size
+from gdrae.data.lifecycle import cache_path, dataset_name, restorable
 from gdrae.data.schema import (ARRAY_KINDS, CACHE_VERSION, CODEC_CHAIN, FACTORS, REQUIRED_ATTRS, VERSION_KEY,
                                codec_chain)
-from gdrae.data.staging import staged
 from gdrae.errors import GdraeError
 from gdrae.fastpaths import fast
 
 if TYPE_CHECKING:
     from gdrae.config import RunConfig
 
-log = logging.getLogger(__name__)
-
 # what zarr, blosc and the file system raise for a damaged or missing chunk (checksum: ValueError)
 CORRUPTION_ERRORS = (ValueError, RuntimeError, OSError)
-
-
-def cache_path(cache_dir: str | Path, name: str) -> Path:
-    """Where the cache of dataset ``name`` lives: ``<cache_dir>/<name>.zarr``."""
-    return Path(cache_dir) / f"{name}.zarr"
-
-
-def dataset_name(path: str | Path) -> str:
-    """The dataset name a cache path stands for (``cache/shapes2d.zarr`` -> ``shapes2d``)."""
-    name = Path(path).name
-    return name[: -len(".zarr")] if name.endswith(".zarr") else name
 
 
 def rebuild_advice(path: str | Path) -> str:
@@ -251,16 +236,22 @@ def dir_bytes(path: Path) -> int:
 def open_cache(path: str | Path) -> Cache:
     """Open the cache at ``path`` and validate schema version, arrays, dtypes, shapes and the grid.
 
-    Raises GdraeError when it is missing (naming the ``gdrae-data prepare``
-    command to run), incomplete or invalid. A cache missing because a replace
-    was killed halfway is first restored (:func:`restore_replaced`).
+    Raises GdraeError when it is missing (naming the command to run:
+    ``gdrae-data list``, which restores it, where an interrupted replace set
+    an earlier copy aside, else ``gdrae-data prepare``), incomplete or
+    invalid. Renames, removes and writes nothing.
     """
     import zarr  # deferred: importing zarr costs time the CLI's --help does not need
 
     path = Path(path)
     name = dataset_name(path)
     rebuild = rebuild_advice(path)
-    if not path.exists() and not restore_replaced(path):
+    if not path.exists():
+        kept, _ = restorable(path)
+        if kept is not None:
+            raise GdraeError(f"cache {path} not found: expected a prepared cache, got an earlier one set aside as "
+                             f"{kept.name} by an interrupted `gdrae-data prepare --force`; run "
+                             f"`gdrae-data list --cache-dir {path.parent}` to restore it")
         raise GdraeError(f"cache {path} not found: expected a prepared cache; "
                          f"run `gdrae-data prepare {name} --cache-dir {path.parent}`")
     try:
@@ -306,38 +297,6 @@ def open_cache(path: str | Path) -> Cache:
     return Cache(path=path, attrs=attrs, data=data, factors=factors, grid_index=grid_index, factor_names=tuple(names),
                  factor_sizes=tuple(int(s) for s in sizes),
                  factor_values=tuple(tuple(float(x) for x in v) for v in values))
-
-
-def restore_replaced(path: str | Path) -> bool:
-    """Rename the earlier cache a replace set aside back to ``path`` if ``path`` is missing, saying so.
-
-    A kill between the two renames of a replace (pipelines.store) leaves the
-    old cache alone as ``.<name>.zarr.old-*``. It is restored when its process
-    is gone and it is the one valid such cache; True if it was.
-    """
-    path = Path(path)
-    if path.exists():
-        return False
-    olds = [s.path for s in staged(path.parent, dataset_name(path)) if s.kind == "old" and not s.alive]
-    olds = [old for old in olds if _opens(old)]
-    if len(olds) != 1:
-        return False
-    try:
-        os.rename(olds[0], path)
-    except OSError as exc:
-        raise GdraeError(f"{olds[0]}: expected to rename this earlier cache back to {path}, got "
-                         f"{_one_line(exc)}; rename it yourself") from exc
-    log.warning(f"{path}: restored from {olds[0].name}, where an interrupted `gdrae-data prepare --force` "
-                f"had set it aside")
-    return True
-
-
-def _opens(path: Path) -> bool:
-    try:
-        open_cache(path)
-    except GdraeError:
-        return False
-    return True
 
 
 def _factor_attrs(attrs: dict, path: Path, rebuild: str) -> tuple[list, list, list]:
