@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -24,9 +27,6 @@ def server():
 @pytest.fixture
 def dead_pid():
     """The pid of a process that has just ended on this host (what a killed prepare leaves in its names)."""
-    import subprocess
-    import sys
-
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     return child.pid
