@@ -117,56 +117,30 @@ def prepare(name: str, raw_dir: Path, cache_dir: Path, force: bool, fetch: bool,
     click.echo(f"{human_bytes(summary.bytes_on_disk)} on disk, {summary.seconds:.1f} s")
 
 
-@main.command(name="list", help="Every dataset: is the raw data present, is the cache valid, how big is it.")
+@main.command(name="list", help="Every dataset: is the raw data present, is the cache valid, how big is it; and "
+                                "what lies beside the caches. First removes what a killed prepare left on this host "
+                                "and restores a cache it had set aside.")
 @RAW_DIR
 @CACHE_DIR
 @one_line_errors
 def list_(raw_dir: Path, cache_dir: Path) -> None:
-    from gdrae.data.cache import cache_path, dir_bytes, open_cache, restore_replaced
-    from gdrae.data.staging import remove_dead_temps, staged
-    from pipelines.checks import missing_raw_files
+    from gdrae.data.lifecycle import tidy
+    from pipelines.inventory import inventory
 
-    remove_dead_temps(cache_dir)
+    for line in tidy(cache_dir):
+        click.echo(line)
+    found = inventory(raw_dir, cache_dir)
     click.echo(f"{'name':<22}{'raw':<12}{'cache':<10}{'rows':>10}{'on disk':>12}")
-    for name in NAMES:
-        try:
-            spec = get_spec(name)
-        except ImportError:
-            click.echo(f"{name:<22}{'(pipeline not installed)'}")
-            continue
-        if not spec.raw_files:
-            raw = "synthetic"
-        else:
-            have = len(spec.raw_files) - len(missing_raw_files(raw_dir, spec.raw_files))
-            raw = "present" if have == len(spec.raw_files) else f"{have}/{len(spec.raw_files)} files"
-        path = cache_path(cache_dir, name)
-        state, rows, size, problem = "missing", "", "", ""
-        try:
-            if path.exists() or restore_replaced(path):
-                cache = open_cache(path)
-                state, rows, size = "valid", f"{cache.n:,}", human_bytes(cache.bytes_on_disk())
-        except GdraeError as exc:
-            state, problem = "INVALID", str(exc)
-        click.echo(f"{name:<22}{raw:<12}{state:<10}{rows:>10}{size:>12}")
-        if problem:
-            click.echo(f"  {problem}")
-    left = staged(cache_dir)
-    if left:
+    for d in found.datasets:
+        rows = f"{d.rows:,}" if d.rows is not None else ""
+        size = human_bytes(d.bytes_on_disk) if d.bytes_on_disk is not None else ""
+        click.echo(f"{d.name:<22}{d.raw:<12}{d.cache:<10}{rows:>10}{size:>12}".rstrip())
+        if d.problem:
+            click.echo(f"  {d.problem}")
+    if found.leftovers:
         click.echo(f"\nbeside the caches in {cache_dir}:")
-    for s in left:
-        click.echo(f"  {s.path.name}  {human_bytes(dir_bytes(s.path))}  {_staged_note(s)}")
-
-
-def _staged_note(s) -> str:
-    """What a staging directory (gdrae.data.staging.Staged) is, for `list`."""
-    if s.kind == "tmp":
-        return (f"a {s.dataset} cache being written by process {s.pid}" if s.alive else
-                f"a temporary {s.dataset} cache of process {s.pid}, which is gone; could not be removed")
-    if s.alive:
-        return f"the earlier {s.dataset} cache, being replaced by process {s.pid}"
-    final = s.path.with_name(f"{s.dataset}.zarr")
-    advice = f"remove it once {final.name} is good" if final.exists() else f"rename it to {final.name} to keep it"
-    return f"an earlier {s.dataset} cache set aside by an interrupted `prepare --force`; {advice}"
+    for left in found.leftovers:
+        click.echo(f"  {left.path.name}  {human_bytes(left.bytes_on_disk)}  {left.note}")
 
 
 @main.command(help="Factors, rows, chunks, codecs and size of the cache of NAME.")
@@ -198,8 +172,7 @@ def info(name: str, cache_dir: Path) -> None:
 @CACHE_DIR
 @one_line_errors
 def verify(name: str, cache_dir: Path) -> None:
-    from gdrae.data.cache import cache_path
-    from pipelines.store import verify as run_verify
+    from gdrae.data.cache import cache_path, verify as run_verify
 
     summary = run_verify(cache_path(cache_dir, name), progress=True)
     click.echo(f"{summary.path}: OK - {summary.n:,} rows, {summary.nchunks} chunks, checksums verified, "

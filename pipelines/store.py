@@ -1,40 +1,39 @@
-"""Write a pipeline's rows into a cache, atomically; verify a cache chunk by chunk.
+"""Write a pipeline's rows into a cache, atomically.
 
 :func:`prepare` runs a dataset spec's ``convert`` and streams its row blocks
-into ``<cache_dir>/.<name>.zarr.tmp-*``; only a complete, checked cache is
-renamed to ``<cache_dir>/<name>.zarr``. Any failure or interruption (Ctrl-C,
-SIGTERM) removes the temporary directory and leaves an earlier cache as it
-was; what a kill leaves behind (gdrae.data.staging) the next prepare removes
-or restores. :func:`verify` re-reads every chunk (checksums) and the factor grid.
+into a temporary directory beside ``<cache_dir>/<name>.zarr``; only a
+complete, checked cache takes that name. Any failure or interruption
+(Ctrl-C, SIGTERM) removes the temporary directory and leaves an earlier
+cache as it was; what a kill leaves behind the next prepare removes or
+restores. The directories' life cycle is gdrae.data.lifecycle's, the
+layout gdrae.data.schema's; :func:`gdrae.data.cache.verify` re-reads a cache.
 """
 from __future__ import annotations
 
-import ctypes
 import errno
+import logging
 import os
 import shutil
-import signal
-import sys
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 from tqdm import tqdm
 
-from gdrae.data.cache import CACHE_VERSION, cache_path, dir_bytes, open_cache, restore_replaced
+from gdrae.data.cache import dir_bytes, open_cache
 from gdrae.data.grid import index_to_factors
-from gdrae.data.staging import remove_dead_temps, staging_path
+from gdrae.data.lifecycle import cache_path, tidy, writing
+from gdrae.data.schema import ARRAY_KINDS, FACTORS, FACTORS_DTYPE, cache_attrs, codecs_for
 from gdrae.errors import GdraeError
 from pipelines.base import Converted, DatasetSpec
 from pipelines.checks import missing_raw_files
 from pipelines.download import with_download_provenance
 from pipelines.registry import get_spec
 from pipelines.row_order import PermutedRows, row_order
+
+log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 4 << 20  # uncompressed bytes per chunk: large enough that per-chunk overhead vanishes
 CHUNKS_PER_WRITE = 8  # chunks handed to zarr at once, so it compresses them in parallel
@@ -57,33 +56,10 @@ class PrepareSummary:
     notes: list[str] = field(default_factory=list)
 
 
-@dataclass
-class VerifySummary:
-    """What :func:`verify` checked."""
-
-    path: Path
-    n: int
-    nchunks: int
-    bytes_on_disk: int
-    seconds: float
-
-
 def chunk_rows_for(row_shape: tuple[int, ...], dtype: str) -> int:
     """Rows per chunk: about CHUNK_BYTES uncompressed, a multiple of 64 (a batch size)."""
     row_bytes = int(np.prod(row_shape)) * np.dtype(dtype).itemsize
     return max(64, (CHUNK_BYTES // row_bytes) // 64 * 64)
-
-
-def codecs_for(dtype: str) -> list:
-    """Compression plus a CRC32C checksum, so a damaged chunk fails on read.
-
-    LZ4 inside Blosc decompresses about 2x faster than zstd here, which the
-    streaming loader needs; byte-shuffling helps float32 points.
-    """
-    from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec
-
-    shuffle = BloscShuffle.shuffle if np.dtype(dtype).itemsize > 1 else BloscShuffle.noshuffle
-    return [BloscCodec(cname="lz4", clevel=5, shuffle=shuffle), Crc32cCodec()]
 
 
 def check_raw_files(spec: DatasetSpec, raw_dir: Path) -> None:
@@ -125,8 +101,8 @@ def prepare(name: str | DatasetSpec, raw_dir: str | Path, cache_dir: str | Path,
     spec = name if isinstance(name, DatasetSpec) else get_spec(name)
     raw_dir, cache_dir = Path(raw_dir), Path(cache_dir)
     final = cache_path(cache_dir, spec.name)
-    remove_dead_temps(cache_dir)
-    restore_replaced(final)
+    for line in tidy(cache_dir, spec.name):  # what an earlier, killed prepare left
+        log.warning(line)
     if final.exists() and not force:
         raise GdraeError(f"{final}: cache exists: expected no cache, got one; "
                          f"pass --force to replace it (kept until the new one is complete)")
@@ -134,17 +110,13 @@ def prepare(name: str | DatasetSpec, raw_dir: str | Path, cache_dir: str | Path,
     start = time.perf_counter()
     converted = spec.convert(raw_dir)
     converted.sources = with_download_provenance(raw_dir, converted.sources)  # URLs, archives, first-use hashes
-    tmp = staging_path(final, "tmp")
     try:
-        with _sigterm_raises():
-            cache_dir.mkdir(parents=True, exist_ok=True)
+        with writing(final) as tmp:
             write_cache(converted, tmp, spec.name, progress=progress, chunk_rows=chunk_rows)
-            _replace(tmp, final)
     except BaseException as exc:
         close = getattr(converted.blocks, "close", None)
         if close is not None:  # a generator may hold the raw file open
             close()
-        _remove_tree(tmp)
         unwritable = _unwritable_error(exc, cache_dir, spec.name)
         if unwritable is not None:
             raise unwritable from exc
@@ -197,9 +169,9 @@ def write_cache(converted: Converted, path: Path, dataset: str, progress: bool =
     array = group.create_array(converted.array_name, shape=(n, *converted.row_shape), dtype=converted.dtype,
                                chunks=(rows, *converted.row_shape), compressors=codecs_for(converted.dtype))
     factor_rows = min(FACTOR_CHUNK_ROWS, max(n, 1))
-    factors = group.create_array("factors", shape=(n, len(sizes)), dtype="int32",
-                                 chunks=(factor_rows, len(sizes)), compressors=codecs_for("int32"))
-    factors[:] = index_to_factors(perm, sizes).astype(np.int32)
+    factors = group.create_array(FACTORS, shape=(n, len(sizes)), dtype=FACTORS_DTYPE,
+                                 chunks=(factor_rows, len(sizes)), compressors=codecs_for(FACTORS_DTYPE))
+    factors[:] = index_to_factors(perm, sizes).astype(FACTORS_DTYPE)
 
     permuted = PermutedRows(perm, tuple(converted.row_shape), converted.dtype, path / ".row-order", align=rows)
     try:
@@ -217,25 +189,18 @@ def write_cache(converted: Converted, path: Path, dataset: str, progress: bool =
     finally:
         permuted.close()
         shutil.rmtree(permuted.work_dir, ignore_errors=True)
-    group.attrs.update({
-        "gdrae_cache_version": CACHE_VERSION,
-        "dataset": dataset,
-        "factor_names": list(converted.factor_names),
-        "factor_sizes": sizes,
-        "factor_values": [[float(v) for v in vals] for vals in converted.factor_values],
-        "row_order_seed": int(row_order_seed),
-        "source": list(converted.sources),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "pipeline": dict(converted.pipeline),
-    })
+    group.attrs.update(cache_attrs(dataset=dataset, factor_names=converted.factor_names, factor_sizes=sizes,
+                                   factor_values=converted.factor_values, row_order_seed=row_order_seed,
+                                   source=converted.sources, pipeline=converted.pipeline))
     open_cache(path)  # the schema and permutation checks a reader will make
 
 
 def _check_converted(c: Converted, dataset: str) -> None:
-    expected = {"images": ("uint8", 3), "points": ("float32", 1)}
-    if c.array_name not in expected or (c.dtype, len(c.row_shape)) != expected[c.array_name]:
-        raise GdraeError(f"pipeline {dataset}: expected images uint8 (C, H, W) rows or points float32 (2,) rows, "
-                         f"got {c.array_name} {c.dtype} {tuple(c.row_shape)}")
+    kind = ARRAY_KINDS.get(c.array_name)
+    if kind is None or not kind.fits(c.dtype, tuple(c.row_shape)):
+        kinds = " or ".join(f"{k.name} {k.describe()}" for k in ARRAY_KINDS.values())
+        raise GdraeError(f"pipeline {dataset}: expected {kinds}, "
+                         f"got {c.array_name} {c.dtype} (N, {', '.join(map(str, c.row_shape))})")
     k = len(c.factor_sizes)
     if len(c.factor_names) != k or [len(v) for v in c.factor_values] != list(c.factor_sizes):
         raise GdraeError(f"pipeline {dataset}: expected {k} factor names and value lists of sizes "
@@ -271,100 +236,3 @@ def _rebatch(blocks: Iterator[np.ndarray], size: int, c: Converted, dataset: str
                 lo, filled = lo + size, 0
     if filled:
         yield buf[:filled]
-
-
-def _replace(tmp: Path, final: Path) -> None:
-    """Move the complete cache ``tmp`` to ``final``, replacing an existing one only now.
-
-    Where the OS can, the two are swapped in one step and the old cache,
-    now under the temporary name, is removed. Otherwise the old cache is
-    renamed aside first: a kill before the second rename leaves it alone as
-    ``.<name>.zarr.old-*``, which the next open or prepare renames back
-    (:func:`gdrae.data.cache.restore_replaced`).
-    """
-    if not final.exists():
-        os.rename(tmp, final)
-        return
-    if _exchange(tmp, final):
-        shutil.rmtree(tmp, ignore_errors=True)
-        return
-    old = staging_path(final, "old")
-    os.rename(final, old)
-    try:
-        os.rename(tmp, final)
-    except BaseException:
-        os.rename(old, final)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where the OS or the file
-    system cannot."""
-    if not sys.platform.startswith("linux"):
-        return False
-    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)  # glibc 2.28+
-    if renameat2 is None:
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # not supported here
-        return False
-    raise OSError(code, os.strerror(code), str(a), None, str(b))
-
-
-def _remove_tree(path: Path, settle_s: float = 0.2, limit_s: float = 5.0) -> None:
-    """Remove ``path`` and make sure it stays gone for ``settle_s``: after an interruption zarr's
-    I/O thread may still be finishing a write into it."""
-    deadline = time.monotonic() + limit_s
-    absent_since = None
-    while time.monotonic() < deadline:
-        now = time.monotonic()
-        if path.exists():
-            shutil.rmtree(path, ignore_errors=True)
-            absent_since = None
-        elif absent_since is None:
-            absent_since = now
-        elif now - absent_since >= settle_s:
-            return
-        time.sleep(0.02)
-
-
-@contextmanager
-def _sigterm_raises():
-    """Turn SIGTERM into KeyboardInterrupt while writing, so cleanup runs (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"terminated by signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def verify(path: str | Path, progress: bool = True) -> VerifySummary:
-    """Re-read every chunk of the cache at ``path`` (checksums) and check its schema and grid.
-
-    Raises GdraeError listing the corrupt chunk(s), if any.
-    """
-    start = time.perf_counter()
-    cache = open_cache(path)
-    data = cache.data
-    bad = []
-    for i in tqdm(range(data.nchunks), unit="chunk", desc=f"verify {cache.name}", disable=not progress, leave=False):
-        try:
-            data.read_chunk(i)
-        except GdraeError:
-            bad.append(i)
-    if bad:
-        raise data.corrupt_error(bad)
-    return VerifySummary(path=cache.path, n=cache.n, nchunks=data.nchunks, bytes_on_disk=cache.bytes_on_disk(),
-                         seconds=time.perf_counter() - start)

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -19,3 +22,11 @@ def server():
     s = Server()
     yield s
     s.close()
+
+
+@pytest.fixture
+def dead_pid():
+    """The pid of a process that has just ended on this host (what a killed prepare leaves in its names)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid

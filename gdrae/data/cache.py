@@ -3,22 +3,22 @@
 A cache is a zarr group ``<cache_dir>/<name>.zarr`` holding ``images``
 (uint8 N, C, H, W) or ``points`` (float32 N, 2), ``factors`` (integer N, K:
 the factor classes of each stored row) and attrs describing the factors and
-the raw sources. Rows are stored in a seeded random permutation of the
-factor grid, so every chunk is a uniform sample; :attr:`Cache.grid_index`
-maps each stored row to its grid cell and :meth:`Cache.to_grid_order` brings
-per-row values (codes, say) into the grid order the metrics expect.
-:func:`open_cache` checks all of that up front, so code that gets a
-:class:`Cache` can trust its shapes and its grid. Reads go through
-:class:`CheckedArray`, which turns a corrupt chunk (checksum mismatch, bad
-compression) into a one-line :class:`GdraeError` naming the cache and chunk.
-:func:`open_run_cache` opens the cache of a run and checks that it fits the
-run's config: the one place that rule is written.
+the raw sources, as gdrae.data.schema states them. Rows are stored in a
+seeded random permutation of the factor grid, so every chunk is a uniform
+sample; :attr:`Cache.grid_index` maps each stored row to its grid cell and
+:meth:`Cache.to_grid_order` brings per-row values (codes, say) into the
+grid order the metrics expect. :func:`open_cache` checks all of that up
+front, so code that gets a :class:`Cache` can trust its shapes and its
+grid. Reads go through :class:`CheckedArray`, which turns a corrupt chunk
+(checksum mismatch, bad compression) into a one-line :class:`GdraeError`
+naming the cache and chunk; :func:`verify` reads every chunk. Reading
+changes nothing on disk. :func:`open_run_cache` opens the cache of a run
+and checks that it fits the run's config: the one place that rule is written.
 """
 from __future__ import annotations
 
-import logging
-import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -26,33 +26,17 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from gdrae.data.grid import factors_to_index, grid_size
-from gdrae.data.staging import staged
+from gdrae.data.lifecycle import cache_path, dataset_name, restorable
+from gdrae.data.schema import (ARRAY_KINDS, CACHE_VERSION, CODEC_CHAIN, FACTORS, REQUIRED_ATTRS, VERSION_KEY,
+                               codec_chain)
 from gdrae.errors import GdraeError
 from gdrae.fastpaths import fast
 
 if TYPE_CHECKING:
     from gdrae.config import RunConfig
 
-log = logging.getLogger(__name__)
-
-CACHE_VERSION = 2
-REQUIRED_ATTRS = ("gdrae_cache_version", "dataset", "factor_names", "factor_sizes", "factor_values",
-                  "row_order_seed", "source", "created", "pipeline")
 # what zarr, blosc and the file system raise for a damaged or missing chunk (checksum: ValueError)
 CORRUPTION_ERRORS = (ValueError, RuntimeError, OSError)
-ROW_SHAPES = {"images": "uint8 (N, C, H, W)", "points": "float32 (N, 2)"}
-CODECS = ("bytes", "blosc", "crc32c")  # what pipelines.store writes: little-endian rows, compressed, checksummed
-
-
-def cache_path(cache_dir: str | Path, name: str) -> Path:
-    """Where the cache of dataset ``name`` lives: ``<cache_dir>/<name>.zarr``."""
-    return Path(cache_dir) / f"{name}.zarr"
-
-
-def dataset_name(path: str | Path) -> str:
-    """The dataset name a cache path stands for (``cache/shapes2d.zarr`` -> ``shapes2d``)."""
-    name = Path(path).name
-    return name[: -len(".zarr")] if name.endswith(".zarr") else name
 
 
 def rebuild_advice(path: str | Path) -> str:
@@ -148,18 +132,16 @@ def _direct_chunk_files(array: Any) -> Callable[[int], Path] | None:
     """Chunk index -> file, when chunks can be decoded without zarr's (slower, asyncio) pipeline.
 
     That is the layout the writer produces: a local store, chunks along the
-    first axis, codecs bytes (little-endian) -> blosc -> crc32c. Anything else
+    first axis, the codec chain CODEC_CHAIN (bytes little-endian -> blosc ->
+    crc32c) on a little-endian machine. Anything else
     returns None and reads go through zarr, as they do with the fast path
     ``chunk_files`` switched off (gdrae.fastpaths; what it relies on of zarr:
     docs/internals.md).
     """
-    from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec
     from zarr.storage import LocalStore
 
-    codecs = getattr(array.metadata, "codecs", ())
-    if not (isinstance(array.store, LocalStore) and len(codecs) == 3 and sys.byteorder == "little"
-            and isinstance(codecs[0], BytesCodec) and isinstance(codecs[1], BloscCodec)
-            and isinstance(codecs[2], Crc32cCodec)):
+    if not (isinstance(array.store, LocalStore) and sys.byteorder == "little"
+            and codec_chain(array) == list(CODEC_CHAIN)):
         return None
     root = Path(array.store.root) / array.path
     tail = (0,) * (array.ndim - 1)
@@ -254,16 +236,22 @@ def dir_bytes(path: Path) -> int:
 def open_cache(path: str | Path) -> Cache:
     """Open the cache at ``path`` and validate schema version, arrays, dtypes, shapes and the grid.
 
-    Raises GdraeError when it is missing (naming the ``gdrae-data prepare``
-    command to run), incomplete or invalid. A cache missing because a replace
-    was killed halfway is first restored (:func:`restore_replaced`).
+    Raises GdraeError when it is missing (naming the command to run:
+    ``gdrae-data list``, which restores it, where an interrupted replace set
+    an earlier copy aside, else ``gdrae-data prepare``), incomplete or
+    invalid. Renames, removes and writes nothing.
     """
     import zarr  # deferred: importing zarr costs time the CLI's --help does not need
 
     path = Path(path)
     name = dataset_name(path)
     rebuild = rebuild_advice(path)
-    if not path.exists() and not restore_replaced(path):
+    if not path.exists():
+        kept, _ = restorable(path)
+        if kept is not None:
+            raise GdraeError(f"cache {path} not found: expected a prepared cache, got an earlier one set aside as "
+                             f"{kept.name} by an interrupted `gdrae-data prepare --force`; run "
+                             f"`gdrae-data list --cache-dir {path.parent}` to restore it")
         raise GdraeError(f"cache {path} not found: expected a prepared cache; "
                          f"run `gdrae-data prepare {name} --cache-dir {path.parent}`")
     try:
@@ -273,10 +261,10 @@ def open_cache(path: str | Path) -> Cache:
         raise GdraeError(f"{path}: expected a zarr group (a gdrae cache), got an unreadable directory "
                          f"[{_one_line(exc)}]; {rebuild}") from exc
 
-    version = attrs.get("gdrae_cache_version")
-    if "gdrae_cache_version" in attrs and version != CACHE_VERSION:  # checked first: older caches lack newer keys
+    version = attrs.get(VERSION_KEY)
+    if VERSION_KEY in attrs and version != CACHE_VERSION:  # checked first: older caches lack newer keys
         old = " (rows in grid order, written by an earlier gdrae)" if version == 1 else ""
-        raise GdraeError(f"{path}: gdrae_cache_version expected {CACHE_VERSION}, got {version!r}{old}; {rebuild}")
+        raise GdraeError(f"{path}: {VERSION_KEY} expected {CACHE_VERSION}, got {version!r}{old}; {rebuild}")
     missing = [k for k in REQUIRED_ATTRS if k not in attrs]
     if missing:
         raise GdraeError(f"{path}: attrs lack {', '.join(missing)}: expected a gdrae cache; {rebuild}")
@@ -288,59 +276,27 @@ def open_cache(path: str | Path) -> Cache:
                          f"got {_clip(source)}; {rebuild}")
     n = grid_size(sizes)
 
-    arrays = {key: _open_array(group, key, path, rebuild) for key in (*ROW_SHAPES, "factors")}
-    kinds = [k for k in ROW_SHAPES if arrays[k] is not None]
-    if len(kinds) != 1 or arrays["factors"] is None:
-        raise GdraeError(f"{path}: arrays expected 'factors' and one of 'images'/'points', "
+    arrays = {key: _open_array(group, key, path, rebuild) for key in (*ARRAY_KINDS, FACTORS)}
+    kinds = [k for k in ARRAY_KINDS if arrays[k] is not None]
+    if len(kinds) != 1 or arrays[FACTORS] is None:
+        raise GdraeError(f"{path}: arrays expected '{FACTORS}' and one of {'/'.join(map(repr, ARRAY_KINDS))}, "
                          f"got {sorted(k for k, a in arrays.items() if a is not None)}; {rebuild}")
     data = arrays[kinds[0]]
     _check_data_array(data, n, path, rebuild)
 
-    fz = arrays["factors"]
+    fz = arrays[FACTORS]
     if fz.shape != (n, len(sizes)) or fz.dtype.kind not in "iu":
-        raise GdraeError(f"{path}: 'factors' expected integer ({n}, {len(sizes)}), "
+        raise GdraeError(f"{path}: '{FACTORS}' expected integer ({n}, {len(sizes)}), "
                          f"got {fz.dtype} {fz.shape}; {rebuild}")
     factors = fz[:]
     grid_index = _grid_index(factors, sizes)
     if grid_index is None:
-        raise GdraeError(f"{path}: 'factors' expected every cell of the grid {tuple(sizes)} exactly once, "
+        raise GdraeError(f"{path}: '{FACTORS}' expected every cell of the grid {tuple(sizes)} exactly once, "
                          f"got missing, repeated or out-of-range factor classes; {rebuild}")
 
     return Cache(path=path, attrs=attrs, data=data, factors=factors, grid_index=grid_index, factor_names=tuple(names),
                  factor_sizes=tuple(int(s) for s in sizes),
                  factor_values=tuple(tuple(float(x) for x in v) for v in values))
-
-
-def restore_replaced(path: str | Path) -> bool:
-    """Rename the earlier cache a replace set aside back to ``path`` if ``path`` is missing, saying so.
-
-    A kill between the two renames of a replace (pipelines.store) leaves the
-    old cache alone as ``.<name>.zarr.old-*``. It is restored when its process
-    is gone and it is the one valid such cache; True if it was.
-    """
-    path = Path(path)
-    if path.exists():
-        return False
-    olds = [s.path for s in staged(path.parent, dataset_name(path)) if s.kind == "old" and not s.alive]
-    olds = [old for old in olds if _opens(old)]
-    if len(olds) != 1:
-        return False
-    try:
-        os.rename(olds[0], path)
-    except OSError as exc:
-        raise GdraeError(f"{olds[0]}: expected to rename this earlier cache back to {path}, got "
-                         f"{_one_line(exc)}; rename it yourself") from exc
-    log.warning(f"{path}: restored from {olds[0].name}, where an interrupted `gdrae-data prepare --force` "
-                f"had set it aside")
-    return True
-
-
-def _opens(path: Path) -> bool:
-    try:
-        open_cache(path)
-    except GdraeError:
-        return False
-    return True
 
 
 def _factor_attrs(attrs: dict, path: Path, rebuild: str) -> tuple[list, list, list]:
@@ -370,7 +326,7 @@ def _clip(value: Any, limit: int = 80) -> str:
 
 def _open_array(group: Any, key: str, path: Path, rebuild: str) -> CheckedArray | None:
     """Array ``key`` of the cache, or None if there is none; its metadata must be readable and describe
-    the layout the writer stores: chunks along the first axis, codecs CODECS (checksums on)."""
+    the layout the writer stores: chunks along the first axis, codecs CODEC_CHAIN (checksums on)."""
     import zarr
 
     meta = path / key / "zarr.json"
@@ -382,25 +338,15 @@ def _open_array(group: Any, key: str, path: Path, rebuild: str) -> CheckedArray 
         raise GdraeError(f"{meta}: expected readable zarr array metadata, got {_one_line(exc)}; {rebuild}") from exc
     if not isinstance(array, zarr.Array):
         return None
-    chain = _codec_chain(array)
-    if chain != list(CODECS):
-        unchecked = "" if "crc32c" in chain else " (no checksum: not a cache gdrae wrote)"
-        raise GdraeError(f"{meta}: codecs expected {' -> '.join(CODECS)}, got {' -> '.join(chain) or 'none'}"
+    chain = codec_chain(array)
+    if chain != list(CODEC_CHAIN):
+        unchecked = "" if CODEC_CHAIN[-1] in chain else " (no checksum: not a cache gdrae wrote)"
+        raise GdraeError(f"{meta}: codecs expected {' -> '.join(CODEC_CHAIN)}, got {' -> '.join(chain) or 'none'}"
                          f"{unchecked}; {rebuild}")
     if not array.shape or array.chunks[0] < 1 or tuple(array.chunks[1:]) != tuple(array.shape[1:]):
         raise GdraeError(f"{meta}: chunks expected along N only, got chunks {array.chunks} "
                          f"for shape {array.shape}; {rebuild}")
     return CheckedArray(array, path, key)
-
-
-def _codec_chain(array: Any) -> list[str]:
-    """The names of ``array``'s codecs in order ("bytes-big-endian" where it stores big-endian values)."""
-    chain = []
-    for codec in getattr(array.metadata, "codecs", ()):
-        spec = codec.to_dict()
-        big = (spec.get("configuration") or {}).get("endian") == "big"
-        chain.append(spec["name"] + ("-big-endian" if big else ""))
-    return chain
 
 
 def _grid_index(factors: np.ndarray, sizes: list[int]) -> np.ndarray | None:
@@ -416,16 +362,50 @@ def _grid_index(factors: np.ndarray, sizes: list[int]) -> np.ndarray | None:
 
 def _check_data_array(data: CheckedArray, n: int, path: Path, rebuild: str) -> None:
     """Dtype, shape and completeness of the images/points array."""
-    shape, kind = data.shape, data.name
-    good = (data.dtype == np.uint8 and len(shape) == 4 and shape[1] in (1, 3)) if kind == "images" else \
-        (data.dtype == np.float32 and len(shape) == 2 and shape[1] == 2)
-    if not good or shape[0] != n:
-        raise GdraeError(f"{path}: '{kind}' expected {ROW_SHAPES[kind]} with N = prod(factor_sizes) = {n}, "
+    shape, kind = data.shape, ARRAY_KINDS[data.name]
+    if not kind.fits(data.dtype, shape[1:]) or shape[0] != n:
+        raise GdraeError(f"{path}: '{kind.name}' expected {kind.describe()} with N = prod(factor_sizes) = {n}, "
                          f"got {data.dtype} {shape}; {rebuild}")
     stored = data.zarr.nchunks_initialized
     if stored != data.nchunks:
-        raise GdraeError(f"{path}: '{kind}' expected {data.nchunks} stored chunks, got {stored} "
+        raise GdraeError(f"{path}: '{kind.name}' expected {data.nchunks} stored chunks, got {stored} "
                          f"(incomplete cache); {rebuild}")
+
+
+# ----------------------------------------------------------------------------- every chunk
+
+
+@dataclass
+class VerifySummary:
+    """What :func:`verify` checked."""
+
+    path: Path
+    n: int
+    nchunks: int
+    bytes_on_disk: int
+    seconds: float
+
+
+def verify(path: str | Path, progress: bool = True) -> VerifySummary:
+    """Re-read every chunk of the cache at ``path`` (checksums) and check its schema and grid.
+
+    Raises GdraeError listing the corrupt chunk(s), if any.
+    """
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    cache = open_cache(path)
+    data = cache.data
+    bad = []
+    for i in tqdm(range(data.nchunks), unit="chunk", desc=f"verify {cache.name}", disable=not progress, leave=False):
+        try:
+            data.read_chunk(i)
+        except GdraeError:
+            bad.append(i)
+    if bad:
+        raise data.corrupt_error(bad)
+    return VerifySummary(path=cache.path, n=cache.n, nchunks=data.nchunks, bytes_on_disk=cache.bytes_on_disk(),
+                         seconds=time.perf_counter() - start)
 
 
 # ----------------------------------------------------------------------------- a run's cache

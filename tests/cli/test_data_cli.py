@@ -2,13 +2,13 @@
 import errno
 import json
 import os
-import subprocess
-import sys
+import shutil
 
 import pytest
 from click.testing import CliRunner
 
 from cli.data import main
+from gdrae.data.lifecycle import this_host
 
 
 @pytest.fixture
@@ -114,30 +114,47 @@ def test_list_marks_a_bad_cache_and_lists_the_rest(run, tmp_path):
     assert "sector2d.zarr: factor_values expected 2 lists of numbers of lengths [64, 64], got [['near'" in line
 
 
-def _dead_pid():
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    return child.pid
-
-
-def test_list_removes_temporaries_of_dead_processes_and_shows_the_rest(run, tmp_path):
+def test_list_removes_temporaries_of_dead_processes_and_shows_the_rest(run, tmp_path, dead_pid):
     cache = tmp_path / "cache"
     assert run("prepare", "sector2d", "--cache-dir", cache).exit_code == 0
-    dead = _dead_pid()
-    leftovers = {f".sector2d.zarr.tmp-{dead}-0badc0de": 5000,  # a killed prepare's
-                 f".sector2dunif.zarr.tmp-{os.getpid()}-00c0ffee": 3000,  # a running prepare's
-                 f".sector2d.zarr.old-{dead}-0ddba11a": 2048}  # set aside by an interrupted --force
+    host = this_host()
+    leftovers = {f".sector2d.zarr.tmp-{host}-{dead_pid}-0badc0de": 5000,  # a killed prepare's
+                 f".sector2dunif.zarr.tmp-{host}-{os.getpid()}-00c0ffee": 3000,  # a running prepare's
+                 f".sector2d.zarr.old-{host}-{dead_pid}-0ddba11a": 2048}  # set aside by an interrupted --force
     for name, size in leftovers.items():
         (cache / name).mkdir()
         (cache / name / "chunk").write_bytes(b"x" * size)
     result = run("list", "--cache-dir", cache, "--raw-dir", tmp_path / "none")
     assert result.exit_code == 0, result.output
-    assert not (cache / f".sector2d.zarr.tmp-{dead}-0badc0de").exists()
-    assert f".sector2d.zarr.tmp-{dead}" not in result.output
-    assert f".sector2dunif.zarr.tmp-{os.getpid()}-00c0ffee  2.9 KB  a sector2dunif cache being written by " \
+    removed = cache / f".sector2d.zarr.tmp-{host}-{dead_pid}-0badc0de"
+    assert not removed.exists()
+    assert result.output.splitlines()[0] == (f"{removed}: removed the temporary sector2d cache of process "
+                                             f"{dead_pid}, which is no longer running")
+    assert f".sector2dunif.zarr.tmp-{host}-{os.getpid()}-00c0ffee  2.9 KB  a sector2dunif cache being written by " \
            f"process {os.getpid()}" in result.output
-    assert f".sector2d.zarr.old-{dead}-0ddba11a  2.0 KB  an earlier sector2d cache set aside by an interrupted " \
-           "`prepare --force`; remove it once sector2d.zarr is good" in result.output
+    assert f".sector2d.zarr.old-{host}-{dead_pid}-0ddba11a  2.0 KB  an earlier sector2d cache set aside by an " \
+           "interrupted `prepare --force`; remove it once sector2d.zarr is good" in result.output
+
+
+def test_list_restores_the_newest_whole_copy_and_leaves_another_hosts_alone(run, tmp_path, dead_pid):
+    cache = tmp_path / "cache"
+    assert run("prepare", "sector2d", "--cache-dir", cache).exit_code == 0
+    final, host = cache / "sector2d.zarr", this_host()
+    older, newer = (cache / f".sector2d.zarr.old-{host}-{dead_pid}-{h}" for h in ("0000aaaa", "0000bbbb"))
+    for seconds, copy in enumerate((older, newer), start=1):
+        shutil.copytree(final, copy)
+        os.utime(copy / "zarr.json", (seconds * 1000, seconds * 1000))
+    shutil.rmtree(final)
+    elsewhere = cache / f".sector2d.zarr.tmp-elsewhere-{dead_pid}-0000cccc"
+    elsewhere.mkdir()
+    result = run("list", "--cache-dir", cache, "--raw-dir", tmp_path / "none")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == (f"{final}: restored from {newer.name}, where an interrupted "
+                                             f"`gdrae-data prepare --force` had set it aside; left {older.name}")
+    assert final.is_dir() and not newer.exists() and older.is_dir() and elsewhere.is_dir()
+    assert any(line.startswith("sector2d ") and "valid" in line for line in result.output.splitlines())
+    assert f"{elsewhere.name}  0 B  a sector2d cache being written by process {dead_pid} on host elsewhere, or " \
+           "left by it (another host's: left alone)" in result.output
 
 
 def test_prepare_on_a_full_disk_is_one_line_and_leaves_nothing(run, tmp_path, monkeypatch):

@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 import zarr
 
-from gdrae.data.cache import CACHE_VERSION, open_cache
+from gdrae.data.cache import cache_path, open_cache, verify
+from gdrae.data.schema import CACHE_VERSION, codecs_for
 from gdrae.errors import GdraeError
-from pipelines.store import codecs_for, verify
+from pipelines.store import prepare, spec_from_array
 
 from tiny_caches import chunk_file, corrupt, decode_index, edit_metadata
 
@@ -206,3 +207,19 @@ def test_a_chunk_shape_that_disagrees_with_the_stored_chunks_is_corrupt(make_cac
     for read in (lambda: cache.images[:], lambda: verify(cache.path, progress=False)):
         with pytest.raises(GdraeError, match="of 'images' is corrupt: expected data matching its checksum and chunk"):
             read()
+
+
+def test_verify_passes_and_names_corrupt_chunks(tmp_path):
+    data = np.arange(60, dtype=np.float32).reshape(30, 2)
+    spec = spec_from_array("pts", data, ["a", "b"], [5, 6])
+    prepare(spec, tmp_path, tmp_path / "cache", progress=False, chunk_rows=4)
+    path = cache_path(tmp_path / "cache", "pts")
+    summary = verify(path, progress=False)
+    assert summary.n == 30 and summary.nchunks == 8
+    for i in (1, 6):
+        chunk = path / "points" / "c" / str(i) / "0"
+        raw = bytearray(chunk.read_bytes())
+        raw[-6] ^= 0x01
+        chunk.write_bytes(bytes(raw))
+    with pytest.raises(GdraeError, match=r"pts.zarr: 2 chunks \(1, 6\) of 'points' is corrupt"):
+        verify(path, progress=False)

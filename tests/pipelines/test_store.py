@@ -1,4 +1,4 @@
-"""The cache writer: round trip, atomic replace, failures and interruptions, verify."""
+"""The cache writer: round trip, atomic replace, failures and interruptions."""
 import errno
 import os
 import re
@@ -11,12 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gdrae.data import lifecycle
 from gdrae.data.cache import cache_path, open_cache
+from gdrae.data.lifecycle import staged, this_host
 from gdrae.errors import GdraeError
 from pipelines import store
 from pipelines.base import Converted, DatasetSpec, RawFile
 from pipelines.row_order import PermutedRows
-from pipelines.store import prepare, spec_from_array, verify
+from pipelines.store import prepare, spec_from_array
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -149,20 +151,21 @@ def _run_killed_in_replace(cache_dir):
         import os, sys
         import numpy as np
         sys.path.insert(0, {str(ROOT)!r})
+        from gdrae.data import lifecycle
         from pipelines import store
         spec = store.spec_from_array("toy", np.full((24, 1, 3, 3), 9, np.uint8), ["a", "b"], [4, 6])
-        rename, replace = os.rename, store._replace
+        rename, swap_in = os.rename, lifecycle._swap_in
 
         def killed_after_one_rename(src, dst):
             rename(src, dst)
             os._exit(9)
 
-        def replace_then_die(tmp, final):
+        def swap_in_then_die(tmp, final):
             os.rename = killed_after_one_rename
-            replace(tmp, final)
+            swap_in(tmp, final)
 
-        store._exchange = lambda a, b: False
-        store._replace = replace_then_die
+        lifecycle._exchange = lambda a, b: False
+        lifecycle._swap_in = swap_in_then_die
         store.prepare(spec, "raw", {str(cache_dir)!r}, force=True, progress=False)
     """)
     child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
@@ -175,14 +178,15 @@ def test_a_kill_between_the_renames_of_a_replace_loses_nothing(tmp_path, caplog)
     prepare(_spec(), tmp_path, cache_dir, progress=False)
     before = open_cache(final).images[:]
     _run_killed_in_replace(cache_dir)
-    left = sorted(p.name for p in cache_dir.iterdir())
-    assert [name.split("-")[0] for name in left] == [".toy.zarr.old", ".toy.zarr.tmp"]  # and no toy.zarr
-    np.testing.assert_array_equal(open_cache(final).images[:], before)  # the next open renames it back
-    assert f"{final}: restored from {left[0]}" in caplog.text
-    assert sorted(p.name for p in cache_dir.iterdir()) == [left[1], "toy.zarr"]
-    prepare(_spec(sizes=(2, 6)), tmp_path, cache_dir, force=True, progress=False)  # removes the dead temporary
-    assert f"removed the temporary toy cache of process {left[1].split('-')[1]}" in caplog.text
-    assert os.listdir(cache_dir) == ["toy.zarr"] and open_cache(final).factor_sizes == (2, 6)
+    old, tmp = staged(cache_dir)
+    assert (old.kind, tmp.kind, old.host, old.dead, tmp.dead) == ("old", "tmp", this_host(), True, True)
+    assert not final.exists()
+    with pytest.raises(GdraeError, match="toy.zarr: cache exists"):  # the next prepare restores it first
+        prepare(_spec(), tmp_path, cache_dir, progress=False)
+    assert f"{final}: restored from {old.path.name}" in caplog.text
+    assert f"removed the temporary toy cache of process {tmp.pid}" in caplog.text
+    assert os.listdir(cache_dir) == ["toy.zarr"]
+    np.testing.assert_array_equal(open_cache(final).images[:], before)
 
 
 def test_prepare_restores_a_lone_earlier_cache_only_when_it_is_valid(tmp_path, caplog):
@@ -192,11 +196,10 @@ def test_prepare_restores_a_lone_earlier_cache_only_when_it_is_valid(tmp_path, c
     _run_killed_in_replace(cache_dir)
     old = next(cache_dir.glob(".toy.zarr.old-*"))
     (old / "zarr.json").write_text("{")
-    with pytest.raises(GdraeError, match="toy.zarr not found"):
-        open_cache(final)
-    assert old.exists()  # not valid: left where it is
-    (old / "zarr.json").unlink()
+    with pytest.raises(GdraeError, match="toy.zarr not found: expected a prepared cache; run `gdrae-data prepare"):
+        open_cache(final)  # no whole copy to restore
     prepare(_spec(), tmp_path, cache_dir, progress=False)  # without --force: no cache to keep
+    assert "restored" not in caplog.text
     assert sorted(p.name for p in cache_dir.iterdir()) == [old.name, "toy.zarr"]
 
 
@@ -204,7 +207,7 @@ def test_a_replace_swaps_the_caches_in_one_step_where_the_os_can(tmp_path, monke
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir(), b.mkdir()
     (a / "from_a").touch()
-    if not store._exchange(a, b):
+    if not lifecycle._exchange(a, b):
         pytest.skip("no atomic exchange on this OS or file system")
     assert os.listdir(b) == ["from_a"] and os.listdir(a) == []
     cache_dir = tmp_path / "cache"
@@ -246,19 +249,3 @@ def test_a_read_only_cache_dir(tmp_path):
         assert os.listdir(cache_dir) == ["toy.zarr"]
     finally:
         cache_dir.chmod(0o755)
-
-
-def test_verify_passes_and_names_corrupt_chunks(tmp_path):
-    data = np.arange(60, dtype=np.float32).reshape(30, 2)
-    spec = spec_from_array("pts", data, ["a", "b"], [5, 6])
-    prepare(spec, tmp_path, tmp_path / "cache", progress=False, chunk_rows=4)
-    path = cache_path(tmp_path / "cache", "pts")
-    summary = verify(path, progress=False)
-    assert summary.n == 30 and summary.nchunks == 8
-    for i in (1, 6):
-        chunk = path / "points" / "c" / str(i) / "0"
-        raw = bytearray(chunk.read_bytes())
-        raw[-6] ^= 0x01
-        chunk.write_bytes(bytes(raw))
-    with pytest.raises(GdraeError, match=r"pts.zarr: 2 chunks \(1, 6\) of 'points' is corrupt"):
-        verify(path, progress=False)
