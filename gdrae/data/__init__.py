@@ -1,1 +1,7 @@
-"""Reading side of the data: cache (open + validate), loader (training batches), grid (index <-> factors), sector (Sector2D)."""
+"""Reading side of the data.
+
+cache (open + validate a cache), staging (the directories a prepare passes
+through), grid (index <-> factors), loader (training batches from a cache),
+stream (what a training run streams: cache batches or Sector2D points),
+sector (the Sector2D data), mixing (how well mixed a stream of batches is).
+"""
