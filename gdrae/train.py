@@ -13,7 +13,7 @@ and its lock), :mod:`gdrae.data.stream` (the batches), :mod:`gdrae.runlog`
 thing.
 
 Reference: Pan, Niu, Zhang, "Geometric Inductive Biases for Identifiable
-Unsupervised Learning of Disentangled Representations", AAAI 2023 (MODEL.md
+Unsupervised Learning of Disentangled Representations", AAAI 2023 (docs/model.md
 sections 6-8).
 """
 from __future__ import annotations
