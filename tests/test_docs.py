@@ -111,7 +111,7 @@ def test_the_check_finds_what_it_is_meant_to(tmp_path, monkeypatch):
     doc.write_text("\n".join([
         "See docs/model.md section 6 and docs/missing.md.",             # one good, one missing
         "The " + "MO" + "DEL.md file is gone.",                          # bare old name
-        "tensorflow/datasets: url_checksums/docs/x.txt is theirs.",      # another project: not checked
+        "tensorflow/datasets: docs/catalog/overview.md is theirs.",      # another project: not checked
         "Raw files go to Datasets/dsprites/<file>.npz.",                 # user data: not checked
         "[model](docs/model.md) and [gone](docs/gone.md).",              # links
         "Pipelines: docs/{model,lost}.md and docs/<page>.md.",
@@ -124,6 +124,12 @@ def test_the_check_finds_what_it_is_meant_to(tmp_path, monkeypatch):
         "links to docs/gone.md, which does not exist",
         "names docs/{model,lost}.md, which does not exist",
     ]
+    code = tmp_path / "module.py"
+    code.write_text('"""Reads docs/model.md."""\n'
+                    'PATH = "docs/data.md"  # a string of the code, not checked; this comment names docs/gone.md\n'
+                    'def f():\n    """See docs/lost.md."""\n')
+    assert [f.split(": ", 1)[1] for f in problems(code)] == [
+        "names docs/gone.md, which does not exist", "names docs/lost.md, which does not exist"]
 
 
 def readme_example() -> str:
