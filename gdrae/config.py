@@ -1,6 +1,6 @@
 """Run configuration: the four sections of run.yaml as pydantic models, plus load and dump.
 
-Every field has a default (the published settings of MODEL.md section 6 for
+Every field has a default (the published settings of docs/model.md section 6 for
 the image datasets) and a one-line description, which ``dump_config`` writes
 as a comment. Unknown keys are errors naming the key.
 """
@@ -27,7 +27,7 @@ class _Section(BaseModel):
 # a dataset name is one path component: it names the cache file and the default run directory
 DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 LossWeight = Annotated[float | None, Field(ge=0)]
-IMAGE_SIZE = 64  # the side of every image: the encoders of MODEL.md section 3 take 64x64
+IMAGE_SIZE = 64  # the side of every image: the encoders of docs/model.md section 3 take 64x64
 Beta = Annotated[float, Field(ge=0, lt=1)]
 
 
@@ -150,7 +150,7 @@ class TrainConfig(_Section):
     dtype: Literal["float32", "bfloat16"] = Field("float32", description="autocast dtype of the training step")
     compile: bool = Field(False, description="torch.compile the training step")
     spectral_route: Literal[ROUTES] = Field(
-        "auto", description="how the power iteration is computed (same numbers): auto picks the fastest; reference is MODEL.md 6 as written"
+        "auto", description="how the power iteration is computed (same numbers): auto picks the fastest; reference is docs/model.md section 6 as written"
     )
     max_nonfinite: int = Field(20, ge=1, description="consecutive non-finite losses before the run stops")
     diag_points: int = Field(64, ge=1, description="latent points of the geometric diagnostics at each evaluation")

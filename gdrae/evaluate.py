@@ -2,7 +2,7 @@
 
 :func:`evaluate` runs the chosen metrics of :mod:`gdrae.metrics` on the code
 table of a cache (:mod:`gdrae.codes`: one encoding pass, none when stored)
-and the geometric diagnostics (MODEL.md section 8) on random latent points,
+and the geometric diagnostics (docs/model.md section 8) on random latent points,
 and returns flat keys such as ``hist20/mig``, ``dci/disentanglement``,
 ``geometry/ortho_sign``.
 
@@ -14,7 +14,7 @@ periodic evaluation (``gdrae.train.evaluate_step``) is :func:`evaluate`
 too, written by the same :func:`gdrae.reports.write_metrics` into the same
 record.
 
-Reference: METRICS.md (definitions, defaults); Locatello et al., "Challenging
+Reference: docs/metrics.md (definitions, defaults); Locatello et al., "Challenging
 Common Assumptions in the Unsupervised Learning of Disentangled
 Representations", ICML 2019 (encode once, metrics as lookups).
 """
@@ -45,10 +45,10 @@ METRICS: dict[str, str] = {
     "modularity_explicitness": "modularity and explicitness",
     "alignment": "share of each latent axis's variance explained by its one assigned factor (correlation ratio); "
                  "Sector2D: the polar-grid figure",
-    "geometry": "ortho_sign, sv_match_err, lt_err at random latent points (MODEL.md section 8)",
+    "geometry": "ortho_sign, sv_match_err, lt_err at random latent points (docs/model.md section 8)",
 }
 METRIC_NAMES: tuple[str, ...] = tuple(METRICS)
-NBINS: tuple[int, ...] = (3, 5, 10, 20, 50)  # the histogram family's bin counts (METRICS.md A)
+NBINS: tuple[int, ...] = (3, 5, 10, 20, 50)  # the histogram family's bin counts (docs/metrics.md section A)
 
 
 # ----------------------------------------------------------------------------- metrics

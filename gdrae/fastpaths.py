@@ -2,8 +2,9 @@
 
 Each fast path computes what a plain call of the library computes, only
 faster, by relying on something that library does not promise
-(docs/internals.md lists what and the versions tested). A parity test holds
-each one to its plain call (tests/test_fastpaths.py). Should a new version
+(docs/internals.md lists what, the versions tested, and the parity test
+that holds each one to its plain call; tests/test_fastpaths.py tests the
+switches themselves). Should a new version
 of the library break one, name it in the environment variable
 ``GDRAE_PLAIN`` (names separated by commas, or ``all``) and gdrae takes the
 plain call; the variable is read at each use::

@@ -1,6 +1,6 @@
 """Every loss term of one GDRAE training step as a plain function, and their weighted sum.
 
-Reference: Pan, Niu, Zhang, AAAI 2023 (GDRAE); MODEL.md section 6.
+Reference: Pan, Niu, Zhang, AAAI 2023 (GDRAE); docs/model.md section 6.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The qualitative pictures of a model (MODEL.md section 8), for the trainer and the evaluator alike.
+"""The qualitative pictures of a model (docs/model.md section 8), for the trainer and the evaluator alike.
 
 :func:`model_pictures` runs the model (decoding, and encoding unless the
 codes are given) and hands the numbers to :mod:`gdrae.viz`, which draws.

@@ -1,6 +1,6 @@
 """The run directory of one training: checked and created at the start, held by one training at a time.
 
-Layout (DESIGN.md, training run contract)::
+Layout (docs/design.md section 4, the training run contract)::
 
     runs/<run>/.lock           held by the one training writing here (its pid inside)
                config.yaml     the resolved config

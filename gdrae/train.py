@@ -14,7 +14,7 @@ as JSON lines, the evaluations' record, TensorBoard, images),
 thing.
 
 Reference: Pan, Niu, Zhang, "Geometric Inductive Biases for Identifiable
-Unsupervised Learning of Disentangled Representations", AAAI 2023 (MODEL.md
+Unsupervised Learning of Disentangled Representations", AAAI 2023 (docs/model.md
 sections 6-8).
 """
 from __future__ import annotations

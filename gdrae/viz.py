@@ -1,13 +1,14 @@
 """Pictures of a trained model: image grids, traversals, singular-value bars, Sector2D plots, loss curves.
 
-Every function here is pure: it takes numpy arrays (already computed by the
-model) and returns either an RGB uint8 array (H, W, 3) ready for a PNG file or
-TensorBoard, or a matplotlib Figure (turn it into an array with
-:func:`figure_to_array`). Nothing here touches a model, a file or a device, so
-the trainer and the evaluator draw the same pictures from the same numbers.
+Every function here but :func:`save_png` is pure: it takes numpy arrays
+(already computed by the model) and returns either an RGB uint8 array
+(H, W, 3) ready for a PNG file or TensorBoard, or a matplotlib Figure (turn
+it into an array with :func:`figure_to_array`). Nothing here touches a model
+or a device, and only :func:`save_png` writes a file, so the trainer and the
+evaluator draw the same pictures from the same numbers.
 
 Reference: the qualitative outputs of Pan, Niu, Zhang (AAAI 2023), listed in
-MODEL.md section 8.
+docs/model.md section 8.
 """
 from __future__ import annotations
 

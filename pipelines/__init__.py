@@ -1,1 +1,1 @@
-"""Raw dataset files -> uniform zarr caches (see ../shared/docs/DESIGN.md, cache contract)."""
+"""Raw dataset files -> uniform zarr caches (docs/design.md section 3, the cache contract)."""

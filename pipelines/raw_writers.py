@@ -2,7 +2,7 @@
 
 Each ``write_<dataset>(raw_dir, sizes, seed)`` writes the file(s) at the
 path the pipeline expects under ``raw_dir``, on a factor grid of the given
-sizes (grid order as in DATASETS.md), and returns the paths written. Images
+sizes (grid order as in docs/data-formats.md), and returns the paths written. Images
 carry real, factor-dependent content, and every image encodes its flat grid
 index ``ravel_multi_index(factors, sizes)`` in a few pixels so that
 :func:`decode_index` can check, after conversion, that row i of a cache

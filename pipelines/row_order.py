@@ -1,7 +1,7 @@
 """The stored row order of a cache, and writing a grid-order stream into it with bounded memory.
 
 A cache stores its rows in a seeded random permutation of the factor grid
-(DESIGN.md, cache contract): stored row ``j`` holds grid row ``perm[j]``.
+(docs/design.md section 3): stored row ``j`` holds grid row ``perm[j]``.
 Every chunk is then a uniform sample of the dataset, so a loader that
 shuffles chunk windows gives batches as mixed as uniform draws.
 

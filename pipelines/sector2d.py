@@ -1,4 +1,4 @@
-"""Sector2D (MODEL.md section 7): a regular (radius, angle) grid of points on the quarter annulus.
+"""Sector2D (docs/model.md section 7): a regular (radius, angle) grid of points on the quarter annulus.
 
 Training draws fresh points every step (``gdrae.data.sector.sample_sector``);
 the cache holds a fixed regular grid so that evaluation knows the factors of

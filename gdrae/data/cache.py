@@ -1,4 +1,4 @@
-"""Open and validate a prepared dataset cache (DESIGN.md, cache contract, schema version 2).
+"""Open and validate a prepared dataset cache (docs/design.md section 3, the cache contract, schema version 2).
 
 A cache is a zarr group ``<cache_dir>/<name>.zarr`` holding ``images``
 (uint8 N, C, H, W) or ``points`` (float32 N, 2), ``factors`` (integer N, K:

@@ -1,9 +1,12 @@
 """The factor grid: grid index <-> factor indices, and sampling factor combinations (the metrics' sampling).
 
-A cache stores every combination of its factors exactly once, in row-major
-("grid") order: row ``i`` holds the image whose factor indices are
+The factor grid holds every combination of the factors once, in row-major
+("grid") order: cell ``i`` is the combination whose factor indices are
 ``np.unravel_index(i, factor_sizes)`` (the last factor changes fastest).
-These small pure functions are all the code that needs to know that.
+Pipelines hand out rows and the metrics take code tables in that order; a
+cache stores its rows shuffled, each with its factors
+(:attr:`gdrae.data.cache.Cache.grid_index` maps a stored row to its cell).
+These small pure functions are the code that knows the grid order.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 ``codes[i]`` (N, D) is the representation of the image whose factor classes
 are ``np.unravel_index(i, factor_sizes)``; every metric that samples
 observations looks codes up in that table. Each function returns a dict of
-floats (keys as in DESIGN.md). Definitions and defaults: METRICS.md.
+floats (keys, definitions and defaults: docs/metrics.md).
 
 - :func:`histogram_family` - the GDRAE original's histogram metrics, exact
   over the whole grid (mig, mig_misum, jemmig, migsup, modularity, dcimig);

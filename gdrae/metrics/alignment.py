@@ -17,7 +17,7 @@ D x K matrix); with D codes and K varying factors min(D, K) pairs are made,
 and the rest get no score. The headline ``min_r2`` is the smallest
 share over the pairs: for Sector2D (factors radius, angle), ``min_r2 >= 0.95``
 reads as "each latent axis runs along one polar coordinate of the sector"
-(MODEL.md section 7). A rotation by theta of an otherwise perfect map with
+(docs/model.md section 7). A rotation by theta of an otherwise perfect map with
 independent, equal-variance factor functions gives cos^2(theta) per axis.
 
 Reference: K. Pearson, "On the General Theory of Skew Correlation and

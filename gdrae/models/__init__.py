@@ -17,7 +17,7 @@ __all__ = [
 def init_weights_(module: nn.Module, std: float = 0.02) -> None:
     """Every Linear and Conv2d: weight ~ N(0, std), bias 0. ConvTranspose2d keeps PyTorch's default.
 
-    Reference: MODEL.md section 3 (the transposed convs are not re-initialised, a quirk of the original).
+    Reference: docs/model.md section 3 (the transposed convs are not re-initialised, a quirk of the original).
     """
     for m in module.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d)):

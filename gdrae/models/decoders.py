@@ -1,4 +1,4 @@
-"""Injective flow decoders p -> Phi(p) built from transposable blocks (MODEL.md section 4).
+"""Injective flow decoders p -> Phi(p) built from transposable blocks (docs/model.md section 4).
 
 Reference: Pan, Niu, Zhang, AAAI 2023 (GDRAE), injective flow decoder.
 """

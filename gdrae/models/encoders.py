@@ -1,4 +1,4 @@
-"""Encoders x -> mu (MODEL.md section 3).
+"""Encoders x -> mu (docs/model.md section 3).
 
 Reference: Pan, Niu, Zhang, AAAI 2023 (GDRAE), encoder architectures.
 """

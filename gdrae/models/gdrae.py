@@ -1,7 +1,7 @@
 """The GDRAE module: encoder, injective flow decoder, singular-value predictor and capacity.
 
 Reference: Pan, Niu, Zhang, "Geometric Inductive Biases for Identifiable
-Unsupervised Learning of Disentangled Representations", AAAI 2023; MODEL.md.
+Unsupervised Learning of Disentangled Representations", AAAI 2023; docs/model.md.
 """
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ class GDRAE(nn.Module):
         return mu + self.sigma * eps
 
     def loss_terms(self, x: Tensor, spectral_route: str = "auto", spectral: bool = True) -> dict[str, Tensor]:
-        """Every loss term of MODEL.md section 6, unweighted, plus detached "monitor/" tensors.
+        """Every loss term of docs/model.md section 6, unweighted, plus detached "monitor/" tensors.
 
         ``spectral_route`` (``train.spectral_route``) is how the power
         iteration is computed (:func:`gdrae.models.jacobian.spectral_estimate`);
@@ -164,7 +164,7 @@ class GDRAE(nn.Module):
         return terms
 
     def diagnostics(self, n_points: int = 64, seed: int = 0) -> dict[str, float]:
-        """Geometric diagnostics of MODEL.md section 8 at n_points random latent points.
+        """Geometric diagnostics of docs/model.md section 8 at n_points random latent points.
 
         Defined as the original computes them, so logged values compare. With
         J = J_Phi(p) (dense, autograd, unscaled), M = J^T J per sample and

@@ -1,6 +1,6 @@
 """Products with the decoder Jacobian: the spectral-norm term's power iteration, and dense checks.
 
-:func:`reference_spectral_estimate` is MODEL.md section 6's power iteration
+:func:`reference_spectral_estimate` is docs/model.md section 6's power iteration
 written as the section reads; :func:`spectral_estimate` computes the same
 numbers along the route the config asks for (``train.spectral_route``).
 Neither forms J: they apply J(p) and J(p)^T through the decoder's Jacobian
@@ -41,7 +41,7 @@ ROUTES = ("auto", "reference", "dense", "matrix_free")
 
 
 def spectral_estimate(phi: FlowDecoder, p: Tensor, w: Tensor, n_steps: int, u0: Tensor, route: str = "auto") -> Tensor:
-    """Power-iteration estimate of sigma_max(A)^2 per sample (B,), A = J_phi(p) diag(w) (MODEL.md section 6).
+    """Power-iteration estimate of sigma_max(A)^2 per sample (B,), A = J_phi(p) diag(w) (docs/model.md section 6).
 
     ``route`` picks how it is computed; all give :func:`reference_spectral_estimate`'s
     numbers and gradients (to float rounding, tested in float64,
@@ -61,7 +61,7 @@ def spectral_estimate(phi: FlowDecoder, p: Tensor, w: Tensor, n_steps: int, u0: 
     - "auto": "dense" when it needs fewer decoder passes
       (:func:`dense_route_is_cheaper`), else "matrix_free".
 
-    Reference: Pan, Niu, Zhang, AAAI 2023 (GDRAE), spectral-norm term; MODEL.md section 6.
+    Reference: Pan, Niu, Zhang, AAAI 2023 (GDRAE), spectral-norm term; docs/model.md section 6.
     """
     route = resolve_route(route, p.shape[1], n_steps)
     if route == "reference":
@@ -74,7 +74,7 @@ def spectral_estimate(phi: FlowDecoder, p: Tensor, w: Tensor, n_steps: int, u0: 
 
 
 def reference_spectral_estimate(phi: FlowDecoder, p: Tensor, w: Tensor, n_steps: int, u0: Tensor) -> Tensor:
-    """MODEL.md section 6, line by line: sn = <u_K, u_{K-1}>, which estimates sigma_max(A)^2, A = J_phi(p) diag(w).
+    """docs/model.md section 6, line by line: sn = <u_K, u_{K-1}>, which estimates sigma_max(A)^2, A = J_phi(p) diag(w).
 
     The iteration runs without a graph; only u_K carries one, so the
     gradient reaches ``w`` and the decoder weights but not the point ``p``,
@@ -221,12 +221,12 @@ def dense_jacobian(fn, p: Tensor) -> Tensor:
 
 
 def nmae(a: Tensor, b: Tensor) -> Tensor:
-    """Normalised mean absolute error mean|a - b| / (mean|b| + 1e-8), means over all entries (MODEL.md section 8)."""
+    """Normalised mean absolute error mean|a - b| / (mean|b| + 1e-8), means over all entries (docs/model.md section 8)."""
     return (a - b).abs().mean() / (b.abs().mean() + 1e-8)
 
 
 def geometry_diagnostics(jac: Tensor, sv: Tensor, kind: str) -> dict[str, float]:
-    """ortho_sign and sv_match_err of MODEL.md section 8, as the original computes them.
+    """ortho_sign and sv_match_err of docs/model.md section 8, as the original computes them.
 
     ``jac`` is the unscaled decoder Jacobian (B, D, nz), ``sv`` the predicted
     singular values (B, nz), ``kind`` "image" or "sector2d". With M = J^T J

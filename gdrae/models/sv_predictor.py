@@ -1,4 +1,4 @@
-"""Singular-value predictor: p -> log singular values that sum to zero (MODEL.md section 5).
+"""Singular-value predictor: p -> log singular values that sum to zero (docs/model.md section 5).
 
 Reference: Pan, Niu, Zhang, AAAI 2023 (GDRAE), section on the predicted singular values.
 """

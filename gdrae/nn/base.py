@@ -1,6 +1,6 @@
 """The one contract every decoder building block follows, and the chain of them.
 
-Every block of the flow decoder (MODEL.md section 4) is linear or elementwise,
+Every block of the flow decoder (docs/model.md section 4) is linear or elementwise,
 so its Jacobian at a point x is a cheap linear map we can apply both ways.
 Each block is a :class:`Transposable` module with four methods:
 
@@ -10,7 +10,7 @@ Each block is a :class:`Transposable` module with four methods:
   (ReLU mask, sigmoid ``s(1-s)``), a list of those for containers, ``None`` for
   linear blocks (a :class:`Shared` constant where a linear block prepares
   something once for all products, e.g. a fused kernel). Slopes are
-  constants on purpose: the spectral loss treats them so (MODEL.md section 6).
+  constants on purpose: the spectral loss treats them so (docs/model.md section 6).
 - ``jvp(v, ctx, tape=None) -> J(x) v`` and ``vjp(u, ctx, tape=None) -> J(x)^T u``:
   products with the Jacobian and its transpose, differentiable with respect
   to the block's weights (biases do not enter a Jacobian). Every block takes

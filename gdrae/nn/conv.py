@@ -14,7 +14,7 @@ from gdrae.nn.base import Shared, Tape, Transposable, channel_matmul
 
 
 class ConvTranspose(Transposable):
-    """``nn.ConvTranspose2d`` with bias, PyTorch's default init (kept on purpose, MODEL.md section 3).
+    """``nn.ConvTranspose2d`` with bias, PyTorch's default init (kept on purpose, docs/model.md section 3).
 
     Its adjoint is ``conv2d`` with the same weight, stride and padding.
     """

@@ -1,7 +1,7 @@
 """Additive coupling: (a, b) -> (a, b + NN(a)), invertible whatever NN is.
 
 Reference: Dinh, Krueger, Bengio, "NICE: Non-linear Independent Components
-Estimation", ICLR 2015 workshop; used by GDRAE's flow decoder (MODEL.md section 4).
+Estimation", ICLR 2015 workshop; used by GDRAE's flow decoder (docs/model.md section 4).
 """
 from __future__ import annotations
 

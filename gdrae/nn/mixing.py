@@ -1,6 +1,6 @@
 """Fixed (semi-)orthogonal 1x1 channel mixing.
 
-Reference: Pan, Niu, Zhang, AAAI 2023 (GDRAE), MODEL.md section 4.
+Reference: Pan, Niu, Zhang, AAAI 2023 (GDRAE), docs/model.md section 4.
 """
 from __future__ import annotations
 

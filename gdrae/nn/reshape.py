@@ -1,6 +1,6 @@
 """Fixed reshapes of the flow decoder: space-to-depth, its inverse, zero padding.
 
-Reference: MODEL.md section 4 (channel order c*s^2 + i*s + j, as
+Reference: docs/model.md section 4 (channel order c*s^2 + i*s + j, as
 ``torch.nn.functional.pixel_unshuffle``).
 """
 from __future__ import annotations

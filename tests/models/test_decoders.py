@@ -53,7 +53,7 @@ def test_first_coupling_sees_p():
 def test_published_decoder_output_and_mixing_buffers():
     dec = build_model(config_from_dict({})).decoder
     assert dec.out_shape == (4, 64, 64)
-    assert sum(b.numel() for b in dec.buffers()) == 2_363_168  # MODEL.md section 9
+    assert sum(b.numel() for b in dec.buffers()) == 2_363_168  # docs/model.md section 9
 
 
 @pytest.mark.parametrize("which", ["tiny_image_decoder", "tiny_sector_decoder"])

@@ -10,7 +10,7 @@ from gdrae.models import GDRAE, SingularValuePredictor, build_model
 
 from tiny_models import tiny_gdrae
 
-PUBLISHED = {  # MODEL.md section 9: trainable parameters (encoder, decoder couplings, sv predictor, capacity)
+PUBLISHED = {  # docs/model.md section 9: trainable parameters (encoder, decoder couplings, sv predictor, capacity)
     "shapes2d": ({"model": {"channels": 1, "encoder_width": 128}}, 2_055_748, 247_882),
     "faces_small_norb": ({"model": {"channels": 1, "encoder_width": 256}}, 2_188_228, 380_362),
     "shapes3d_cars3d": ({"model": {"channels": 3, "encoder_width": 256}}, 2_189_252, 381_386),
@@ -181,7 +181,7 @@ def test_every_parameter_gets_a_finite_gradient():
 
 
 def _diagnostics_by_hand(model, n_points, seed):
-    """MODEL.md section 8 written out sample by sample, on autograd's Jacobian of the decoder."""
+    """docs/model.md section 8 written out sample by sample, on autograd's Jacobian of the decoder."""
     gen = torch.Generator().manual_seed(seed)
     z = (2 * torch.rand(n_points, model.nz, generator=gen, dtype=torch.float64) - 1) * model.prior_radius
     p = torch.exp(model.log_capacity.detach()) * z

@@ -1,4 +1,4 @@
-"""GDRAE.loss_terms against MODEL.md section 6 recomputed from scratch, in float64.
+"""GDRAE.loss_terms against docs/model.md section 6 recomputed from scratch, in float64.
 
 The recomputation shares none of gdrae's Jacobian code (no linearize, jvp,
 vjp, normalize or spectral_estimate): the decoder Jacobian is autograd's, of
@@ -50,7 +50,7 @@ def _data(kind: str) -> Tensor:
 
 def frozen_slope_jacobian(decoder: nn.Module, p: Tensor) -> Tensor:
     """J_Phi(p) (B, D, nz) by autograd, differentiable in the decoder's weights, with every ReLU
-    mask and sigmoid slope s(1 - s) taken at p and held constant (MODEL.md section 6).
+    mask and sigmoid slope s(1 - s) taken at p and held constant (docs/model.md section 6).
 
     A first forward at p records the slopes; the second replaces each activation by its input
     times that constant slope, a map whose Jacobian in p is J_Phi(p) with the slopes frozen.
@@ -90,7 +90,7 @@ def _unit(x: Tensor) -> Tensor:
 
 
 def reference_terms(model, x: Tensor, seed: int) -> dict[str, Tensor]:
-    """MODEL.md section 6 as written, with the draws of loss_terms replayed from ``seed``."""
+    """docs/model.md section 6 as written, with the draws of loss_terms replayed from ``seed``."""
     torch.manual_seed(seed)
     c, r, nz, b = model.log_capacity, model.prior_radius, model.nz, x.shape[0]
     dec = model.decoder
