@@ -1,21 +1,33 @@
 """Reproduce the paper's Sector2D result: GDRAE against the same model with its geometric terms off.
 
     python bench/reproduce.py sector2dunif --steps 1500 --out runs/reproduce [--seed 0]
+    python bench/reproduce.py sector2dunif --steps 100000 --ablation-steps 25000 \
+        --eval-steps 10000,25000,50000,75000,100000 --out ~/runs/published        # the published length
+    python bench/reproduce.py sector2dunif --steps 5000 --seeds 0,1,2 --out runs/seeds   # identifiability
 
 Trains two runs from the same seed and the same data stream:
-  OUT/gdrae      the published settings (configs/<dataset>.yaml)
-  OUT/ablation   the same with loss.sn=0 and loss.sv=0 (no spectral-norm, no singular-value term)
-evaluates the checkpoints at --evals evenly spaced steps with gdrae-eval's code
-(gdrae.evaluate.evaluate_checkpoint), and writes
+  OUT/gdrae      the published settings (configs/<dataset>.yaml), --steps long
+  OUT/ablation   the same with loss.sn=0 and loss.sv=0 (no spectral-norm, no singular-value
+                 term), --ablation-steps long (default: --steps)
+with a checkpoint every --ckpt-every steps; the checkpoints of the --eval-steps (default: five
+evenly spaced) are kept whatever their age. It evaluates those with gdrae-eval's code
+(gdrae.evaluate.evaluate_checkpoint; DCI at each run's last step only) and writes
   OUT/results.md     the command, the metrics of both runs at every evaluated step
   OUT/results.json   the same numbers
-  OUT/figures.png    both runs side by side at the last step: decoded latent grid over the
-                     sector, encoded mu coloured by radius and by angle, mutual-information heat map
+  OUT/chart.png      GDRAE's coordinate chart at every evaluated step (a strip): over the
+                     sector the decoded curves along which z0 varies (reds) and z1 varies
+                     (blues), the boundary dashed; below, the codes of 10,000 fresh points
+  OUT/chart-last.png the same for GDRAE's last step next to the ablation's
+  OUT/figures.png    both runs side by side at the last step: decoded latent grid, encoded mu
+                     coloured by radius and by angle, mutual-information heat map
   OUT/curves.png     the loss terms of both runs against the step
-and ends with one ``name=value`` line per headline figure. A run already in OUT is
-reused (continued with --resume when it stopped short of --steps); a checkpoint already
-evaluated is read back, not evaluated again. ``--only LABEL`` trains and evaluates one run
-and writes nothing else, so the two runs can share a machine, one thread each:
+and ends with one ``name=value`` line per headline figure. A run already in OUT is reused,
+and continued with --resume when it stopped short of its length; a stop signal (Ctrl-C,
+SIGTERM) stops the training with a checkpoint and this script without evaluating, and the
+same command continues. Checkpoints written by a stop are never taken for evaluation points.
+What the run's record (metrics/metrics.csv) holds already is read back, not evaluated again.
+``--only LABEL`` trains and evaluates one run and writes nothing else, so the two runs can
+share a machine, one thread each:
 
     for run in gdrae ablation; do
       OMP_NUM_THREADS=1 python bench/reproduce.py sector2dunif --steps 15000 --out runs/r --only $run &
@@ -25,6 +37,13 @@ and writes nothing else, so the two runs can share a machine, one thread each:
 The paper's claim is that the latent grid maps to the polar grid of the sector:
 ``alignment/min_r2`` is the smaller of the two latent axes' shares of variance explained
 by one polar coordinate (gdrae.metrics.alignment), 1 for a perfect polar map.
+
+``--seeds 0,1,2`` measures the other half of the claim, identifiability: it trains both runs
+for each seed (OUT/seed-S/gdrae, OUT/seed-S/ablation), encodes the cache's grid with each last
+checkpoint and compares every pair of seeds with gdrae.metrics.seed_agreement (the smallest
+matched r^2 of their axes: 1 when the charts agree up to permutation, sign and rescaling of the
+axes). It writes OUT/seeds.md, OUT/seeds.json and OUT/seeds-chart.png and prints
+``gdrae_seed_agreement_min=`` and ``ablation_seed_agreement_min=`` (and the means).
 """
 from __future__ import annotations
 
@@ -54,61 +73,73 @@ COLUMNS = {"hist20/mig": "MIG (20 bins)", "hist50/mig": "MIG (50 bins)", "hist20
 HEADLINE = {"hist20_mig": "hist20/mig", "hist50_mig": "hist50/mig", "dci_disentanglement": "dci/disentanglement",
             "alignment_min_r2": "alignment/min_r2", "ortho_sign": "geometry/ortho_sign"}
 HEATMAP_BINS = 20
+CHART_LINES = 11  # curves of each family in the coordinate chart
+FRESH_POINTS = 10000  # fresh data points whose codes the chart shows
 
 
-def run_config(args: argparse.Namespace, label: str):
-    """The config of run ``label``: the published one, this reproduction's length, seed and folders."""
+def run_config(args: argparse.Namespace, label: str, seed: int, run_dir: Path):
+    """The config of run ``label``: the published one, this reproduction's length, seed, checkpoints and folders."""
     from gdrae.config import load_config
 
-    every = max(1, args.steps // args.evals)
-    overrides = [*args.set, f"train.steps={args.steps}", f"train.seed={args.seed}",
-                 f"train.run_dir={args.out / label}", f"data.cache_dir={args.cache_dir}",
+    steps = run_length(args, label)
+    every = min(args.ckpt_every, steps)
+    overrides = [*args.set, f"train.steps={steps}", f"train.seed={seed}",
+                 f"train.run_dir={run_dir}", f"data.cache_dir={args.cache_dir}",
                  f"train.ckpt_every={every}", f"train.image_every={every}", f"train.eval_every={every}",
-                 f"train.keep_checkpoints={args.evals + 2}", f"train.log_every={max(1, min(100, every // 10))}",
-                 *RUNS[label]]
+                 "train.keep_checkpoints=2", f"train.keep_steps={evaluation_points(args, label)}",
+                 f"train.log_every={max(1, min(100, every // 10))}", *RUNS[label]]
     return load_config(ROOT / "configs" / f"{args.dataset}.yaml", overrides)
 
 
-def ensure_trained(cfg) -> None:
-    """Train ``cfg`` into its run directory, reuse a finished run there, or continue a shorter one."""
+def run_length(args: argparse.Namespace, label: str) -> int:
+    """Training steps of run ``label``: --steps, or --ablation-steps for the ablation."""
+    return args.ablation_steps if label == "ablation" and args.ablation_steps else args.steps
+
+
+def evaluation_points(args: argparse.Namespace, label: str) -> list[int]:
+    """The steps at which run ``label`` is evaluated: the --eval-steps within its length, and its last."""
+    steps = run_length(args, label)
+    return sorted({s for s in args.eval_steps if s <= steps} | {steps})
+
+
+def ensure_trained(cfg) -> bool:
+    """Train ``cfg`` into its run directory, reuse a finished run there, or continue a shorter one.
+
+    True when the run has reached its length; False when a stop signal ended the training first.
+    """
     from gdrae.checkpoint import read_checkpoint
     from gdrae.train import train
 
     latest = Path(cfg.train.run_dir) / "checkpoints" / "latest.pt"
-    if not latest.exists():
-        train(cfg)
-        return
-    saved = read_checkpoint(latest)
-    want = cfg.model_dump(mode="json")
-    for section, key in [("train", "seed"), *(("loss", k) for k in want["loss"])]:
-        if saved["config"][section].get(key) != want[section][key]:
-            raise GdraeError(f"{latest}: {section}.{key} is {saved['config'][section].get(key)!r} there, "
-                             f"this reproduction asks for {want[section][key]!r}; choose another --out")
-    if saved["step"] < cfg.train.steps:
-        train(cfg, resume=True)
+    if latest.exists():
+        saved = read_checkpoint(latest)
+        want = cfg.model_dump(mode="json")
+        for section, key in [("train", "seed"), *(("loss", k) for k in want["loss"])]:
+            if saved["config"][section].get(key) != want[section][key]:
+                raise GdraeError(f"{latest}: {section}.{key} is {saved['config'][section].get(key)!r} there, "
+                                 f"this reproduction asks for {want[section][key]!r}; choose another --out")
+        if saved["step"] >= cfg.train.steps:
+            return True
+    train(cfg, resume=latest.exists())
+    return read_checkpoint(latest)["step"] >= cfg.train.steps
 
 
-def evaluated_steps(run_dir: Path, steps: int) -> list[tuple[int, Path]]:
-    """(step, checkpoint) of every numbered checkpoint of the run up to ``steps``, in step order."""
-    found = []
-    for path in (run_dir / "checkpoints").glob("step-*.pt"):
-        step = int(path.stem.split("-")[1])
-        if step <= steps:
-            found.append((step, path))
-    return sorted(found)
+def evaluated_steps(run_dir: Path, points: list[int]) -> list[tuple[int, Path]]:
+    """(step, checkpoint) of the evaluation points whose numbered checkpoint the run holds, in step order."""
+    found = [(step, run_dir / "checkpoints" / f"step-{step}.pt") for step in points]
+    return [(step, path) for step, path in found if path.exists()]
 
 
-def evaluate_run(run_dir: Path, steps: int, cache_dir: Path) -> dict[int, dict[str, float]]:
-    """{step: metrics} of every checkpoint of the run (:data:`FINAL_METRICS` too at the last), each
+def evaluate_run(run_dir: Path, points: list[int], cache_dir: Path) -> dict[int, dict[str, float]]:
+    """{step: metrics} at the run's evaluation points (:data:`FINAL_METRICS` too at its last), each
     computed once: what the run's record holds already (the trainer's evaluations, earlier ones of
     this script) is read back, and only the metrics it lacks are evaluated."""
     from gdrae.evaluate import evaluate_checkpoint
     from gdrae.runlog import read_evaluations
 
     results, stored = {}, read_evaluations(run_dir)
-    checkpoints = evaluated_steps(run_dir, steps)
-    for step, ckpt in checkpoints:
-        names = METRICS + (FINAL_METRICS if step == checkpoints[-1][0] else ())
+    for step, ckpt in evaluated_steps(run_dir, points):
+        names = METRICS + (FINAL_METRICS if step == points[-1] else ())
         values = stored.get(step, {})
         missing = [n for n in names if not any(k.startswith(_key_prefix(n)) for k in values)]
         if missing:
@@ -122,12 +153,15 @@ def _key_prefix(metric: str) -> str:
     return "hist" if metric == "histogram" else f"{metric}/"
 
 
-def final_pictures(ckpt: Path, cache_dir: Path) -> dict[str, np.ndarray]:
-    """The arrays of one row of the side-by-side figure, from checkpoint ``ckpt``."""
+def checkpoint_pictures(ckpt: Path, cache_dir: Path) -> dict[str, np.ndarray]:
+    """The arrays the figures draw of checkpoint ``ckpt``: the decoded latent grid (``grid_x``), the codes
+    of the cache's grid (``mu``) with the points' radius and angle, their mutual information with the
+    factors (``mi``), and the codes of :data:`FRESH_POINTS` fresh data points (``codes``)."""
     from gdrae import viz
     from gdrae.checkpoint import model_from_checkpoint, read_checkpoint
     from gdrae.codes import code_table
     from gdrae.data.cache import open_run_cache
+    from gdrae.data.sector import sample_sector
     from gdrae.metrics import histogram_mi
 
     state = read_checkpoint(ckpt)
@@ -135,13 +169,15 @@ def final_pictures(ckpt: Path, cache_dir: Path) -> dict[str, np.ndarray]:
     cache = open_run_cache(cfg, cache_dir)
     codes = code_table(model, cache, ckpt.parent.parent / "codes", int(state["step"]), progress=False)
     points = cache.to_grid_order(cache.points[:])
-    grid = viz.sector_grid_codes(cfg.model.prior_radius)
+    grid = viz.sector_grid_codes(cfg.model.prior_radius, CHART_LINES)
+    fresh = sample_sector(FRESH_POINTS, DATASETS[cfg.data.name], torch.Generator().manual_seed(0))
     model.eval()
     with torch.no_grad():
         decoded = model.decode(torch.from_numpy(grid)).numpy()
+        fresh_codes = model.encode(fresh).numpy()
     return {"grid_x": decoded, "mu": codes, "radius": np.linalg.norm(points, axis=1),
             "angle": np.arctan2(points[:, 1], points[:, 0]),
-            "mi": histogram_mi(codes, cache.factor_sizes, nbins=HEATMAP_BINS)}
+            "mi": histogram_mi(codes, cache.factor_sizes, nbins=HEATMAP_BINS), "codes": fresh_codes}
 
 
 def sector_outline(uniform: bool, n: int = 50) -> np.ndarray:
@@ -172,71 +208,172 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      epilog="Example: python bench/reproduce.py sector2dunif --steps 1500 "
                                             "--out runs/reproduce")
     parser.add_argument("dataset", choices=tuple(DATASETS))
-    parser.add_argument("--steps", type=int, default=1500, help="training steps of each run (published: 100000)")
-    parser.add_argument("--out", type=Path, default=Path("runs/reproduce"), help="folder of both runs and results")
+    parser.add_argument("--steps", type=int, default=1500, help="training steps of GDRAE (published: 100000)")
+    parser.add_argument("--ablation-steps", type=int, default=None, help="training steps of the ablation "
+                        "(default: --steps; it is flat from 2,500 steps on)")
+    parser.add_argument("--eval-steps", type=step_list, default=None, metavar="N,N,...",
+                        help="evaluation points (default: five evenly spaced up to --steps); each run's last "
+                             "step is one too")
+    parser.add_argument("--ckpt-every", type=int, default=2500, help="steps between checkpoints (default 2500)")
+    parser.add_argument("--out", type=Path, default=Path("runs/reproduce"), help="folder of the runs and results")
     parser.add_argument("--seed", type=int, default=0, help="seed of both runs (model, data stream)")
-    parser.add_argument("--evals", type=int, default=5, help="evenly spaced evaluations per run")
+    parser.add_argument("--seeds", type=step_list, default=None, metavar="S,S,...",
+                        help="the identifiability study: both runs for each seed, compared pairwise")
     parser.add_argument("--cache-dir", type=Path, default=Path("cache"), help="folder of the <dataset>.zarr cache")
     parser.add_argument("--only", choices=tuple(RUNS), default=None,
                         help="train and evaluate this run alone (no results files); see the module help")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override for both runs, e.g. train.lr=1e-3 (say so when you report it)")
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.evals < 1:
-        parser.error("--steps and --evals: expected positive integers")
+    if args.steps < 1 or args.ckpt_every < 1 or (args.ablation_steps is not None and args.ablation_steps < 1):
+        parser.error("--steps, --ablation-steps and --ckpt-every: expected positive integers")
+    if args.eval_steps is None:
+        args.eval_steps = [max(1, args.steps * k // 5) for k in range(1, 6)]
+    if args.seeds is not None and len(args.seeds) < 2:
+        parser.error(f"--seeds: expected at least two seeds to compare, got {args.seeds}")
     return args
+
+
+def step_list(text: str) -> list[int]:
+    """``"10000,25000"`` -> [10000, 25000]: non-negative integers, for --eval-steps and --seeds."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected non-negative integers separated by commas, got {text!r}")
+    return values
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from gdrae.data.cache import cache_path
-    from gdrae.runlog import read_loss_log
     from pipelines.store import prepare
 
     command = "python bench/reproduce.py " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     try:
         if not cache_path(args.cache_dir, args.dataset).exists():  # synthetic: seconds to prepare
             prepare(args.dataset, args.cache_dir, args.cache_dir, progress=False)
-        results, curves, pictures = {}, {}, {}
-        for label in [args.only] if args.only else RUNS:
-            cfg = run_config(args, label)
-            print(f"{label}: {args.steps} steps into {cfg.train.run_dir}"
-                  + (f" ({', '.join(RUNS[label])})" if RUNS[label] else " (published settings)"), flush=True)
-            ensure_trained(cfg)
-            run_dir = Path(cfg.train.run_dir)
-            results[label] = evaluate_run(run_dir, args.steps, args.cache_dir)
-            curves[label] = read_loss_log(run_dir)
-            pictures[label] = final_pictures(evaluated_steps(run_dir, args.steps)[-1][1], args.cache_dir)
+        if args.seeds is not None:
+            seed_study(args, command)
+        else:
+            reproduction(args, command)
     except GdraeError as exc:
         sys.exit(f"reproduce: {exc}")
+
+
+def train_all(args: argparse.Namespace, runs: list[tuple[str, int, Path]]) -> bool:
+    """Train (or reuse, or continue) each (label, seed, run_dir); False when a stop signal ended one."""
+    for label, seed, run_dir in runs:
+        cfg = run_config(args, label, seed, run_dir)
+        print(f"{label} (seed {seed}): {cfg.train.steps} steps into {run_dir}"
+              + (f" ({', '.join(RUNS[label])})" if RUNS[label] else " (published settings)"), flush=True)
+        if not ensure_trained(cfg):
+            print(f"stopped before step {cfg.train.steps}: the same command continues from {run_dir}")
+            return False
+    return True
+
+
+def reproduction(args: argparse.Namespace, command: str) -> None:
+    """GDRAE and its ablation from one seed: train, evaluate at the evaluation points, write the results."""
+    from gdrae.runlog import read_loss_log
+
+    labels = [args.only] if args.only else list(RUNS)
+    if not train_all(args, [(label, args.seed, args.out / label) for label in labels]):
+        return
+    results, curves, pictures = {}, {}, {}
+    for label in labels:
+        run_dir = args.out / label
+        points = evaluation_points(args, label)
+        results[label] = evaluate_run(run_dir, points, args.cache_dir)
+        curves[label] = read_loss_log(run_dir)
+        pictures[label] = {step: checkpoint_pictures(ckpt, args.cache_dir)
+                           for step, ckpt in evaluated_steps(run_dir, points)}
     if args.only is None:
         write_results(args, command, results, curves, pictures)
     for label, per_run in results.items():
         last = per_run[max(per_run)]
         for name, key in HEADLINE.items():
-            print(f"{label}_{name}={last[key]:.4f}")
+            if key in last:
+                print(f"{label}_{name}={last[key]:.4f}")
 
 
 def write_results(args: argparse.Namespace, command: str, results: dict, curves: dict, pictures: dict) -> None:
-    """OUT/results.md, results.json, figures.png and curves.png (module docstring)."""
+    """OUT/results.md, results.json, chart.png, chart-last.png, figures.png and curves.png (module docstring)."""
     from gdrae import viz
 
     out = args.out
-    figure = viz.sector_comparison(pictures, 1.0, 11, ("radius", "angle"), HEATMAP_BINS,
-                                   outline=sector_outline(args.dataset == "sector2dunif"))
+    outline = sector_outline(DATASETS[args.dataset])
+    last = {label: per[max(per)] for label, per in pictures.items()}
+    strip = {f"gdrae, step {step:,}": panel for step, panel in pictures["gdrae"].items()}
+    finals = {f"{label}, step {max(per):,}": per[max(per)] for label, per in pictures.items()}
+    viz.save_png(viz.figure_to_array(viz.chart_strip(strip, 1.0, CHART_LINES, outline)), out / "chart.png", colors=256)
+    viz.save_png(viz.figure_to_array(viz.chart_strip(finals, 1.0, CHART_LINES, outline)), out / "chart-last.png",
+                 colors=256)
+    figure = viz.sector_comparison(last, 1.0, CHART_LINES, ("radius", "angle"), HEATMAP_BINS, outline=outline)
     viz.save_png(viz.figure_to_array(figure), out / "figures.png", colors=256)  # small enough for docs/
     viz.save_png(viz.figure_to_array(viz.loss_curves(curves)), out / "curves.png", colors=256)
     (out / "results.json").write_text(json.dumps(
-        {"command": command, "dataset": args.dataset, "steps": args.steps, "seed": args.seed,
+        {"command": command, "dataset": args.dataset, "steps": {label: run_length(args, label) for label in RUNS},
+         "seed": args.seed,
          "runs": {label: {"overrides": RUNS[label], "metrics": {str(s): v for s, v in per.items()}}
                   for label, per in results.items()}}, indent=2) + "\n")
     (out / "results.md").write_text(
         f"# {args.dataset}: GDRAE against its ablation\n\n`{command}`\n\n"
-        f"gdrae: the published settings; ablation: the same with {' '.join(RUNS['ablation'])}. "
-        f"Same seed ({args.seed}) and data stream.\n\n{results_table(results)}\n\n"
-        f"![side by side](figures.png)\n\n![loss curves](curves.png)\n")
+        f"gdrae: the published settings; ablation: the same with {' '.join(RUNS['ablation'])} (its power "
+        f"iteration is not run, so its loss has no sn and sv terms). Same seed ({args.seed}) and data stream."
+        f"\n\n{results_table(results)}\n\n![coordinate chart at every evaluated step](chart.png)\n\n"
+        f"![last steps](chart-last.png)\n\n![side by side](figures.png)\n\n![loss curves](curves.png)\n")
     print(results_table(results))
-    print(f"wrote {out / 'results.md'}, results.json, figures.png, curves.png")
+    print(f"wrote {out / 'results.md'}, results.json, chart.png, chart-last.png, figures.png, curves.png")
+
+
+def seed_study(args: argparse.Namespace, command: str) -> None:
+    """Both runs for each seed of --seeds; the pairwise seed agreement of their codes of the cache's grid."""
+    from itertools import combinations
+
+    from gdrae import viz
+    from gdrae.metrics import seed_agreement
+
+    labels = [args.only] if args.only else list(RUNS)
+    runs = [(label, seed, args.out / f"seed-{seed}" / label) for seed in args.seeds for label in labels]
+    if not train_all(args, runs):
+        return
+    panels = {(label, seed): checkpoint_pictures(run_dir / "checkpoints" / f"step-{run_length(args, label)}.pt",
+                                                 args.cache_dir)
+              for label, seed, run_dir in runs}
+    table, summary = {}, {}
+    for label in labels:
+        pairs = {(a, b): seed_agreement(panels[label, a]["mu"], panels[label, b]["mu"])
+                 for a, b in combinations(args.seeds, 2)}
+        table[label] = {f"{a}-{b}": r for (a, b), r in pairs.items()}
+        mins = [r["min"] for r in pairs.values()]
+        summary[label] = {"mean": float(np.mean(mins)), "min": float(np.min(mins))}
+    lines = ["| run | seeds | matched r² (axis by axis) | min |", "|---|---|---|---:|"]
+    for label, per_pair in table.items():
+        for pair, r in per_pair.items():
+            lines.append(f"| {label} | {pair} | {', '.join(f'{v:.3f}' for v in r['r2'])} | {r['min']:.3f} |")
+    lines += ["", "| run | mean of the pairs' min | min over the pairs |", "|---|---:|---:|"]
+    lines += [f"| {label} | {s['mean']:.3f} | {s['min']:.3f} |" for label, s in summary.items()]
+    text = "\n".join(lines)
+    out = args.out
+    strip = {f"{label}, seed {seed}": panels[label, seed] for label in labels for seed in args.seeds}
+    viz.save_png(viz.figure_to_array(viz.chart_strip(strip, 1.0, CHART_LINES, sector_outline(DATASETS[args.dataset]))),
+                 out / "seeds-chart.png", colors=256)
+    (out / "seeds.json").write_text(json.dumps(
+        {"command": command, "dataset": args.dataset, "seeds": args.seeds,
+         "steps": {label: run_length(args, label) for label in labels},
+         "pairs": table, "summary": summary}, indent=2) + "\n")
+    (out / "seeds.md").write_text(
+        f"# {args.dataset}: do different seeds learn the same chart?\n\n`{command}`\n\n"
+        "Squared correlation of the latent axes of two seeds' codes of the cache's grid, axes paired to "
+        "maximise the total (gdrae.metrics.seed_agreement): 1 when the charts agree up to a permutation, "
+        f"sign and rescaling of the axes.\n\n{text}\n\n![last step of every seed](seeds-chart.png)\n")
+    print(text)
+    print(f"wrote {out / 'seeds.md'}, seeds.json, seeds-chart.png")
+    for label, s in summary.items():
+        print(f"{label}_seed_agreement_min={s['min']:.4f}")
+        print(f"{label}_seed_agreement_mean={s['mean']:.4f}")
 
 
 if __name__ == "__main__":

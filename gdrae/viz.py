@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure  # the object API draws without pyplot: no backend to choose, no window
 from PIL import Image
@@ -198,6 +199,54 @@ def sector_comparison(runs: dict[str, dict[str, np.ndarray]], radius: float, lin
         draw_mu(axes[1], r["mu"], r["radius"], radius, "data radius")
         draw_mu(axes[2], r["mu"], r["angle"], radius, "data angle")
         draw_mi(axes[3], r["mi"], factor_names, nbins)
+    fig.tight_layout()
+    return fig
+
+
+def draw_chart(ax, decoded: np.ndarray, lines: int, outline: np.ndarray | None = None) -> None:
+    """The coordinate chart on the data plane, as the paper draws it, on ``ax``.
+
+    ``decoded``: the decoded :func:`sector_grid_codes` (2 * lines * n, 2). The
+    curves along which z0 varies (z1 fixed) in one colour map (reds, by the
+    value of z1) and those along which z1 varies (z0 fixed) in another
+    (blues, by the value of z0); ``outline``, the data's boundary, dashed.
+    """
+    z0_fixed, z1_fixed = np.split(np.asarray(decoded), 2)
+    maps = {"z0 varies": (z1_fixed, "Reds"), "z1 varies": (z0_fixed, "Blues")}
+    for label, (curves, cmap) in maps.items():
+        colours = matplotlib.colormaps[cmap](np.linspace(0.35, 1.0, lines))
+        for k, line in enumerate(np.split(curves, lines)):
+            ax.plot(line[:, 0], line[:, 1], color=colours[k], lw=1.1, label=label if k == lines - 1 else None)
+    if outline is not None:
+        ax.plot(outline[:, 0], outline[:, 1], "k--", lw=0.9)
+    ax.set_aspect("equal")
+
+
+def draw_codes(ax, codes: np.ndarray, radius: float) -> None:
+    """Codes of data points (N, 2) as a scatter in the latent square [-r, r]^2 (dashed), on ``ax``."""
+    ax.scatter(codes[:, 0], codes[:, 1], s=0.5, color="tab:purple", alpha=0.5, rasterized=True)
+    ax.plot([-radius, radius, radius, -radius, -radius], [-radius, -radius, radius, radius, -radius], "k--", lw=0.8)
+    pad = 0.15 * radius
+    ax.set_xlim(-radius - pad, radius + pad)
+    ax.set_ylim(-radius - pad, radius + pad)
+    ax.set_aspect("equal")
+    ax.set_xlabel("z0")
+    ax.set_ylabel("z1")
+
+
+def chart_strip(panels: dict[str, dict[str, np.ndarray]], radius: float, lines: int,
+                outline: np.ndarray | None = None) -> Figure:
+    """One column per panel: the coordinate chart (:func:`draw_chart`) above the codes of fresh data
+    (:func:`draw_codes`). ``panels`` maps a title to arrays ``grid_x`` (decoded latent grid) and
+    ``codes`` (N, 2)."""
+    fig = Figure(figsize=(3.3 * len(panels), 6.6), dpi=80)
+    for col, (title, panel) in enumerate(panels.items()):
+        chart = fig.add_subplot(2, len(panels), col + 1)
+        draw_chart(chart, panel["grid_x"], lines, outline)
+        chart.set_title(title)
+        if col == 0:
+            chart.legend(loc="upper right", fontsize=7)
+        draw_codes(fig.add_subplot(2, len(panels), len(panels) + col + 1), panel["codes"], radius)
     fig.tight_layout()
     return fig
 

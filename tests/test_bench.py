@@ -167,3 +167,36 @@ def test_reproduce_sector_outline_is_the_quarter_annulus_boundary(uniform):
     on_rim = np.isclose(radius, 1.0) | np.isclose(radius, 2.0)
     on_edge = np.isclose(angle, 0.0, atol=1e-12) | np.isclose(angle, np.pi / 2)
     assert np.all(on_rim | on_edge)  # every point lies on the boundary
+
+
+def test_reproduce_evaluation_points_are_the_listed_steps_within_a_run_and_its_last(tmp_path):
+    reproduce = _load("reproduce")
+    args = reproduce.parse_args(["sector2dunif", "--steps", "100000", "--ablation-steps", "25000",
+                                 "--eval-steps", "10000,25000,50000,75000,100000", "--out", str(tmp_path)])
+    assert reproduce.evaluation_points(args, "gdrae") == [10000, 25000, 50000, 75000, 100000]
+    assert reproduce.evaluation_points(args, "ablation") == [10000, 25000]
+    assert reproduce.run_length(args, "ablation") == 25000
+    default = reproduce.parse_args(["sector2dunif", "--steps", "1500"])
+    assert default.eval_steps == [300, 600, 900, 1200, 1500] and default.ablation_steps is None
+    with pytest.raises(SystemExit):
+        reproduce.parse_args(["sector2dunif", "--eval-steps", "10,x"])
+    with pytest.raises(SystemExit):
+        reproduce.parse_args(["sector2dunif", "--seeds", "0"])  # nothing to compare
+
+
+def test_reproduce_takes_only_the_evaluation_points_for_evaluation(tmp_path):
+    reproduce = _load("reproduce")
+    (tmp_path / "checkpoints").mkdir()
+    for step in (10, 17, 20, 40):  # 17: written by a stop
+        (tmp_path / "checkpoints" / f"step-{step}.pt").write_bytes(b"")
+    assert [s for s, _ in reproduce.evaluated_steps(tmp_path, [10, 20, 30])] == [10, 20]
+
+
+def test_reproduce_run_config_keeps_the_evaluation_checkpoints(tmp_path):
+    reproduce = _load("reproduce")
+    args = reproduce.parse_args(["sector2dunif", "--steps", "10000", "--eval-steps", "2000,10000",
+                                 "--ckpt-every", "2500", "--out", str(tmp_path)])
+    cfg = reproduce.run_config(args, "ablation", 3, tmp_path / "ablation")
+    assert (cfg.train.seed, cfg.train.steps, cfg.train.ckpt_every) == (3, 10000, 2500)
+    assert cfg.train.keep_steps == [2000, 10000]
+    assert (cfg.loss.sn, cfg.loss.sv) == (0, 0)

@@ -15,6 +15,8 @@ floats (keys, definitions and defaults: docs/metrics.md).
 - :func:`alignment` - each code dimension's share of variance explained
   by its one assigned factor (correlation ratio, exact over the grid; the
   Sector2D polar-grid claim); :func:`explained_variance` gives the matrix.
+- :func:`seed_agreement` - two runs' codes of the same points compared:
+  matched squared correlations of their axes (identifiability across seeds).
 """
 from gdrae.metrics.alignment import alignment, explained_variance
 from gdrae.metrics.betavae import beta_vae
@@ -25,6 +27,7 @@ from gdrae.metrics.irs import irs
 from gdrae.metrics.mig import mig
 from gdrae.metrics.modularity import modularity_explicitness
 from gdrae.metrics.sap import sap
+from gdrae.metrics.seed_agreement import seed_agreement
 
 __all__ = ["alignment", "beta_vae", "dci", "explained_variance", "factor_vae", "histogram_family",
-           "histogram_mi", "irs", "mig", "modularity_explicitness", "sap"]
+           "histogram_mi", "irs", "mig", "modularity_explicitness", "sap", "seed_agreement"]

@@ -112,3 +112,26 @@ def test_sector_comparison_one_row_per_run_four_panels_each():
     assert len(fig.axes[0].lines) == 2 * 3  # every grid line drawn
     np.testing.assert_allclose(fig.axes[0].lines[0].get_xydata(), grid[:4] * 1.5)
     assert viz.figure_to_array(fig).shape[2] == 3
+
+
+def test_chart_strip_draws_both_families_in_their_colour_maps_and_the_codes():
+    import matplotlib
+
+    lines, points = 3, 4
+    grid = viz.sector_grid_codes(1.0, lines=lines, points=points)  # z0 fixed lines, then z1 fixed lines
+    outline = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 2.0], [0.0, 1.0]])
+    panel = {"grid_x": grid * 2.0, "codes": np.random.RandomState(0).rand(50, 2)}
+    fig = viz.chart_strip({"step 1": panel, "step 2": panel}, radius=1.0, lines=lines, outline=outline)
+    chart, codes = fig.axes[0], fig.axes[1]  # per panel its chart (top row), then its codes (below)
+    assert [ax.get_title() for ax in fig.axes[::2]] == ["step 1", "step 2"]
+    drawn = chart.lines
+    assert len(drawn) == 2 * lines + 1  # every curve and the dashed boundary
+    reds, blues = matplotlib.colormaps["Reds"], matplotlib.colormaps["Blues"]
+    # first the curves along which z0 varies (the z1-fixed half of the grid), in reds
+    np.testing.assert_allclose(drawn[0].get_xydata(), grid[lines * points: lines * points + points] * 2.0)
+    np.testing.assert_allclose(drawn[0].get_color(), reds(0.35))
+    np.testing.assert_allclose(drawn[lines].get_xydata(), grid[:points] * 2.0)
+    np.testing.assert_allclose(drawn[lines].get_color(), blues(0.35))
+    assert drawn[-1].get_linestyle() == "--"
+    np.testing.assert_allclose(codes.collections[0].get_offsets(), panel["codes"])
+    assert viz.figure_to_array(fig).shape[2] == 3
