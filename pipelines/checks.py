@@ -38,12 +38,24 @@ def require_file(raw_dir: Path, raw: RawFile) -> Path:
         raise GdraeError(f"{path}: expected {want}, got {got} (get it from {raw.source})")
     if raw.size is not None and path.is_file() and path.stat().st_size != raw.size:
         raise GdraeError(f"{path}: expected {raw.size} bytes, got {path.stat().st_size} (incomplete download?)")
+    if not raw.folder:
+        require_readable(path)
     return path
+
+
+def require_readable(path: Path) -> None:
+    """A GdraeError naming ``path`` when it exists but cannot be opened for reading (no read permission...)."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise GdraeError(f"{path}: expected a readable file, got {e.strerror or e}") from None
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     """Hex sha256 of a file, read in chunks (raw files can be several GB)."""
     digest = hashlib.sha256()
+    require_readable(path)
     with open(path, "rb") as f:
         while data := f.read(chunk):
             digest.update(data)

@@ -25,6 +25,7 @@ from typing import BinaryIO, Iterator
 import numpy as np
 
 from gdrae.errors import GdraeError
+from pipelines.arrays import npy_header
 from pipelines.base import Converted, DatasetSpec, RawFile
 from pipelines.checks import (
     BLOCK_ROWS,
@@ -127,18 +128,10 @@ def _read_member(path: Path, name: str, dtype: type | None) -> np.ndarray:
 
 def _read_header(member: BinaryIO, path: Path, name: str) -> tuple[tuple[int, ...], np.dtype]:
     """Parse a ``.npy`` header; object (pickled) and Fortran-order arrays are refused."""
-    version = np.lib.format.read_magic(member)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(member)
-    elif version == (2, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(member)
-    else:
-        raise GdraeError(f"{path}: {name}: expected .npy format version 1.0 or 2.0, got {version}")
-    if dtype.hasobject:
-        raise GdraeError(f"{path}: {name}: expected a numeric array, got pickled Python objects (refused)")
+    shape, fortran, dtype = npy_header(member, path, name)
     if fortran:
         raise GdraeError(f"{path}: {name}: expected a C-order array, got Fortran order")
-    return tuple(shape), dtype
+    return shape, dtype
 
 
 def _read_rows(member: BinaryIO, path: Path, name: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
