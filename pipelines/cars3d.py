@@ -26,6 +26,7 @@ from pipelines.checks import (
     downscale,
     grid_notes,
     require_file,
+    require_readable,
     source_entries,
 )
 from pipelines.download import Download, Manifest
@@ -95,6 +96,7 @@ def convert(raw_dir: Path) -> Converted:
 
 def _read_car(path: Path) -> np.ndarray:
     """``im`` of one file as (elevation, azimuth, 3, 64, 64) uint8."""
+    require_readable(path)
     try:
         content = scipy.io.loadmat(path, variable_names=["im"])
     except Exception as e:  # scipy raises many types (MatReadError, ValueError, OSError, zlib.error) for damaged files
