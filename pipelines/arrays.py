@@ -138,9 +138,9 @@ def _npz(path: Path) -> Iterator[ArrayFile]:
                     shape, fortran, dtype = npy_header(member, path, key)
                     header = member.tell()
                 if info.compress_type == zipfile.ZIP_STORED:
-                    data = np.memmap(path, dtype=dtype, mode="r", shape=shape, order="F" if fortran else "C",
-                                     offset=_member_data_offset(path, info) + header)
-                    return StoredArray(path, key, shape, dtype, False, data.__getitem__)
+                    offset = _member_data_offset(path, info) + header
+                    return StoredArray(path, key, shape, dtype, False,
+                                       lambda index: _read_stored(path, offset, shape, dtype, fortran, index))
                 with archive.open(info) as member:
                     whole = np.lib.format.read_array(member, allow_pickle=False)
             except GdraeError:
@@ -152,6 +152,38 @@ def _npz(path: Path) -> Iterator[ArrayFile]:
             return StoredArray(path, key, whole.shape, whole.dtype, True, whole.__getitem__)
 
         yield ArrayFile(path, sorted(members), get)
+
+
+def _read_stored(path: Path, offset: int, shape: tuple[int, ...], dtype: np.dtype, fortran: bool,
+                 index: tuple) -> np.ndarray:
+    """``array[index]`` of an array stored uncompressed at ``offset`` in ``path``.
+
+    Whole rows (a C-order array indexed on its first axis) are read with
+    plain seeks, so only what is asked for comes into memory; other cases
+    map the file for this one read (the mapping, and the pages it touched,
+    go once the rows are copied).
+    """
+    rows = index[0]
+    if fortran or any(i != slice(None) for i in index[1:]):
+        return np.array(np.memmap(path, dtype=dtype, mode="r", shape=shape, offset=offset,
+                                  order="F" if fortran else "C")[index])
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+    starts = range(*rows.indices(shape[0])) if isinstance(rows, slice) else rows
+    out = np.empty((len(starts), *shape[1:]), dtype=dtype)
+    with open(path, "rb") as f:
+        if isinstance(rows, slice):  # consecutive rows: one read
+            f.seek(offset + (starts[0] if len(starts) else 0) * row_bytes)
+            got = f.readinto(memoryview(out.reshape(-1).view(np.uint8)))
+            want = out.nbytes
+        else:
+            got = want = 0
+            for k, row in enumerate(rows):
+                f.seek(offset + int(row) * row_bytes)
+                got += f.readinto(memoryview(out[k].reshape(-1).view(np.uint8)))
+                want += row_bytes
+    if got != want:
+        raise OSError(f"expected {want} bytes, got {got} (truncated file)")
+    return out
 
 
 def npy_header(member: BinaryIO, path: Path, key: str) -> tuple[tuple[int, ...], bool, np.dtype]:

@@ -31,7 +31,7 @@ def assert_rows_in_place(cache):
 
 
 @pytest.mark.parametrize("file, options", [
-    ("data.npz", {"layout": "NHWC"}),  # uncompressed: memory-mapped
+    ("data.npz", {"layout": "NHWC", "shuffled": True}),  # uncompressed: read by rows
     ("data.npz", {"layout": "NCHW", "compressed": True, "shuffled": True}),  # loaded whole
     ("data.h5", {"layout": "NHW", "shuffled": True}),
     ("group.hdf5", {"layout": "NCHW"}),
