@@ -852,3 +852,43 @@ def with_download_provenance(raw_dir: str | Path, sources: list[dict]) -> list[d
                 out.append({"name": entry["archive"], "bytes": entry.get("bytes"), "sha256": entry.get("sha256"),
                             **about, "unpacked_to": [o["name"] for o in outputs]})
     return out
+
+
+def check_hand_placed(manifest: Manifest | None, raw_dir: str | Path, sources: list[dict]) -> tuple[list[dict], list[str]]:
+    """Raw files compared with what ``manifest`` publishes of them (size, sha256, md5), however they got there.
+
+    Returns ``sources`` with a ``published`` entry saying how each compared,
+    and notes for the user: a file that differs from the published one (a
+    different or damaged copy; the pipeline's own checks still apply), or
+    one unpacked from an archive whose md5 is all that is published, when
+    the archive is gone and no download record vouches for it.
+    """
+    raw_dir = Path(raw_dir)
+    out = [dict(s) for s in sources]
+    notes: list[str] = []
+    for item in manifest.files if manifest is not None else ():
+        if item.size is None and item.sha256 is None and item.md5 is None:
+            continue  # nothing published: the sha256 in `sources` is the record (trust on first use)
+        mine = [s for s in out if s.get("name") == item.target or str(s.get("name")).startswith(item.target + "/")]
+        if not mine:
+            continue
+        home = dataset_home(raw_dir, item.target)
+        checked = raw_dir / item.target if item.unpack == "none" else home / ARCHIVES / item.name
+        if item.unpack != "none" and not checked.exists():
+            recorded = read_record(home).get(item.name) or {}
+            if {o.get("sha256") for o in recorded.get("outputs") or []} >= {s.get("sha256") for s in mine}:
+                continue  # unpacked by `gdrae-data download` from a verified archive (its record says so)
+            notes.append(f"{raw_dir / item.target}: not checked: what is published of it is the "
+                         f"{'md5' if item.md5 else 'hash'} of the archive {item.name}, which is not in "
+                         f"{home / ARCHIVES}")
+            continue
+        hashes = _Hashes()
+        _hash_file(checked, hashes)
+        problem = _mismatch(item, hashes.count, hashes.sha256.hexdigest(), hashes.md5.hexdigest())
+        said = problem or _checked(item)
+        for s in mine:
+            s["published"] = said if item.unpack == "none" else f"unpacked from {item.name}, whose {said}"
+        if problem is not None:
+            notes.append(f"{checked}: {problem} of the published file: a different or damaged copy "
+                         "(its contents passed the pipeline's checks)")
+    return out, notes
