@@ -37,7 +37,7 @@ from gdrae.config import DATASET_NAME, IMAGE_SIZE
 from gdrae.errors import GdraeError
 from pipelines.arrays import FORMATS, StoredArray, open_arrays
 from pipelines.base import Converted, DatasetSpec, RawFile
-from pipelines.checks import RESIZE_FILTER, downscale, grid_positions, require_file, row_blocks, source_entries
+from pipelines.checks import RESIZE_FILTER, downscale, grid_positions, read_text, row_blocks, sha256_file
 
 KEYS = ("name", "file", "images", "layout", "factors", "labels", "label_base", "sha256")
 REQUIRED = ("name", "file", "images", "layout", "factors")
@@ -76,12 +76,7 @@ class Declaration:
 def load_declaration(path: str | Path) -> Declaration:
     """Read and check the YAML declaration at ``path``; GdraeError naming the file and the key otherwise."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise GdraeError(f"{path}: declaration not found: expected a YAML file declaring a dataset") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise GdraeError(f"{path}: expected a readable UTF-8 YAML file, got {getattr(e, 'strerror', None) or e}") from None
+    text = read_text(path, "declaration", "a YAML file declaring a dataset")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -170,21 +165,23 @@ def _clip(value: Any, limit: int = 80) -> str:
 
 def declared_spec(declaration: Declaration, where: str = "the declaration") -> DatasetSpec:
     """The :class:`DatasetSpec` of a declaration (``where`` names the YAML file in messages)."""
-    raw = RawFile(relpath=declaration.file, source=f"the file named by 'file' in {where}", sha256=declaration.sha256)
+    raw = RawFile(relpath=declaration.file, source=f"the file named by 'file' in {where}")
     return DatasetSpec(
         name=declaration.name,
         description=f"{declaration.name}: declared in {where}",
         factor_names=declaration.factor_names,
         factor_sizes=declaration.factor_sizes,
         raw_files=(raw,),
-        convert=lambda raw_dir: convert(declaration, raw, Path(raw_dir)),
+        convert=lambda raw_dir: convert(declaration, Path(raw_dir)),
     )
 
 
-def convert(declaration: Declaration, raw: RawFile, raw_dir: Path) -> Converted:
+def convert(declaration: Declaration, raw_dir: Path) -> Converted:
     """Check the data file against the declaration and hand out its images in grid order."""
-    path = require_file(raw_dir, raw)
-    sources = source_entries(raw_dir, [path], [raw])  # a wrong sha256 is an error before anything is read
+    path = Path(raw_dir) / declaration.file
+    if declaration.sha256 is not None and (digest := sha256_file(path)) != declaration.sha256:
+        raise GdraeError(f"{path}: expected sha256 {declaration.sha256} (declared), got {digest} (a different or "
+                         "damaged file)")
     stack = ExitStack()
     try:
         f = stack.enter_context(open_arrays(path))
@@ -210,17 +207,9 @@ def convert(declaration: Declaration, raw: RawFile, raw_dir: Path) -> Converted:
         pipeline["pixels"] = "float [0, 1] -> uint8 by x * 255 rounded to nearest"
     if (height, width) != (IMAGE_SIZE, IMAGE_SIZE):
         pipeline["resize"] = {"from": [height, width], "to": [IMAGE_SIZE, IMAGE_SIZE], "filter": RESIZE_FILTER}
-    return Converted(
-        factor_names=list(declaration.factor_names),
-        factor_sizes=list(declaration.factor_sizes),
-        factor_values=[[float(i) for i in range(size)] for size in declaration.factor_sizes],
-        array_name="images",
-        row_shape=(channels, IMAGE_SIZE, IMAGE_SIZE),
-        dtype="uint8",
-        blocks=blocks,
-        sources=sources,
-        pipeline=pipeline,
-    )
+    return Converted(factor_sizes=list(declaration.factor_sizes),
+                     factor_values=[[float(i) for i in range(size)] for size in declaration.factor_sizes],
+                     row_shape=(channels, IMAGE_SIZE, IMAGE_SIZE), blocks=blocks, pipeline=pipeline)
 
 
 def _rows(images: StoredArray, declaration: Declaration) -> int:

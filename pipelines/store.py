@@ -31,8 +31,8 @@ from gdrae.data.grid import index_to_factors
 from gdrae.data.staging import remove_dead_temps, staging_path
 from gdrae.errors import GdraeError
 from pipelines.base import Converted, DatasetSpec
-from pipelines.checks import missing_raw_files
-from pipelines.download import check_hand_placed, with_download_provenance
+from pipelines.checks import convert_raw, missing_raw_files
+from pipelines.download import with_download_provenance
 from pipelines.registry import get_spec
 from pipelines.row_order import PermutedRows, row_order
 
@@ -132,9 +132,7 @@ def prepare(name: str | DatasetSpec, raw_dir: str | Path, cache_dir: str | Path,
                          f"pass --force to replace it (kept until the new one is complete)")
     check_raw_files(spec, raw_dir)
     start = time.perf_counter()
-    converted = spec.convert(raw_dir)
-    converted.sources, published = check_hand_placed(spec.download, raw_dir, converted.sources)
-    converted.notes += published
+    converted = convert_raw(spec, raw_dir)
     converted.sources = with_download_provenance(raw_dir, converted.sources)  # URLs, archives, first-use hashes
     tmp = staging_path(final, "tmp")
     try:

@@ -109,7 +109,7 @@ def test_a_sha256_is_checked_when_declared(tmp_path):
     assert prepare(tmp_path, {**declaration, "sha256": digest}).exit_code == 0
     wrong = "0" * 64
     result = prepare(tmp_path, {**declaration, "sha256": wrong}, "--force")
-    assert result.exit_code == 1 and f"expected sha256 {wrong}, got {digest}" in result.output
+    assert result.exit_code == 1 and f"expected sha256 {wrong} (declared), got {digest}" in result.output
 
 
 def _error_line(result):

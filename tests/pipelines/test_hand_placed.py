@@ -6,14 +6,14 @@ import shutil
 
 from gdrae.data.cache import cache_path, open_cache
 from pipelines import raw_writers, small_norb
-from pipelines.download import ARCHIVES, Download, Manifest
+from pipelines.download import ARCHIVES
 from pipelines.registry import get_spec
 from pipelines.store import prepare
 
 
 def _published(spec, **facts):
-    (item,) = spec.download.files
-    return dataclasses.replace(spec, download=Manifest(dataset=spec.name, files=(dataclasses.replace(item, **facts),)))
+    (raw,) = spec.raw_files
+    return dataclasses.replace(spec, raw_files=(dataclasses.replace(raw, **facts),))
 
 
 def test_a_file_that_differs_from_the_published_one_is_said_and_recorded(tmp_path):
@@ -51,13 +51,12 @@ def test_unpacked_files_are_checked_through_their_archive_or_said_to_be_unchecke
     archives = raw_dir / "small_norb" / ARCHIVES
     archives.mkdir()
     items = []
-    for key, raw in small_norb.RAW.items():
-        archive = archives / f"{raw.relpath.rsplit('/', 1)[1]}.gz"
+    for raw in small_norb.RAW.values():
+        archive = archives / raw.name
         with open(raw_dir / raw.relpath, "rb") as src, gzip.open(archive, "wb") as dst:
             shutil.copyfileobj(src, dst)
-        items.append(Download(name=archive.name, url="https://example.org/" + archive.name, target=raw.relpath,
-                              md5=hashlib.md5(archive.read_bytes()).hexdigest(), unpack="gunzip"))
-    spec = dataclasses.replace(get_spec("small_norb"), download=Manifest(dataset="small_norb", files=tuple(items)))
+        items.append(dataclasses.replace(raw, md5=hashlib.md5(archive.read_bytes()).hexdigest()))
+    spec = dataclasses.replace(get_spec("small_norb"), raw_files=tuple(items))
     summary = prepare(spec, raw_dir, tmp_path / "cache", force=True, progress=False)
     assert not [n for n in summary.notes if "not checked" in n or "published" in n]
     sources = open_cache(cache_path(tmp_path / "cache", "small_norb")).attrs["source"]
