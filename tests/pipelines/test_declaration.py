@@ -222,3 +222,16 @@ def test_transposed_labels_of_a_v73_mat_are_named(tmp_path):
     raw_writers.save_arrays(tmp_path / "raw" / "data.mat", {"images": images, "labels": labels.T}, compressed=True)
     line = _error_line(prepare(tmp_path, declaration))
     assert "labels 'labels': expected shape (12, 3) (rows, factors), got (3, 12): transposed?" in line
+
+
+def test_a_file_loaded_whole_that_does_not_fit_in_memory_says_which_formats_are_read_in_blocks(tmp_path, monkeypatch):
+    declaration = raw_writers.write_declared(tmp_path / "raw", "data.npz", compressed=True)
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(np.lib.format, "read_array", no_memory)  # what numpy raises when the array does not fit
+    line = _error_line(prepare(tmp_path, declaration))
+    assert line == (f"Error: {tmp_path / 'raw' / 'data.npz'}: out of memory: this format is loaded whole (a v5 .mat, "
+                    "a compressed .npz, a .pth); save it as .h5, an uncompressed .npz (np.savez) or a v7.3 .mat, "
+                    "which are read in blocks")
