@@ -6,8 +6,9 @@ key. What each format allows:
 - ``.h5``/``.hdf5`` and MATLAB v7.3 ``.mat`` (which are HDF5 files; h5py reads
   MATLAB's arrays with their axes reversed): read from disk, only the rows
   asked for. A key is a dataset path (``group/images``).
-- ``.npz`` saved uncompressed (``np.savez``): each array is memory-mapped from
-  the archive, so only the rows asked for are read. Compressed
+- ``.npz`` saved uncompressed (``np.savez``): rows are read from their place
+  in the archive with plain seeks, so only the rows asked for come into
+  memory. Compressed
   (``np.savez_compressed``): the array is decompressed whole into memory.
   Pickled (object) arrays are refused, never loaded.
 - MATLAB v5 ``.mat`` (``scipy.io.loadmat``) and ``.pt``/``.pth`` (a dict of

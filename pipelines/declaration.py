@@ -204,7 +204,7 @@ def convert(declaration: Declaration, raw_dir: Path) -> Converted:
     pipeline = {"declaration": declaration.as_dict(), "layout": f"{declaration.layout} -> NCHW",
                 "rows": "in grid order" if order is None else "reordered into grid order by the labels"}
     if images.dtype.kind == "f":
-        pipeline["pixels"] = "float [0, 1] -> uint8 by x * 255 rounded to nearest"
+        pipeline["pixels"] = "float [0, 1] -> uint8 by x * 255 rounded to nearest (ties to even)"
     if (height, width) != (IMAGE_SIZE, IMAGE_SIZE):
         pipeline["resize"] = {"from": [height, width], "to": [IMAGE_SIZE, IMAGE_SIZE], "filter": RESIZE_FILTER}
     return Converted(factor_sizes=list(declaration.factor_sizes),
