@@ -17,6 +17,17 @@ RAW_DIR = click.option("--raw-dir", type=click.Path(file_okay=False, path_type=P
                        show_default=True, help="Directory holding the raw downloads (see Datasets/README.md).")
 CACHE_DIR = cache_dir_option(Path("cache"), "Directory holding the <name>.zarr caches.")
 NAME = click.argument("name", type=click.Choice(NAMES), metavar="NAME")
+
+
+def _plain_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from gdrae.config import DATASET_NAME
+
+    if not DATASET_NAME.fullmatch(value) or ".." in value:
+        raise click.BadParameter(f"expected a dataset name like shapes2d (letters, digits, '_', '.', '-'), got {value!r}")
+    return value
+
+
+CACHE_NAME = click.argument("name", metavar="NAME", callback=_plain_name)  # built-in, or declared (prepare --spec)
 MIRROR = click.option("--mirror", metavar="BASE", default=None,
                       help="Fetch each file as BASE/<its file name>, BASE being an http(s) URL or a local folder "
                            "(a mirror behind a firewall).")
@@ -90,8 +101,10 @@ def _echo_file(result) -> None:
 
 @main.command(help="Convert the raw files of NAME into <cache-dir>/NAME.zarr. An existing cache is kept "
                    "unless --force, and with --force it is replaced only once the new one is complete. "
-                   "Nothing is downloaded unless --download is given.")
-@NAME
+                   "Nothing is downloaded unless --download is given. With --spec FILE.yaml, a data file of "
+                   "your own is converted as that declaration says (docs/datasets.md); NAME may then be left "
+                   "out.")
+@click.argument("name", required=False, metavar="[NAME]")
 @RAW_DIR
 @CACHE_DIR
 @click.option("--force", is_flag=True, help="Replace an existing cache (after the new one is complete).")
@@ -99,22 +112,47 @@ def _echo_file(result) -> None:
               help="First download what is missing of the raw files (as `gdrae-data download NAME`).")
 @MIRROR
 @MANIFEST
+@click.option("--spec", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A YAML declaration of your own dataset: its data file under --raw-dir, image key, layout, "
+                   "factors and labels (docs/datasets.md).")
 @one_line_errors
-def prepare(name: str, raw_dir: Path, cache_dir: Path, force: bool, fetch: bool, mirror: str | None,
-            manifest: Path | None) -> None:
+def prepare(name: str | None, raw_dir: Path, cache_dir: Path, force: bool, fetch: bool, mirror: str | None,
+            manifest: Path | None, spec: Path | None) -> None:
     from pipelines.store import prepare as run_prepare
 
     if not fetch and (mirror is not None or manifest is not None):
         raise click.BadParameter("applies to --download only; add --download",
                                  param_hint="--mirror" if mirror is not None else "--manifest")
+    if spec is not None:
+        dataset = _declared(spec, name)
+        if fetch:
+            raise click.BadParameter("applies to the built-in datasets only: a declared file is yours already",
+                                     param_hint="--download")
+    elif name is None:
+        raise click.BadParameter(f"expected one of {', '.join(NAMES)}, or --spec FILE.yaml", param_hint="NAME")
+    elif name not in NAMES:
+        raise click.BadParameter(f"expected one of {', '.join(NAMES)} (or a dataset of your own with --spec "
+                                 f"FILE.yaml), got {name!r}", param_hint="NAME")
+    else:
+        dataset = name
     if fetch:
         _download(name, raw_dir, mirror, manifest)
-    summary = run_prepare(name, raw_dir, cache_dir, force=force, progress=True)
+    summary = run_prepare(dataset, raw_dir, cache_dir, force=force, progress=True)
     for note in summary.notes:
         click.echo(f"note: {note}")
     sizes = " x ".join(f"{n} {s}" for n, s in zip(summary.factor_names, summary.factor_sizes))
     click.echo(f"{summary.path}: {summary.n:,} rows of {tuple(summary.row_shape)}, factors {sizes}")
     click.echo(f"{human_bytes(summary.bytes_on_disk)} on disk, {summary.seconds:.1f} s")
+
+
+def _declared(path: Path, name: str | None):
+    """The DatasetSpec that the declaration at ``path`` makes; a NAME given as well must be the declared one."""
+    from pipelines.declaration import declared_spec, load_declaration
+
+    declaration = load_declaration(path)
+    if name is not None and name != declaration.name:
+        raise GdraeError(f"{path}: name: expected {name!r} as given on the command line, got {declaration.name!r}")
+    return declared_spec(declaration, str(path))
 
 
 @main.command(name="list", help="Every dataset: is the raw data present, is the cache valid, how big is it; and "
@@ -143,8 +181,8 @@ def list_(raw_dir: Path, cache_dir: Path) -> None:
         click.echo(f"  {left.path.name}  {human_bytes(left.bytes_on_disk)}  {left.note}")
 
 
-@main.command(help="Factors, rows, chunks, codecs and size of the cache of NAME.")
-@NAME
+@main.command(help="Factors, rows, chunks, codecs and size of the cache of NAME (built-in or declared).")
+@CACHE_NAME
 @CACHE_DIR
 @one_line_errors
 def info(name: str, cache_dir: Path) -> None:
@@ -167,8 +205,9 @@ def info(name: str, cache_dir: Path) -> None:
         click.echo(f"pipeline: {cache.attrs['pipeline']}")
 
 
-@main.command(help="Re-read every chunk of the cache of NAME (checksums) and check its factor grid.")
-@NAME
+@main.command(help="Re-read every chunk of the cache of NAME (built-in or declared; checksums) and check its "
+                   "factor grid.")
+@CACHE_NAME
 @CACHE_DIR
 @one_line_errors
 def verify(name: str, cache_dir: Path) -> None:

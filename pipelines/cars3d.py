@@ -20,33 +20,20 @@ import scipy.io
 
 from gdrae.errors import GdraeError
 from pipelines.base import Converted, DatasetSpec, RawFile
-from pipelines.checks import (
-    RESIZE_FILTER,
-    array_blocks,
-    downscale,
-    grid_notes,
-    require_file,
-    source_entries,
-)
-from pipelines.download import Download, Manifest
+from pipelines.checks import RESIZE_FILTER, array_blocks, downscale, require_readable
 
-RAW = RawFile(
-    relpath="cars3d/raw",
-    source="http://www.scottreed.info/files/nips2015-analogy-data.tar.gz (Reed et al. 2015, folder data/cars)",
-    folder=True,  # of car_NNN_mesh.mat files
-)
 # md5: nmichlo/disent _groundtruth__cars3d.py (uri_hash "full") and the latte project's cars3d.py (MD5_CHECKSUM)
 # agree. Size and sha256: no public source found: unknown. The tarball also holds data/sprites and
 # data/shapes48.mat; only the 183 car files are unpacked.
-DOWNLOAD = Manifest(dataset="cars3d", files=(Download(
-    name="nips2015-analogy-data.tar.gz",
+RAW = RawFile(
+    relpath="cars3d/raw",  # a folder of car_NNN_mesh.mat files
+    source="http://www.scottreed.info/files/nips2015-analogy-data.tar.gz (Reed et al. 2015, folder data/cars)",
     url="http://www.scottreed.info/files/nips2015-analogy-data.tar.gz",
-    target=RAW.relpath,
     md5="4e866a7919c1beedf53964e6f7a23686",
     unpack="untar",
     members="data/cars/car_*_mesh.mat",
     count=183,
-),))
+)
 _FACTORS = ("elevation", "azimuth", "object_type")
 _NAME = re.compile(r"car_(\d+)_mesh\.mat")
 _SIZE = 64
@@ -54,8 +41,7 @@ _SIZE = 64
 
 def convert(raw_dir: Path) -> Converted:
     """Read every car file in sorted order, downscale, and hand out rows in grid order."""
-    raw_dir = Path(raw_dir)
-    folder = require_file(raw_dir, RAW)
+    folder = Path(raw_dir) / RAW.relpath
     paths = sorted(p for p in folder.iterdir() if _NAME.fullmatch(p.name))
     if not paths:
         raise GdraeError(f"{folder}: expected files car_NNN_mesh.mat, got none (get them from {RAW.source})")
@@ -73,28 +59,25 @@ def convert(raw_dir: Path) -> Converted:
         grid[:, :, obj] = car
     sizes = [n_elevation, n_azimuth, len(paths)]
     return Converted(
-        factor_names=list(_FACTORS),
         factor_sizes=sizes,
         factor_values=[
             [float(i) for i in range(n_elevation)],
             [float(i) for i in range(n_azimuth)],
             [float(_NAME.fullmatch(p.name).group(1)) for p in paths],
         ],
-        array_name="images",
         row_shape=(3, _SIZE, _SIZE),
-        dtype="uint8",
         blocks=array_blocks(grid.reshape(-1, 3, _SIZE, _SIZE)),
-        sources=source_entries(raw_dir, paths),
+        files=paths,
         pipeline={
             "resize": {"from": [128, 128], "to": [_SIZE, _SIZE], "filter": RESIZE_FILTER},
             "object_order": "sorted file names; factor values are the file numbers",
         },
-        notes=grid_notes(SPEC, sizes),
     )
 
 
 def _read_car(path: Path) -> np.ndarray:
     """``im`` of one file as (elevation, azimuth, 3, 64, 64) uint8."""
+    require_readable(path)
     try:
         content = scipy.io.loadmat(path, variable_names=["im"])
     except Exception as e:  # scipy raises many types (MatReadError, ValueError, OSError, zlib.error) for damaged files
@@ -115,6 +98,5 @@ SPEC = DatasetSpec(
     factor_names=_FACTORS,
     factor_sizes=(4, 24, 183),
     raw_files=(RAW,),
-    download=DOWNLOAD,
     convert=convert,
 )

@@ -5,6 +5,8 @@ to get it), hash it, turn label columns into class indices, check that rows
 cover a factor grid exactly once (naming what is missing or duplicated),
 and downscale images with an antialiasing filter. All raise
 :class:`gdrae.errors.GdraeError` with one line naming the file.
+:func:`convert_raw` runs a dataset's ``convert`` with what the generic code
+does around it for every dataset.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from gdrae.errors import GdraeError
-from pipelines.base import DatasetSpec, RawFile
+from pipelines.base import Converted, DatasetSpec, RawFile
 
 BLOCK_ROWS = 4096  # rows per block handed to the cache writer (~50 MB of 64x64x3 images)
 RESIZE_FILTER = "PIL.Image.LANCZOS"  # recorded in the cache's `pipeline` attrs
@@ -36,31 +38,64 @@ def require_file(raw_dir: Path, raw: RawFile) -> Path:
     if path.is_dir() != raw.folder:
         want, got = ("a folder", "a file") if raw.folder else ("a file", "a folder")
         raise GdraeError(f"{path}: expected {want}, got {got} (get it from {raw.source})")
-    if raw.size is not None and path.is_file() and path.stat().st_size != raw.size:
-        raise GdraeError(f"{path}: expected {raw.size} bytes, got {path.stat().st_size} (incomplete download?)")
+    if not raw.folder:
+        require_readable(path)
     return path
+
+
+def require_readable(path: Path) -> None:
+    """A GdraeError naming ``path`` when it exists but cannot be opened for reading (no read permission...)."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise GdraeError(f"{path}: expected a readable file, got {e.strerror or e}") from None
+
+
+def read_text(path: Path, what: str, expected: str) -> str:
+    """The UTF-8 text of ``path`` (a manifest, a declaration); a GdraeError says it is missing or unreadable."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise GdraeError(f"{path}: {what} not found: expected {expected}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise GdraeError(f"{path}: expected a readable UTF-8 {what}, got {getattr(e, 'strerror', None) or e}") from None
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     """Hex sha256 of a file, read in chunks (raw files can be several GB)."""
     digest = hashlib.sha256()
+    require_readable(path)
     with open(path, "rb") as f:
         while data := f.read(chunk):
             digest.update(data)
     return digest.hexdigest()
 
 
-def source_entries(raw_dir: Path, paths: Sequence[Path], known: Sequence[RawFile] = ()) -> list[dict]:
-    """``{"name", "bytes", "sha256"}`` per raw file; a known sha256 that differs is a GdraeError."""
-    expected = {str(Path(raw_dir) / r.relpath): r.sha256 for r in known if r.sha256}
-    entries = []
-    for path in paths:
-        digest = sha256_file(path)
-        want = expected.get(str(path))
-        if want is not None and digest != want:
-            raise GdraeError(f"{path}: expected sha256 {want}, got {digest} (corrupt or different file)")
-        entries.append({"name": str(Path(path).relative_to(raw_dir)), "bytes": Path(path).stat().st_size, "sha256": digest})
-    return entries
+def source_entries(raw_dir: Path, paths: Sequence[Path]) -> list[dict]:
+    """``{"name", "bytes", "sha256"}`` per raw file (name relative to ``raw_dir``)."""
+    return [{"name": Path(path).relative_to(raw_dir).as_posix(), "bytes": Path(path).stat().st_size,
+             "sha256": sha256_file(path)} for path in paths]
+
+
+def convert_raw(spec: DatasetSpec, raw_dir: Path) -> Converted:
+    """``spec.convert(raw_dir)`` with what the generic code does once for every dataset around it.
+
+    Before: each raw file present, of the right kind, readable. After: the
+    spec's factor names, the source entries (size and sha256 of every file
+    read) compared with what is published of each file, and a note when the
+    factor grid found differs from the canonical one.
+    """
+    from pipelines.download.record import check_hand_placed
+
+    raw_dir = Path(raw_dir)
+    paths = [require_file(raw_dir, raw) for raw in spec.raw_files]
+    converted = spec.convert(raw_dir)
+    converted.factor_names = list(spec.factor_names)
+    read = paths if converted.files is None else converted.files
+    converted.sources, published = check_hand_placed(spec.raw_files, raw_dir, source_entries(raw_dir, read))
+    converted.notes += published + grid_notes(spec, converted.factor_sizes)
+    return converted
 
 
 def class_indices(labels: np.ndarray) -> tuple[np.ndarray, list[int], list[list[float]]]:

@@ -18,25 +18,23 @@ import torch
 from gdrae.checkpoint import torch_load
 from gdrae.errors import GdraeError
 from pipelines.base import Converted, DatasetSpec, RawFile
-from pipelines.checks import array_blocks, grid_notes, require_file, source_entries
-from pipelines.download import Manifest
+from pipelines.checks import array_blocks
 
 RAW = RawFile(
     relpath="3dfaces/basel_face_renders.pth",
     source="https://github.com/rtqichen/beta-tcvae (3D faces renders, as distributed with the beta-TCVAE code)",
 )
-DOWNLOAD = Manifest(dataset="faces", unavailable=(
+UNAVAILABLE = (
     "the 3DFaces renders are not public and cannot be downloaded: they are the Basel face model renders of "
     "Kulkarni et al. (2015) that the beta-TCVAE authors shared with researchers (https://github.com/rtqichen/"
     f"beta-tcvae); ask them or a colleague for {Path(RAW.relpath).name} and place it at <raw-dir>/{RAW.relpath}, "
-    "or pass --manifest with an entry for a copy you host"))
+    "or pass --manifest with an entry for a copy you host")
 _FACTORS = ("face_id", "azimuth", "elevation", "lighting")
 
 
 def convert(raw_dir: Path) -> Converted:
     """Load the faces tensor safely and hand it out as (B, 1, 64, 64) blocks in grid order."""
-    raw_dir = Path(raw_dir)
-    path = require_file(raw_dir, RAW)
+    path = Path(raw_dir) / RAW.relpath
     tensor = _load_tensor(path)
     if tensor.dtype != torch.uint8 or tensor.dim() != 6 or tuple(tensor.shape[-2:]) != (64, 64):
         raise GdraeError(
@@ -46,18 +44,9 @@ def convert(raw_dir: Path) -> Converted:
     sizes = [int(s) for s in tensor.shape[:-2]]
     if min(sizes) == 0:
         raise GdraeError(f"{path}: expected a non-empty factor grid, got sizes {sizes}")
-    return Converted(
-        factor_names=list(_FACTORS),
-        factor_sizes=sizes,
-        factor_values=[[float(i) for i in range(s)] for s in sizes],
-        array_name="images",
-        row_shape=(1, 64, 64),
-        dtype="uint8",
-        blocks=array_blocks(tensor.reshape(-1, 1, 64, 64).numpy()),
-        sources=source_entries(raw_dir, [path], [RAW]),
-        pipeline={"loader": "torch.load(weights_only=True)"},
-        notes=grid_notes(SPEC, sizes),
-    )
+    return Converted(factor_sizes=sizes, factor_values=[[float(i) for i in range(s)] for s in sizes],
+                     row_shape=(1, 64, 64), blocks=array_blocks(tensor.reshape(-1, 1, 64, 64).numpy()),
+                     pipeline={"loader": "torch.load(weights_only=True)"})
 
 
 def _load_tensor(path: Path) -> torch.Tensor:
@@ -79,6 +68,6 @@ SPEC = DatasetSpec(
     factor_names=_FACTORS,
     factor_sizes=(50, 21, 11, 11),
     raw_files=(RAW,),
-    download=DOWNLOAD,
     convert=convert,
+    unavailable=UNAVAILABLE,
 )

@@ -22,7 +22,7 @@ class DatasetState:
     """One dataset: its raw files and its cache."""
 
     name: str
-    raw: str  # "present", "synthetic", "<k>/<n> files", or "(pipeline not installed)"
+    raw: str  # "present", "synthetic", "declared", "<k>/<n> files", or "(pipeline not installed)"
     cache: str  # "valid", "missing" or "INVALID" ("" when the pipeline is not installed)
     rows: int | None = None  # of a valid cache
     bytes_on_disk: int | None = None  # of a valid cache
@@ -45,18 +45,22 @@ class Inventory:
 
 
 def inventory(raw_dir: str | Path, cache_dir: str | Path) -> Inventory:
-    """The state of every registered dataset in ``raw_dir`` and ``cache_dir``, and the leftovers there."""
-    datasets = [_dataset_state(name, Path(raw_dir), Path(cache_dir)) for name in NAMES]
+    """The state of every registered dataset in ``raw_dir`` and ``cache_dir``, then of every other cache
+    there (a declared dataset's, ``prepare --spec``), and the leftovers."""
+    declared = sorted(p.name[: -len(".zarr")] for p in Path(cache_dir).glob("*.zarr") if p.name[: -len(".zarr")] not in NAMES)
+    datasets = [_dataset_state(name, Path(raw_dir), Path(cache_dir)) for name in (*NAMES, *declared)]
     leftovers = [Leftover(s.path, dir_bytes(s.path), s.describe()) for s in staged(cache_dir)]
     return Inventory(datasets, leftovers)
 
 
 def _dataset_state(name: str, raw_dir: Path, cache_dir: Path) -> DatasetState:
     try:
-        spec = get_spec(name)
+        spec = get_spec(name) if name in NAMES else None
     except ImportError:
         return DatasetState(name, "(pipeline not installed)", "")
-    if not spec.raw_files:
+    if spec is None:
+        raw = "declared"
+    elif not spec.raw_files:
         raw = "synthetic"
     else:
         have = len(spec.raw_files) - len(missing_raw_files(raw_dir, spec.raw_files))

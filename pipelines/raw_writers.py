@@ -202,6 +202,66 @@ def write_small_norb(raw_dir: Path, sizes: Sequence[int] = DEFAULT_SIZES["small_
     return paths
 
 
+def save_arrays(path: Path, arrays: dict[str, np.ndarray], compressed: bool = False) -> Path:
+    """Named arrays in the format of ``path``'s suffix, read back by NumPy with the same shapes.
+
+    ``.npz`` (``np.savez``, or ``np.savez_compressed`` when ``compressed``);
+    ``.h5``/``.hdf5``; ``.mat`` as MATLAB v5 (``scipy.io.savemat``), or, with
+    ``compressed``, as MATLAB v7.3 (HDF5 behind MATLAB's 512-byte header);
+    ``.pt``/``.pth`` a dict of tensors (``torch.save``).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        (np.savez_compressed if compressed else np.savez)(path, **arrays)
+    elif suffix in (".h5", ".hdf5") or (suffix == ".mat" and compressed):
+        with h5py.File(path, "w", userblock_size=512 if suffix == ".mat" else 0) as f:
+            for key, array in arrays.items():
+                f.create_dataset(key, data=array)
+        if suffix == ".mat":
+            with open(path, "r+b") as f:
+                f.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema "
+                        b"1.00 .".ljust(116) + bytes(8) + b"\x00\x02IM")
+    elif suffix == ".mat":
+        scipy.io.savemat(path, arrays, do_compression=True)
+    elif suffix in (".pt", ".pth"):
+        torch.save({key: torch.from_numpy(np.ascontiguousarray(a)) for key, a in arrays.items()}, path)
+    else:
+        raise GdraeError(f"{path}: expected a suffix .npz, .h5, .hdf5, .mat, .pt or .pth, got {suffix!r}")
+    return path
+
+
+def write_declared(raw_dir: Path, file: str, sizes: Sequence[int] = (2, 3, 2), layout: str = "NHWC",
+                   side: int = 64, dtype: str = "uint8", shuffled: bool = False, label_base: int = 0,
+                   compressed: bool = False, seed: int = 0) -> dict:
+    """A data file of one's own under ``raw_dir`` and the declaration of it (a dict, as in the YAML).
+
+    Image i of the grid shows two flat halves, top = i % 256 and bottom =
+    i // 256 (over every channel; ``decode_index("small_norb", ...)`` reads
+    it back), so resizing keeps it. ``layout`` gives the axes as NumPy reads
+    them (``C`` absent: one channel, else 3); ``dtype`` float32 stores x / 255.
+    ``shuffled`` writes the rows in a seeded random order with a ``labels``
+    array (1-based with ``label_base`` 1) that says where each belongs.
+    """
+    n = int(np.prod(sizes))
+    channels = 3 if "C" in layout else 1
+    nchw = np.empty((n, channels, side, side), dtype=np.uint8)
+    nchw[:, :, : side // 2] = (np.arange(n) % 256)[:, None, None, None]
+    nchw[:, :, side // 2 :] = (np.arange(n) // 256 % 256)[:, None, None, None]
+    labels = all_factors(sizes).astype(np.int64) + label_base
+    rows = np.random.default_rng(seed).permutation(n) if shuffled else np.arange(n)
+    images = nchw[rows] if "C" in layout else nchw[rows, 0]
+    images = images.transpose([("NCHW" if "C" in layout else "NHW").index(a) for a in layout])
+    arrays = {"images": images.astype(np.float32) / 255 if dtype == "float32" else np.ascontiguousarray(images)}
+    if shuffled:
+        arrays["labels"] = labels[rows]
+    save_arrays(Path(raw_dir) / file, arrays, compressed=compressed)
+    return {"name": "mine", "file": file, "images": "images", "layout": layout,
+            "factors": [{"name": f"f{k}", "size": int(s)} for k, s in enumerate(sizes)],
+            "labels": "labels" if shuffled else None, "label_base": label_base, "sha256": None}
+
+
 WRITERS: dict[str, Callable[..., list[Path]]] = {
     "shapes2d": write_dsprites,
     "shapes3d": write_3dshapes,

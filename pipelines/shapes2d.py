@@ -25,41 +25,27 @@ from typing import BinaryIO, Iterator
 import numpy as np
 
 from gdrae.errors import GdraeError
+from pipelines.arrays import npy_header
 from pipelines.base import Converted, DatasetSpec, RawFile
-from pipelines.checks import (
-    BLOCK_ROWS,
-    class_indices,
-    grid_notes,
-    grid_positions,
-    require_file,
-    require_grid_order,
-    row_blocks,
-    source_entries,
-)
-from pipelines.download import Download, Manifest
+from pipelines.checks import BLOCK_ROWS, class_indices, grid_positions, require_grid_order, row_blocks
 
-RAW = RawFile(
-    relpath="dsprites/dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz",
-    source="https://github.com/deepmind/dsprites-dataset",
-)
 # md5: the same value pinned by several independent public loaders, e.g. the vaetc project's DSprites
 # (md5_true) and the latte project's dsprites.py (MD5_CHECKSUM).
 # Size and sha256: no two public sources found (TFDS pins the .hdf5 variant, not this .npz): unknown.
-DOWNLOAD = Manifest(dataset="shapes2d", files=(Download(
-    name="dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz",
+RAW = RawFile(
+    relpath="dsprites/dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz",
+    source="https://github.com/deepmind/dsprites-dataset",
     url="https://raw.githubusercontent.com/deepmind/dsprites-dataset/master/"
         "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz",
-    target=RAW.relpath,
     md5="7da33b31b13a06f4b04a70402ce90c2e",
-),))
+)
 _FACTORS = ("shape", "scale", "orientation", "pos_x", "pos_y")
 _CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError)
 
 
 def convert(raw_dir: Path) -> Converted:
     """Check the dSprites ``.npz`` and stream its images in grid order as 0/255."""
-    raw_dir = Path(raw_dir)
-    path = require_file(raw_dir, RAW)
+    path = Path(raw_dir) / RAW.relpath
     shape, _ = _member_header(path, "imgs", np.uint8)
     classes_raw = _read_member(path, "latents_classes", None)
     if classes_raw.ndim != 2 or classes_raw.shape[1] != 6 or classes_raw.dtype.kind not in "iu":
@@ -70,18 +56,9 @@ def convert(raw_dir: Path) -> Converted:
         raise GdraeError(f"{path}: latents_classes: expected one colour value (column 0), got {len(np.unique(classes_raw[:, 0]))}")
     classes, sizes, values = class_indices(classes_raw[:, 1:])
     require_grid_order(grid_positions(classes, sizes, _FACTORS, path), path)
-    return Converted(
-        factor_names=list(_FACTORS),
-        factor_sizes=sizes,
-        factor_values=values,
-        array_name="images",
-        row_shape=(1, 64, 64),
-        dtype="uint8",
-        blocks=_blocks(path, len(classes)),
-        sources=source_entries(raw_dir, [path], [RAW]),
-        pipeline={"pixels": "0/1 -> 0/255", "dropped_factors": ["color"]},
-        notes=grid_notes(SPEC, sizes),
-    )
+    return Converted(factor_sizes=sizes, factor_values=values, row_shape=(1, 64, 64),
+                     blocks=_blocks(path, len(classes)),
+                     pipeline={"pixels": "0/1 -> 0/255", "dropped_factors": ["color"]})
 
 
 def _blocks(path: Path, n: int) -> Iterator[np.ndarray]:
@@ -127,18 +104,10 @@ def _read_member(path: Path, name: str, dtype: type | None) -> np.ndarray:
 
 def _read_header(member: BinaryIO, path: Path, name: str) -> tuple[tuple[int, ...], np.dtype]:
     """Parse a ``.npy`` header; object (pickled) and Fortran-order arrays are refused."""
-    version = np.lib.format.read_magic(member)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(member)
-    elif version == (2, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(member)
-    else:
-        raise GdraeError(f"{path}: {name}: expected .npy format version 1.0 or 2.0, got {version}")
-    if dtype.hasobject:
-        raise GdraeError(f"{path}: {name}: expected a numeric array, got pickled Python objects (refused)")
+    shape, fortran, dtype = npy_header(member, path, name)
     if fortran:
         raise GdraeError(f"{path}: {name}: expected a C-order array, got Fortran order")
-    return tuple(shape), dtype
+    return shape, dtype
 
 
 def _read_rows(member: BinaryIO, path: Path, name: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
@@ -160,6 +129,5 @@ SPEC = DatasetSpec(
     factor_names=_FACTORS,
     factor_sizes=(3, 6, 40, 32, 32),
     raw_files=(RAW,),
-    download=DOWNLOAD,
     convert=convert,
 )

@@ -23,37 +23,25 @@ import numpy as np
 
 from gdrae.errors import GdraeError
 from pipelines.base import Converted, DatasetSpec, RawFile
-from pipelines.checks import (
-    BLOCK_ROWS,
-    class_indices,
-    grid_notes,
-    grid_positions,
-    require_file,
-    require_grid_order,
-    row_blocks,
-    source_entries,
-)
-from pipelines.download import Download, Manifest
+from pipelines.checks import BLOCK_ROWS, class_indices, grid_positions, require_grid_order, row_blocks
 
-RAW = RawFile(relpath="3dshapes/raw/3dshapes.h5", source="https://github.com/deepmind/3d-shapes")
 # size and sha256: tensorflow/datasets url_checksums/shapes3d.txt (267573662 bytes, sha256 0a0f6ed9...) and,
 # independently, a public Shapes3D audit loader (SHAPES3D_SIZE_BYTES, SHAPES3D_SHA256); md5: the same loader and
 # nmichlo/disent _groundtruth__shapes3d.py (uri_hash "full" 099a2078...).
-DOWNLOAD = Manifest(dataset="shapes3d", files=(Download(
-    name="3dshapes.h5",
+RAW = RawFile(
+    relpath="3dshapes/raw/3dshapes.h5",
+    source="https://github.com/deepmind/3d-shapes",
     url="https://storage.googleapis.com/3d-shapes/3dshapes.h5",
-    target=RAW.relpath,
     size=267_573_662,
     sha256="0a0f6ed98baff276a50f3a081a7434d788da63cb135a98189b2a5b5769be1785",
     md5="099a2078d58cec4daad0702c55d06868",
-),))
+)
 _FACTORS = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
 
 
 def convert(raw_dir: Path) -> Converted:
     """Check the 3DShapes ``.h5`` and stream its images in grid order as (B, 3, 64, 64)."""
-    raw_dir = Path(raw_dir)
-    path = require_file(raw_dir, RAW)
+    path = Path(raw_dir) / RAW.relpath
     try:
         with h5py.File(path, "r") as f:
             images, labels = _dataset(f, path, "images"), _dataset(f, path, "labels")
@@ -69,18 +57,8 @@ def convert(raw_dir: Path) -> Converted:
         raise GdraeError(f"{path}: labels: expected finite factor values, got NaN or inf")
     classes, sizes, factor_values = class_indices(values)
     require_grid_order(grid_positions(classes, sizes, _FACTORS, path), path)
-    return Converted(
-        factor_names=list(_FACTORS),
-        factor_sizes=sizes,
-        factor_values=factor_values,
-        array_name="images",
-        row_shape=(3, 64, 64),
-        dtype="uint8",
-        blocks=_blocks(path, n),
-        sources=source_entries(raw_dir, [path], [RAW]),
-        pipeline={"layout": "NHWC -> NCHW"},
-        notes=grid_notes(SPEC, sizes),
-    )
+    return Converted(factor_sizes=sizes, factor_values=factor_values, row_shape=(3, 64, 64), blocks=_blocks(path, n),
+                     pipeline={"layout": "NHWC -> NCHW"})
 
 
 def _dataset(f: h5py.File, path: Path, name: str) -> h5py.Dataset:
@@ -106,6 +84,5 @@ SPEC = DatasetSpec(
     factor_names=_FACTORS,
     factor_sizes=(10, 10, 10, 8, 4, 15),
     raw_files=(RAW,),
-    download=DOWNLOAD,
     convert=convert,
 )

@@ -24,25 +24,13 @@ import numpy as np
 
 from gdrae.errors import GdraeError
 from pipelines.base import Converted, DatasetSpec, RawFile
-from pipelines.checks import (
-    BLOCK_ROWS,
-    RESIZE_FILTER,
-    class_indices,
-    downscale,
-    grid_notes,
-    grid_positions,
-    require_file,
-    row_blocks,
-    source_entries,
-)
-from pipelines.download import Download, Manifest
+from pipelines.checks import BLOCK_ROWS, RESIZE_FILTER, class_indices, downscale, grid_positions, row_blocks
 
 SOURCE = "https://cs.nyu.edu/~ylclab/data/norb-v1.0-small/"
 SPLITS = {
     "training": "small_norb/raw/smallnorb-5x46789x9x18x6x2x96x96-training-{}.mat",
     "testing": "small_norb/raw/smallnorb-5x01235x9x18x6x2x96x96-testing-{}.mat",
 }
-RAW = {(split, kind): RawFile(relpath=pattern.format(kind), source=SOURCE) for split, pattern in SPLITS.items() for kind in ("dat", "cat", "info")}
 # md5 of each .mat.gz: nmichlo/disent _groundtruth__norb.py (uri_hash "full") and independent torchvision-style
 # smallNORB loaders ("md5_gz" / urls_train entries) agree. Sizes and sha256: only tensorflow/datasets
 # url_checksums/smallnorb.txt lists them (one source): unknown here.
@@ -54,11 +42,11 @@ _MD5_GZ = {
     ("testing", "cat"): "5aa791cd7e6016cf957ce9bdb93b8603",
     ("testing", "info"): "a9454f3864d7fd4bb3ea7fc3eb84924e",
 }
-DOWNLOAD = Manifest(dataset="small_norb", files=tuple(
-    Download(name=f"{Path(raw.relpath).name}.gz", url=f"{SOURCE}{Path(raw.relpath).name}.gz", target=raw.relpath,
-             md5=_MD5_GZ[key], unpack="gunzip")
-    for key, raw in RAW.items()
-))
+RAW = {  # each unzipped from the published <name>.gz
+    (split, kind): RawFile(relpath=pattern.format(kind), source=SOURCE, md5=_MD5_GZ[split, kind], unpack="gunzip",
+                           url=f"{SOURCE}{Path(pattern.format(kind)).name}.gz")
+    for split, pattern in SPLITS.items() for kind in ("dat", "cat", "info")
+}
 MAGIC = {  # magic number -> element type
     0x1E3D4C55: np.dtype("u1"),
     0x1E3D4C54: np.dtype("<i4"),
@@ -107,8 +95,7 @@ def read_matrix(path: Path, dtype: np.dtype, shape: tuple[int | None, ...]) -> n
 
 def convert(raw_dir: Path) -> Converted:
     """Check the six NORB files, order all rows by grid index, and stream them downscaled."""
-    raw_dir = Path(raw_dir)
-    paths = {key: require_file(raw_dir, raw) for key, raw in RAW.items()}
+    paths = {key: Path(raw_dir) / raw.relpath for key, raw in RAW.items()}
     labels, counts = [], []
     for split in SPLITS:
         dat = read_matrix(paths[split, "dat"], np.dtype("u1"), (None, 2, 96, 96))
@@ -123,21 +110,16 @@ def convert(raw_dir: Path) -> Converted:
     where = Path(raw_dir) / "small_norb/raw"
     order = np.argsort(grid_positions(classes, sizes, _FACTORS, where))  # source row of each grid row
     return Converted(
-        factor_names=list(_FACTORS),
         factor_sizes=sizes,
         factor_values=values,
-        array_name="images",
         row_shape=(1, _SIZE, _SIZE),
-        dtype="uint8",
         blocks=_blocks([paths[split, "dat"] for split in SPLITS], counts, order),
-        sources=source_entries(raw_dir, list(paths.values())),
         pipeline={
             "camera": 0,
             "azimuth": "raw value / 2",
             "row_order": "training and testing rows reordered into grid order",
             "resize": {"from": [96, 96], "to": [_SIZE, _SIZE], "filter": RESIZE_FILTER},
         },
-        notes=grid_notes(SPEC, sizes),
     )
 
 
@@ -169,6 +151,5 @@ SPEC = DatasetSpec(
     factor_names=_FACTORS,
     factor_sizes=(5, 10, 9, 18, 6),
     raw_files=tuple(RAW.values()),
-    download=DOWNLOAD,
     convert=convert,
 )

@@ -28,7 +28,7 @@ from gdrae.data.lifecycle import cache_path, tidy, writing
 from gdrae.data.schema import ARRAY_KINDS, FACTORS, FACTORS_DTYPE, cache_attrs, codecs_for
 from gdrae.errors import GdraeError
 from pipelines.base import Converted, DatasetSpec
-from pipelines.checks import missing_raw_files
+from pipelines.checks import convert_raw, missing_raw_files
 from pipelines.download import with_download_provenance
 from pipelines.registry import get_spec
 from pipelines.row_order import PermutedRows, row_order
@@ -108,7 +108,7 @@ def prepare(name: str | DatasetSpec, raw_dir: str | Path, cache_dir: str | Path,
                          f"pass --force to replace it (kept until the new one is complete)")
     check_raw_files(spec, raw_dir)
     start = time.perf_counter()
-    converted = spec.convert(raw_dir)
+    converted = convert_raw(spec, raw_dir)
     converted.sources = with_download_provenance(raw_dir, converted.sources)  # URLs, archives, first-use hashes
     try:
         with writing(final) as tmp:

@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from pipelines import raw_writers
-from pipelines.download import Download, Manifest
+from pipelines.download import Manifest
 from pipelines.registry import get_spec
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -132,13 +132,13 @@ def published(name: str, workdir: Path) -> dict[str, bytes]:
     raw_writers.WRITERS[name](raw, raw_writers.DEFAULT_SIZES[name], seed=3)
     if name in ("shapes2d", "shapes3d"):
         (item,) = get_spec(name).download.files
-        return {item.name: (raw / item.target).read_bytes()}
+        return {item.name: (raw / item.relpath).read_bytes()}
     if name == "small_norb":
-        return {item.name: gzip.compress((raw / item.target).read_bytes(), mtime=0)
+        return {item.name: gzip.compress((raw / item.relpath).read_bytes(), mtime=0)
                 for item in get_spec(name).download.files}
     if name == "cars3d":
         (item,) = get_spec(name).download.files
-        cars = sorted((raw / item.target).iterdir())
+        cars = sorted((raw / item.relpath).iterdir())
         return {item.name: tarball({**{f"data/cars/{p.name}": p.read_bytes() for p in cars},
                                     "data/cars/list.txt": "\n".join(p.stem for p in cars).encode(),
                                     "data/shapes48.mat": b"not needed"})}

@@ -9,14 +9,15 @@ from loopback import guard_network, manifest_for, published
 from cli.data import main
 from gdrae.data.cache import cache_path, open_cache
 from pipelines import download as dl
+from pipelines.download import fetch as fetching
 from pipelines.download import manifest_dict
 
 
 @pytest.fixture(autouse=True)
 def loopback_only(monkeypatch):
     guard_network(monkeypatch)
-    monkeypatch.setattr(dl, "RETRY_WAIT_S", 0.0)
-    monkeypatch.setattr(dl, "TIMEOUT_S", 5.0)
+    monkeypatch.setattr(fetching, "RETRY_WAIT_S", 0.0)
+    monkeypatch.setattr(fetching, "TIMEOUT_S", 5.0)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipelines.checks import convert_raw
 from pipelines.registry import get_spec
 
 
@@ -22,7 +23,7 @@ def convert_all():
     """``convert_all(name, raw_dir) -> (Converted, all rows as one array)``."""
 
     def run(name: str, raw_dir: Path):
-        converted = get_spec(name).convert(raw_dir)
+        converted = convert_raw(get_spec(name), raw_dir)
         blocks = list(converted.blocks)
         for block in blocks:
             assert block.dtype == np.dtype(converted.dtype)

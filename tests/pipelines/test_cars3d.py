@@ -7,6 +7,7 @@ from PIL import Image
 
 from gdrae.errors import GdraeError
 from pipelines import cars3d
+from pipelines.checks import convert_raw
 from pipelines.raw_writers import decode_index, write_cars3d
 
 SIZES = (2, 3, 3)
@@ -43,10 +44,10 @@ def test_downscale_is_lanczos_on_each_view(raw_dir, convert_all):
 
 def test_missing_folder_or_files_say_where_to_get_them(raw_dir):
     with pytest.raises(GdraeError, match=re.escape(str(raw_dir / "cars3d/raw")) + ".*scottreed"):
-        cars3d.convert(raw_dir)
+        convert_raw(cars3d.SPEC, raw_dir)
     (raw_dir / "cars3d/raw").mkdir(parents=True)
     with pytest.raises(GdraeError, match=r"expected files car_NNN_mesh.mat, got none"):
-        cars3d.convert(raw_dir)
+        convert_raw(cars3d.SPEC, raw_dir)
 
 
 def test_a_file_where_the_folder_belongs_is_refused(raw_dir):
@@ -54,7 +55,7 @@ def test_a_file_where_the_folder_belongs_is_refused(raw_dir):
     folder.parent.mkdir()
     folder.write_bytes(b"a tar file, say")
     with pytest.raises(GdraeError, match=re.escape(str(folder)) + ": expected a folder, got a file .*scottreed"):
-        cars3d.convert(raw_dir)
+        convert_raw(cars3d.SPEC, raw_dir)
 
 
 def test_truncated_file_is_refused(raw_dir):
@@ -62,7 +63,7 @@ def test_truncated_file_is_refused(raw_dir):
     path = sorted(paths)[1]
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(GdraeError, match=re.escape(str(path)) + ": expected a readable MATLAB v5 file"):
-        cars3d.convert(raw_dir)
+        convert_raw(cars3d.SPEC, raw_dir)
 
 
 @pytest.mark.parametrize(
@@ -79,4 +80,4 @@ def test_wrong_keys_shapes_dtypes(raw_dir, content, message):
     path = raw_dir / cars3d.RAW.relpath / "car_200_mesh.mat"  # sorts last
     scipy.io.savemat(path, content)
     with pytest.raises(GdraeError, match=re.escape(str(path)) + ": " + message):
-        cars3d.convert(raw_dir)
+        convert_raw(cars3d.SPEC, raw_dir)

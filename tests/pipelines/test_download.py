@@ -17,9 +17,10 @@ from loopback import closed_port, guard_network, manifest_for, published, tarbal
 
 from gdrae.data.cache import cache_path, open_cache
 from gdrae.errors import GdraeError
-from pipelines import download as dl
 from pipelines import raw_writers
-from pipelines.download import Download, Manifest, download, load_manifest, manifest_dict, parse_manifests
+from pipelines.base import RawFile
+from pipelines.download import Manifest, download, load_manifest, manifest_dict, parse_manifests
+from pipelines.download import fetch as fetching
 from pipelines.registry import NAMES, get_spec
 from pipelines.store import prepare
 
@@ -30,7 +31,7 @@ FETCHABLE = ("shapes2d", "shapes3d", "cars3d", "small_norb")
 @pytest.fixture(autouse=True)
 def loopback_only(monkeypatch):
     guard_network(monkeypatch)
-    monkeypatch.setattr(dl, "RETRY_WAIT_S", 0.0)
+    monkeypatch.setattr(fetching, "RETRY_WAIT_S", 0.0)
 
 
 @pytest.fixture
@@ -75,7 +76,7 @@ def test_download_then_prepare_then_nothing_to_fetch(server, tmp_path, raw_dir, 
     if manifest.files[0].unpack != "none":  # the archives are on record beside the files unpacked from them
         archives = {s["name"]: s for s in fetched}
         for n, data in files.items():
-            entry = archives[f"{Path(manifest.files[0].target).parts[0]}/downloads/{n}"]
+            entry = archives[f"{Path(manifest.files[0].relpath).parts[0]}/downloads/{n}"]
             assert entry["sha256"] == hashlib.sha256(data).hexdigest() and entry["bytes"] == len(data)
             assert entry["unpacked_to"] and all(u in {s["name"] for s in sources} for u in entry["unpacked_to"])
 
@@ -101,7 +102,7 @@ def test_first_use_hash_is_printed_recorded_and_checked_later(server, tmp_path, 
 
     (again,) = _run(manifest, raw_dir).files
     assert again.status == "present" and again.checked.startswith("matches the sha256 recorded at its first")
-    target = raw_dir / manifest.files[0].target
+    target = raw_dir / manifest.files[0].relpath
     target.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # changed since: refused, not replaced
     with pytest.raises(GdraeError, match=r"3dshapes.h5: already present but sha256 mismatch with its first "
                                          rf"download: expected {result.sha256} \(recorded in download.json\)"):
@@ -110,7 +111,7 @@ def test_first_use_hash_is_printed_recorded_and_checked_later(server, tmp_path, 
 
 def test_present_file_that_differs_from_the_manifest_is_refused(server, tmp_path, raw_dir):
     files, manifest = _serve(server, tmp_path, "shapes2d")
-    target = raw_dir / manifest.files[0].target
+    target = raw_dir / manifest.files[0].relpath
     target.parent.mkdir(parents=True)
     target.write_bytes(b"something else")
     with pytest.raises(GdraeError, match=rf"{target}: already present but size mismatch: expected "
@@ -141,7 +142,7 @@ def test_resume_after_the_server_cuts_the_connection(server, tmp_path, raw_dir):
     assert result.status == "downloaded" and result.checked == "size and sha256 and md5 match the manifest"
     assert server.requests == [(name, None), (name, f"bytes={len(data) // 3}-")]
     assert any("interrupted" in note and f"from byte {len(data) // 3:,}" in note for note in result.notes)
-    assert (raw_dir / manifest.files[0].target).read_bytes() == data
+    assert (raw_dir / manifest.files[0].relpath).read_bytes() == data
 
 
 def test_a_truncated_transfer_keeps_the_part_and_the_next_run_resumes(server, tmp_path, raw_dir):
@@ -149,7 +150,7 @@ def test_a_truncated_transfer_keeps_the_part_and_the_next_run_resumes(server, tm
     (name, data), = files.items()
     half = len(data) // 2
     server.cut(name, at=half, times=99)
-    target = raw_dir / manifest.files[0].target
+    target = raw_dir / manifest.files[0].relpath
     with pytest.raises(GdraeError) as e:
         _run(manifest, raw_dir, retries=1)
     assert str(e.value) == (f"{server.url}/{name}: truncated transfer of {name}: the connection closed after "
@@ -183,10 +184,10 @@ def test_a_server_without_range_support_restarts_cleanly(server, tmp_path, raw_d
     server.cut(name, at=len(data) // 2)
     (result,) = _run(manifest, raw_dir).files
     assert any("does not resume (no Range support): restarted from the first byte" in n for n in result.notes)
-    assert (raw_dir / manifest.files[0].target).read_bytes() == data
+    assert (raw_dir / manifest.files[0].relpath).read_bytes() == data
 
     # the same from a .part left by an earlier run
-    target = raw_dir / manifest.files[0].target
+    target = raw_dir / manifest.files[0].relpath
     target.unlink()
     (target.parent / f"{name}.part").write_bytes(data[:1000])
     (result,) = _run(manifest, raw_dir).files
@@ -196,7 +197,7 @@ def test_a_server_without_range_support_restarts_cleanly(server, tmp_path, raw_d
 def test_a_part_longer_than_the_file_is_discarded_and_a_complete_one_renamed(server, tmp_path, raw_dir):
     files, manifest = _serve(server, tmp_path, "shapes2d")
     (name, data), = files.items()
-    target = raw_dir / manifest.files[0].target
+    target = raw_dir / manifest.files[0].relpath
     target.parent.mkdir(parents=True)
     (target.parent / f"{name}.part").write_bytes(data)  # complete but never renamed: a 416 tells
     (result,) = _run(manifest, raw_dir).files
@@ -226,7 +227,7 @@ def test_checksum_and_size_mismatches_give_both_values(server, tmp_path, raw_dir
         _run(Manifest("shapes2d", (dataclasses.replace(item, size=len(data) + 1),)), raw_dir)
     assert str(e.value) == (f"{server.url}/{name}: size mismatch for {name}: expected {len(data) + 1} bytes, the "
                             f"server offers {len(data)}; nothing was kept")
-    assert not (raw_dir / item.target).exists() and _leftovers(raw_dir) == []
+    assert not (raw_dir / item.relpath).exists() and _leftovers(raw_dir) == []
 
 
 @pytest.mark.parametrize("status, words", [(404, "HTTP 404 Not Found"), (500, "HTTP 500 Internal Server Error")])
@@ -237,7 +238,7 @@ def test_http_errors(server, tmp_path, raw_dir, status, words):
     with pytest.raises(GdraeError) as e:
         _run(manifest, raw_dir)
     assert str(e.value) == f"{server.url}/{name}: {words}: expected the file {name}; nothing was kept"
-    assert not (raw_dir / manifest.files[0].target).exists() and _leftovers(raw_dir) == []
+    assert not (raw_dir / manifest.files[0].relpath).exists() and _leftovers(raw_dir) == []
 
 
 def test_unreachable_server(tmp_path, raw_dir):
@@ -269,16 +270,16 @@ def test_a_disk_that_fills_up(server, tmp_path, raw_dir, monkeypatch):
         def __exit__(self, *exc):
             self.f.close()
 
-    monkeypatch.setattr(dl, "CHUNK", 1000)
-    monkeypatch.setattr(dl, "_open_part", Full)
+    monkeypatch.setattr(fetching, "CHUNK", 1000)
+    monkeypatch.setattr(fetching, "_open_part", Full)
     part = raw_dir / "3dshapes" / "raw" / f"{name}.part"
     with pytest.raises(GdraeError) as e:
         _run(manifest, raw_dir)
     assert str(e.value) == (f"{part}: no space left on device while writing {name}; the first 1,000 bytes are "
                             "kept in it; free space and run again to resume")
-    assert not (raw_dir / manifest.files[0].target).exists() and part.stat().st_size == 1000
+    assert not (raw_dir / manifest.files[0].relpath).exists() and part.stat().st_size == 1000
 
-    monkeypatch.setattr(dl, "_free_bytes", lambda folder: 10)  # known size: refused before a byte is fetched
+    monkeypatch.setattr(fetching, "_free_bytes", lambda folder: 10)  # known size: refused before a byte is fetched
     part.unlink()
     server.requests.clear()
     with pytest.raises(GdraeError, match=rf"expected room for {len(data):,} more bytes of {name}, got 10 free"):
@@ -293,10 +294,10 @@ def test_truncated_gzip_and_tar_archives(server, tmp_path, raw_dir):
     archive = raw_dir / "small_norb" / "downloads" / item.name
     with pytest.raises(GdraeError) as e:
         _run(Manifest("small_norb", (item,)), raw_dir)
-    assert str(e.value).startswith(f"{archive}: expected a gzip file that unpacks to {Path(item.target).name}, "
+    assert str(e.value).startswith(f"{archive}: expected a gzip file that unpacks to {Path(item.relpath).name}, "
                                    "got a damaged one (Compressed file ended before the end-of-stream marker")
     assert str(e.value).endswith("the archive was removed; run the command again to fetch it anew")
-    assert not archive.exists() and not (raw_dir / item.target).exists() and _leftovers(raw_dir) == []
+    assert not archive.exists() and not (raw_dir / item.relpath).exists() and _leftovers(raw_dir) == []
 
     files, manifest = _serve(server, tmp_path, "cars3d", hashes=False)
     (item,) = manifest.files
@@ -377,7 +378,7 @@ def test_builtin_manifests_are_valid_and_give_what_prepare_reads():
         {m.dataset: m for m in manifests}
     for m in manifests:
         spec = get_spec(m.dataset)
-        assert sorted(d.target for d in m.files) == ([] if m.unavailable else sorted(r.relpath for r in spec.raw_files))
+        assert sorted(d.relpath for d in m.files) == ([] if m.unavailable else sorted(r.relpath for r in spec.raw_files))
         assert all(d.md5 or d.sha256 for d in m.files)  # each file is checked against a published hash
     assert get_spec("shapes3d").download.files[0].size == 267_573_662
 
@@ -395,7 +396,7 @@ def test_faces_cannot_be_downloaded_and_says_why(raw_dir):
     (lambda d: d["datasets"]["x"]["files"][0].update(url="ftp://h/f"),
      "datasets.x.files[0].url: expected an http:// or https:// URL, got 'ftp://h/f'"),
     (lambda d: d["datasets"]["x"]["files"][0].update(target="../etc/f"),
-     "datasets.x.files[0].target: expected a relative path under the raw directory, got '../etc/f'"),
+     "datasets.x.files[0].relpath: expected a relative path under the raw directory, got '../etc/f'"),
     (lambda d: d["datasets"]["x"]["files"][0].update(name="a/b"),
      "datasets.x.files[0].name: expected a plain file name, got 'a/b'"),
     (lambda d: d["datasets"]["x"]["files"][0].update(size=-1), "datasets.x.files[0].size: expected a byte count"),
@@ -405,7 +406,7 @@ def test_faces_cannot_be_downloaded_and_says_why(raw_dir):
     (lambda d: d["datasets"].update(y={}), "datasets.y: expected an object with 'files' (a list) or 'unavailable'"),
 ])
 def test_manifest_file_validation(tmp_path, edit, message):
-    good = manifest_dict([Manifest("x", (Download(name="f.bin", url="https://h/f.bin", target="x/f.bin"),))])
+    good = manifest_dict([Manifest("x", (RawFile(name="f.bin", url="https://h/f.bin", relpath="x/f.bin"),))])
     path = tmp_path / "m.json"
     path.write_text(json.dumps(good))
     assert load_manifest(path, "x").files[0].name == "f.bin"
@@ -437,4 +438,4 @@ def test_datasets_readme_states_the_builtin_hashes_and_a_valid_manifest_example(
             assert item.size is None or f"{item.size:,}" in readme
     example = tmp_path / "example.json"
     example.write_text(readme.split("```json\n", 1)[1].split("```", 1)[0])
-    assert load_manifest(example, "faces").files[0].target == get_spec("faces").raw_files[0].relpath
+    assert load_manifest(example, "faces").files[0].relpath == get_spec("faces").raw_files[0].relpath

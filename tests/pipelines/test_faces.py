@@ -7,6 +7,7 @@ import tripwire
 
 from gdrae.errors import GdraeError
 from pipelines import faces
+from pipelines.checks import convert_raw
 from pipelines.raw_writers import decode_index, write_3dfaces
 from tripwire import PickleTripwire
 
@@ -28,7 +29,7 @@ def test_grid_comes_from_the_tensor_shape(raw_dir, convert_all):
 
 def test_missing_file_says_where_to_get_it(raw_dir):
     with pytest.raises(GdraeError, match=re.escape(str(raw_dir / faces.RAW.relpath)) + ".*beta-tcvae"):
-        faces.convert(raw_dir)
+        convert_raw(faces.SPEC, raw_dir)
 
 
 def test_pickled_object_is_refused_and_never_run(raw_dir):
@@ -38,7 +39,7 @@ def test_pickled_object_is_refused_and_never_run(raw_dir):
     tripwire.TRIPPED.clear()
     message = f"{path}: holds Python code (pickled objects), not only tensors: not loaded; do not trust this file"
     with pytest.raises(GdraeError, match=re.escape(message) + "$"):
-        faces.convert(raw_dir)
+        convert_raw(faces.SPEC, raw_dir)
     assert tripwire.TRIPPED == []
 
 
@@ -46,7 +47,7 @@ def test_truncated_file_is_refused(raw_dir):
     (path,) = write_3dfaces(raw_dir, SIZES)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(GdraeError, match=re.escape(str(path)) + ": expected a readable .pth file, got a corrupt or truncated"):
-        faces.convert(raw_dir)
+        convert_raw(faces.SPEC, raw_dir)
 
 
 @pytest.mark.parametrize(
@@ -64,4 +65,4 @@ def test_wrong_content_shape_dtype(raw_dir, content, message):
     path.parent.mkdir(parents=True)
     torch.save(content, path)
     with pytest.raises(GdraeError, match=re.escape(str(path)) + ": .*" + message):
-        faces.convert(raw_dir)
+        convert_raw(faces.SPEC, raw_dir)

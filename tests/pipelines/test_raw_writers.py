@@ -5,6 +5,7 @@ import pytest
 
 from gdrae.errors import GdraeError
 from pipelines import raw_writers
+from pipelines.checks import convert_raw
 from pipelines.registry import get_spec
 
 
@@ -42,7 +43,7 @@ def test_command_line_writes_a_small_raw_set(tmp_path, capsys):
     raw_writers.main(["cars3d", "--raw-dir", str(tmp_path), "--sizes", "1,2,2", "--seed", "3"])
     written = capsys.readouterr().out.split()
     assert len(written) == 2 and all(p.startswith(str(tmp_path / "cars3d/raw/car_")) for p in written)
-    converted = get_spec("cars3d").convert(tmp_path)
+    converted = convert_raw(get_spec("cars3d"), tmp_path)
     assert converted.factor_sizes == [1, 2, 2]
 
 

@@ -7,6 +7,7 @@ import tripwire
 
 from gdrae.errors import GdraeError
 from pipelines import shapes2d
+from pipelines.checks import convert_raw
 from pipelines.raw_writers import decode_index, write_dsprites
 from tripwire import PickleTripwire
 
@@ -35,8 +36,10 @@ def test_converts_to_grid_order_with_0_255_pixels(raw_dir, convert_all):
     # the square grows with scale and shape 1 has a hole: compare rows that differ in one factor
     area = (images[:, 0, 1:] > 0).sum(axis=(1, 2)).reshape(SIZES)
     assert (area[:, 1] > area[:, 0]).all() and (area[1] < area[0]).all()
-    assert converted.sources == [{"name": shapes2d.RAW.relpath, "bytes": path.stat().st_size,
-                                  "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}]
+    (source,) = converted.sources
+    assert source["name"] == shapes2d.RAW.relpath and source["bytes"] == path.stat().st_size
+    assert source["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert source["published"].startswith(f"md5 mismatch: expected {shapes2d.RAW.md5}")  # a small stand-in
     assert any("differs from the canonical" in note for note in converted.notes)
 
 
@@ -54,14 +57,14 @@ def test_pickled_metadata_is_never_unpickled(raw_dir, convert_all):
 
 def test_missing_file_says_where_to_get_it(raw_dir):
     with pytest.raises(GdraeError, match=re.escape(str(raw_dir / shapes2d.RAW.relpath)) + ".*github.com/deepmind/dsprites"):
-        shapes2d.convert(raw_dir)
+        convert_raw(shapes2d.SPEC, raw_dir)
 
 
 def test_truncated_file_is_refused(raw_dir):
     (path,) = write_dsprites(raw_dir, SIZES)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(GdraeError, match=re.escape(str(path)) + ".*corrupt or truncated"):
-        shapes2d.convert(raw_dir)
+        convert_raw(shapes2d.SPEC, raw_dir)
 
 
 @pytest.mark.parametrize(
@@ -78,7 +81,7 @@ def test_wrong_keys_shapes_dtypes(raw_dir, changes, message):
     (path,) = write_dsprites(raw_dir, SIZES)
     _rewrite(path, **changes)
     with pytest.raises(GdraeError, match=re.escape(str(path)) + ": " + message):
-        shapes2d.convert(raw_dir)
+        convert_raw(shapes2d.SPEC, raw_dir)
 
 
 def test_colour_must_be_constant(raw_dir):
@@ -88,7 +91,7 @@ def test_colour_must_be_constant(raw_dir):
     classes[0, 0] = 1
     _rewrite(path, latents_classes=classes)
     with pytest.raises(GdraeError, match="expected one colour value"):
-        shapes2d.convert(raw_dir)
+        convert_raw(shapes2d.SPEC, raw_dir)
 
 
 def test_rows_out_of_grid_order_are_refused(raw_dir):
@@ -99,7 +102,7 @@ def test_rows_out_of_grid_order_are_refused(raw_dir):
     order[[3, 4]] = [4, 3]
     _rewrite(path, imgs=imgs[order], latents_classes=classes[order])
     with pytest.raises(GdraeError, match="expected rows in factor-grid order, got row 3 holding grid index 4"):
-        shapes2d.convert(raw_dir)
+        convert_raw(shapes2d.SPEC, raw_dir)
 
 
 def test_duplicated_combination_is_named(raw_dir):
@@ -110,7 +113,7 @@ def test_duplicated_combination_is_named(raw_dir):
     _rewrite(path, latents_classes=classes)
     with pytest.raises(GdraeError, match=r"1 missing \(first: shape=0, scale=0, orientation=1, pos_x=0, pos_y=1\), "
                                          r"1 duplicated \(first: shape=0, scale=0, orientation=1, pos_x=0, pos_y=0\)"):
-        shapes2d.convert(raw_dir)
+        convert_raw(shapes2d.SPEC, raw_dir)
 
 
 def test_pixel_values_other_than_0_1_are_refused_while_streaming(raw_dir):
@@ -119,7 +122,7 @@ def test_pixel_values_other_than_0_1_are_refused_while_streaming(raw_dir):
         imgs = f["imgs"].copy()
     imgs[7, 10, 10] = 255
     _rewrite(path, imgs=imgs)
-    converted = shapes2d.convert(raw_dir)
+    converted = convert_raw(shapes2d.SPEC, raw_dir)
     with pytest.raises(GdraeError, match="imgs: expected pixel values 0/1, got 255"):
         list(converted.blocks)
 
@@ -127,6 +130,6 @@ def test_pixel_values_other_than_0_1_are_refused_while_streaming(raw_dir):
 def test_blocks_are_streamed(raw_dir, monkeypatch):
     write_dsprites(raw_dir, SIZES)
     monkeypatch.setattr(shapes2d, "BLOCK_ROWS", 5)
-    blocks = list(shapes2d.convert(raw_dir).blocks)
+    blocks = list(convert_raw(shapes2d.SPEC, raw_dir).blocks)
     assert [len(b) for b in blocks] == [5] * 9 + [3]
     np.testing.assert_array_equal(decode_index("shapes2d", np.concatenate(blocks)), np.arange(48))

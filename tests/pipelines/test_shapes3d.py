@@ -6,6 +6,7 @@ import pytest
 
 from gdrae.errors import GdraeError
 from pipelines import shapes3d
+from pipelines.checks import convert_raw
 from pipelines.raw_writers import decode_index, shapes3d_values, write_3dshapes
 
 SIZES = (2, 2, 2, 2, 2, 3)
@@ -53,21 +54,21 @@ def test_class_indices_come_from_sorted_label_values(raw_dir, convert_all):
 def test_slices_are_streamed(raw_dir, monkeypatch):
     write_3dshapes(raw_dir, SIZES)
     monkeypatch.setattr(shapes3d, "BLOCK_ROWS", 7)
-    blocks = list(shapes3d.convert(raw_dir).blocks)
+    blocks = list(convert_raw(shapes3d.SPEC, raw_dir).blocks)
     assert max(len(b) for b in blocks) == 7 and sum(len(b) for b in blocks) == 96
     np.testing.assert_array_equal(decode_index("shapes3d", np.concatenate(blocks)), np.arange(96))
 
 
 def test_missing_file_says_where_to_get_it(raw_dir):
     with pytest.raises(GdraeError, match=re.escape(str(raw_dir / shapes3d.RAW.relpath)) + ".*github.com/deepmind/3d-shapes"):
-        shapes3d.convert(raw_dir)
+        convert_raw(shapes3d.SPEC, raw_dir)
 
 
 def test_truncated_file_is_refused(raw_dir):
     (path,) = write_3dshapes(raw_dir, SIZES)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(GdraeError, match=re.escape(str(path)) + ": expected a readable HDF5 file"):
-        shapes3d.convert(raw_dir)
+        convert_raw(shapes3d.SPEC, raw_dir)
 
 
 @pytest.mark.parametrize(
@@ -84,7 +85,7 @@ def test_wrong_keys_shapes_dtypes(raw_dir, change, message):
     (path,) = write_3dshapes(raw_dir, SIZES)
     _rewrite(path, *change(*_read(path)))
     with pytest.raises(GdraeError, match=re.escape(str(path)) + ": " + message):
-        shapes3d.convert(raw_dir)
+        convert_raw(shapes3d.SPEC, raw_dir)
 
 
 def test_missing_combination_is_named(raw_dir):
@@ -92,7 +93,7 @@ def test_missing_combination_is_named(raw_dir):
     images, labels = _read(path)
     _rewrite(path, images[1:], labels[1:])
     with pytest.raises(GdraeError, match=r"1 missing \(first: floor_hue=0, wall_hue=0, object_hue=0, scale=0, shape=0, orientation=0\)"):
-        shapes3d.convert(raw_dir)
+        convert_raw(shapes3d.SPEC, raw_dir)
 
 
 def test_rows_out_of_grid_order_are_refused(raw_dir):
@@ -100,7 +101,7 @@ def test_rows_out_of_grid_order_are_refused(raw_dir):
     images, labels = _read(path)
     _rewrite(path, images[::-1], labels[::-1])
     with pytest.raises(GdraeError, match=re.escape(str(path)) + ": expected rows in factor-grid order, got row 0 holding grid index 95"):
-        shapes3d.convert(raw_dir)
+        convert_raw(shapes3d.SPEC, raw_dir)
 
 
 def test_writer_slices_do_not_change_the_file(tmp_path):

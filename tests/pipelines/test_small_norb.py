@@ -5,6 +5,7 @@ import pytest
 
 from gdrae.errors import GdraeError
 from pipelines import small_norb
+from pipelines.checks import convert_raw
 from pipelines.raw_writers import decode_index, write_norb_matrix, write_small_norb
 
 SIZES = (2, 4, 2, 3, 2)
@@ -31,7 +32,7 @@ def test_rows_are_reordered_into_grid_order(raw_dir, convert_all):
 def test_reorder_across_blocks(raw_dir, monkeypatch):
     write_small_norb(raw_dir, SIZES, seed=7)
     monkeypatch.setattr(small_norb, "BLOCK_ROWS", 10)
-    blocks = list(small_norb.convert(raw_dir).blocks)
+    blocks = list(convert_raw(small_norb.SPEC, raw_dir).blocks)
     assert [len(b) for b in blocks] == [10] * 9 + [6]
     np.testing.assert_array_equal(decode_index("small_norb", np.concatenate(blocks)), np.arange(96))
 
@@ -41,7 +42,7 @@ def test_real_instance_split_when_there_are_ten(raw_dir):
     for split, instances in (("training", {4, 6, 7, 8, 9}), ("testing", {0, 1, 2, 3, 5})):
         info = small_norb.read_matrix(_path(raw_dir, split, "info"), np.dtype("<i4"), (None, 4))
         assert set(info[:, 0]) == instances
-    converted = small_norb.convert(raw_dir)
+    converted = convert_raw(small_norb.SPEC, raw_dir)
     assert converted.factor_sizes == [1, 10, 1, 2, 1]
 
 
@@ -68,7 +69,7 @@ def test_missing_file_says_where_to_get_it(raw_dir):
     path = _path(raw_dir, "testing", "cat")
     path.unlink()
     with pytest.raises(GdraeError, match=re.escape(str(path)) + ".*cs.nyu.edu/~ylclab/data/norb-v1.0-small"):
-        small_norb.convert(raw_dir)
+        convert_raw(small_norb.SPEC, raw_dir)
 
 
 @pytest.mark.parametrize("kind", ["dat", "cat", "info"])
@@ -77,7 +78,7 @@ def test_truncated_file_is_refused(raw_dir, kind):
     path = _path(raw_dir, "training", kind)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(GdraeError, match=re.escape(str(path)) + ": expected .* bytes .*got .*truncated or corrupt"):
-        small_norb.convert(raw_dir)
+        convert_raw(small_norb.SPEC, raw_dir)
 
 
 def test_a_folder_where_a_file_belongs_is_refused(raw_dir):
@@ -86,7 +87,7 @@ def test_a_folder_where_a_file_belongs_is_refused(raw_dir):
     path.unlink()
     path.mkdir()
     with pytest.raises(GdraeError, match=re.escape(str(path)) + ": expected a file, got a folder .*norb-v1.0-small"):
-        small_norb.convert(raw_dir)
+        convert_raw(small_norb.SPEC, raw_dir)
 
 
 def test_corrupt_header_is_refused(raw_dir):
@@ -96,10 +97,10 @@ def test_corrupt_header_is_refused(raw_dir):
     data[0:4] = b"\x00\x00\x00\x00"
     path.write_bytes(bytes(data))
     with pytest.raises(GdraeError, match=re.escape(str(path)) + ": expected a NORB magic number .*got 0x0"):
-        small_norb.convert(raw_dir)
+        convert_raw(small_norb.SPEC, raw_dir)
     path.write_bytes(b"\x55\x4c")
     with pytest.raises(GdraeError, match="header of 8\\+ bytes, got 2"):
-        small_norb.convert(raw_dir)
+        convert_raw(small_norb.SPEC, raw_dir)
 
 
 @pytest.mark.parametrize("kind, array, message", [
@@ -112,7 +113,7 @@ def test_wrong_shapes_and_types(raw_dir, kind, array, message):
     path = _path(raw_dir, "training", kind)
     write_norb_matrix(path, array)
     with pytest.raises(GdraeError, match=re.escape(str(path)) + ": " + message):
-        small_norb.convert(raw_dir)
+        convert_raw(small_norb.SPEC, raw_dir)
 
 
 def test_odd_azimuth_is_refused(raw_dir):
@@ -122,7 +123,7 @@ def test_odd_azimuth_is_refused(raw_dir):
     info[0, 2] = 3
     write_norb_matrix(path, info)
     with pytest.raises(GdraeError, match=re.escape(str(path)) + ": expected even azimuth values"):
-        small_norb.convert(raw_dir)
+        convert_raw(small_norb.SPEC, raw_dir)
 
 
 def test_changed_label_names_the_missing_and_duplicated_combinations(raw_dir):
@@ -134,7 +135,7 @@ def test_changed_label_names_the_missing_and_duplicated_combinations(raw_dir):
     info[0, 3] = 1 - lighting  # now a copy of another row's labels
     write_norb_matrix(path, info)
     with pytest.raises(GdraeError) as error:
-        small_norb.convert(raw_dir)
+        convert_raw(small_norb.SPEC, raw_dir)
     message = str(error.value)
     combination = f"category={category}, instance={instance}, elevation={elevation}, azimuth={azimuth // 2}"
     assert message.startswith(str(raw_dir / "small_norb/raw") + ": expected each of the 96 combinations")

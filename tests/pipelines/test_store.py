@@ -32,7 +32,7 @@ def _spec(name="toy", blocks=None, sizes=(4, 6), raw_files=()):
         return Converted(factor_names=["a", "b"], factor_sizes=list(sizes),
                          factor_values=[list(range(s)) for s in sizes], array_name="images", row_shape=(1, 3, 3),
                          dtype="uint8", blocks=blocks(data) if blocks else iter([data[:5], data[5:]]),
-                         sources=[{"name": "toy", "bytes": 0, "sha256": None}], pipeline={"p": 1})
+                         pipeline={"p": 1})
 
     return DatasetSpec(name=name, description="toy", factor_names=("a", "b"), factor_sizes=sizes,
                        raw_files=raw_files, convert=convert)
@@ -53,7 +53,7 @@ def test_prepare_writes_a_complete_cache_and_summary(tmp_path):
     assert summary.factor_sizes == [4, 6] and summary.bytes_on_disk > 0 and summary.seconds >= 0
     cache = open_cache(summary.path)
     np.testing.assert_array_equal(cache.images[:, 0, 1, 1], cache.grid_index)
-    assert cache.attrs["source"] == [{"name": "toy", "bytes": 0, "sha256": None}]
+    assert cache.attrs["source"] == []  # no raw files
     assert cache.attrs["pipeline"] == {"p": 1}
     assert sorted(os.listdir(tmp_path / "cache")) == ["toy.zarr"]  # no temporary left
 
