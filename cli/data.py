@@ -217,3 +217,7 @@ def verify(name: str, cache_dir: Path) -> None:
     click.echo(f"{summary.path}: OK - {summary.n:,} rows, {summary.nchunks} chunks, checksums verified, "
                f"every grid cell stored once, "
                f"{human_bytes(summary.bytes_on_disk)}, {summary.seconds:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
