@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from gdrae.atomic import write_atomic
-from gdrae.errors import GdraeError
+from gdrae.errors import GdraeError, writing
 
 HEATMAP_BINS = 20  # bin count of the mutual-information heat map
 
@@ -34,12 +34,14 @@ def write_metrics(metrics_dir: str | Path, step: int, results: Mapping[str, floa
     integer) is a GdraeError and stays as it is: its rows are never dropped.
     """
     metrics_dir = Path(metrics_dir)
-    metrics_dir.mkdir(parents=True, exist_ok=True)
+    with writing(metrics_dir, "the evaluation's metrics"):
+        metrics_dir.mkdir(parents=True, exist_ok=True)
     csv_path = metrics_dir / "metrics.csv"
     columns, rows = read_metrics_csv(csv_path)  # first: a table it cannot keep stops before any write
     json_path = metrics_dir / f"step-{step}.json"
     record = {"step": step, **dict(provenance or {}), "metrics": dict(results)}
-    write_atomic(json_path, json.dumps(record, indent=2) + "\n")
+    with writing(json_path, "the evaluation's metrics"):
+        write_atomic(json_path, json.dumps(record, indent=2) + "\n")
 
     columns += [k for k in results if k not in columns]
     row = rows.setdefault(step, {"step": str(step)})
@@ -49,7 +51,8 @@ def write_metrics(metrics_dir: str | Path, step: int, results: Mapping[str, floa
     writer.writeheader()
     for s in sorted(rows):
         writer.writerow(rows[s])
-    write_atomic(csv_path, text.getvalue())
+    with writing(csv_path, "the metrics table"):
+        write_atomic(csv_path, text.getvalue())
     return [json_path, csv_path]
 
 
@@ -116,7 +119,8 @@ def write_images(model: torch.nn.Module, cache, codes: np.ndarray, images_dir: s
     from gdrae.pictures import model_pictures
 
     images_dir = Path(images_dir)
-    images_dir.mkdir(parents=True, exist_ok=True)
+    with writing(images_dir, "a picture"):
+        images_dir.mkdir(parents=True, exist_ok=True)
     mi = histogram_mi(codes, cache.factor_sizes, nbins=HEATMAP_BINS)
     pictures = {"mi": viz.figure_to_array(viz.mi_heatmap(mi, cache.factor_names, HEATMAP_BINS))}
     if cache.kind == "points":  # the whole grid, coloured by radius
@@ -130,5 +134,6 @@ def write_images(model: torch.nn.Module, cache, codes: np.ndarray, images_dir: s
     paths = []
     for name, array in pictures.items():
         paths.append(images_dir / f"eval-step-{step}-{name}.png")
-        viz.save_png(array, paths[-1])
+        with writing(paths[-1], "a picture"):
+            viz.save_png(array, paths[-1])
     return paths

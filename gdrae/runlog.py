@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from gdrae import viz
-from gdrae.errors import GdraeError
+from gdrae.atomic import append_line
+from gdrae.errors import GdraeError, writing
 
 LOSSES = Path("metrics") / "losses.jsonl"  # in the run directory
 EVALUATIONS = Path("metrics") / "eval.jsonl"
@@ -84,13 +85,13 @@ class RunLog:
         self.start_step = start_step
         if not enabled:
             return
-        from tensorboardX import SummaryWriter
         from tqdm import tqdm
 
-        self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=start_step + 1)
-        self.file = open(self.run_dir / "train.log", "a", encoding="utf-8")
-        (self.run_dir / LOSSES).parent.mkdir(parents=True, exist_ok=True)
-        self.loss_file = open(self.run_dir / LOSSES, "a", encoding="utf-8")
+        from gdrae.tbevents import EventFile
+
+        self.tb = EventFile(self.run_dir / "tb", purge_step=start_step + 1)
+        with writing(self.run_dir / LOSSES.parent, "the run's metrics"):
+            (self.run_dir / LOSSES).parent.mkdir(parents=True, exist_ok=True)
         self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True, leave=False)
         self.bar_step = start_step
 
@@ -106,8 +107,8 @@ class RunLog:
     def text(self, line: str) -> None:
         """One line into train.log (and above the progress bar)."""
         if self.enabled:
-            self.file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
-            self.file.flush()
+            with writing(self.run_dir / "train.log", "the run's log"):
+                append_line(self.run_dir / "train.log", f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
             self.bar.write(line)
 
     def losses(self, step: int, terms: dict[str, torch.Tensor], total: torch.Tensor) -> None:
@@ -128,8 +129,8 @@ class RunLog:
         rate = (step - self.start_step) / max(self.elapsed(), 1e-9)
         self.tb.add_scalar("speed/steps_per_s", rate, step)
         short = {k.split("/", 1)[1]: v for k, v in values.items() if k.startswith("loss/")}
-        self.loss_file.write(json.dumps({"step": step, **short, SPEED: rate}) + "\n")
-        self.loss_file.flush()
+        with writing(self.run_dir / LOSSES, "the run's losses"):
+            append_line(self.run_dir / LOSSES, json.dumps({"step": step, **short, SPEED: rate}) + "\n")
         self.bar.set_postfix({k: f"{v:.4g}" for k, v in short.items()}, refresh=False)
         self.text(f"step {step} " + " ".join(f"{k}={v:.6g}" for k, v in short.items())
                   + f" recon_l1={values.get('monitor/recon_l1', float('nan')):.4g} steps/s={rate:.3g}")
@@ -139,7 +140,9 @@ class RunLog:
         if not self.enabled:
             return
         for name, array in pictures.items():
-            viz.save_png(array, self.run_dir / "images" / f"{name}_{step:07d}.png")
+            png = self.run_dir / "images" / f"{name}_{step:07d}.png"
+            with writing(png, "a picture"):
+                viz.save_png(array, png)
             self.tb.add_image(f"images/{name}", array, step, dataformats="HWC")
 
     def diagnostics(self, step: int, values: dict[str, float]) -> None:
@@ -148,13 +151,11 @@ class RunLog:
             return
         for name, v in values.items():
             self.tb.add_scalar(f"eval/{name}", v, step)
-        with open(self.run_dir / EVALUATIONS, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"step": step, **values}) + "\n")
+        with writing(self.run_dir / EVALUATIONS, "the run's evaluations"):
+            append_line(self.run_dir / EVALUATIONS, json.dumps({"step": step, **values}) + "\n")
         self.text(f"eval step {step} " + " ".join(f"{k}={v:.4g}" for k, v in values.items()))
 
     def close(self) -> None:
         if self.enabled:
             self.bar.close()
             self.tb.close()
-            self.file.close()
-            self.loss_file.close()

@@ -36,7 +36,7 @@ from gdrae.errors import GdraeError
 from gdrae.losses import weighted_total
 from gdrae.models import build_model
 from gdrae.pictures import model_pictures
-from gdrae.rundir import RunDirLock, open_run_dir
+from gdrae.rundir import RunDirLock, check_run_dir, create_run_dir
 from gdrae.runlog import RunLog
 
 
@@ -55,12 +55,15 @@ def train(cfg: RunConfig, resume: bool = False) -> torch.nn.Module:
     rank, world, device = setup_distributed(t.device)
     main = rank == 0
     run_dir = Path(t.run_dir)
-    stop, log, lock = StopSignal(), None, None
+    stop, log, lock, checked = StopSignal(), None, None, False
     try:
         lock = RunDirLock(run_dir) if main else None  # one training per run directory
-        state = open_run_dir(run_dir, cfg, resume, write=main)  # every rank checks, rank 0 writes
+        state = check_run_dir(run_dir, cfg, resume)  # every check before any write
         data = open_data(cfg)
         metrics = metrics_hook(cfg, data)
+        checked = True
+        if main:
+            create_run_dir(run_dir, cfg)
         seed_everything(t.seed)
         model = build_model(cfg).to(device)
         sync_parameters(model, world)  # identical start on every rank
@@ -126,12 +129,12 @@ def train(cfg: RunConfig, resume: bool = False) -> torch.nn.Module:
         log.text(f"done: step {step} of {t.steps} in {log.elapsed():.1f} s")
     finally:
         stop.restore()
-        if log is not None:
-            log.close()
         if lock is not None:
-            lock.release()
+            lock.release(undo=not checked)  # a refused start leaves the file system as it was
         if world > 1:
             tdist.destroy_process_group()
+        if log is not None:
+            log.close()  # last: its flush can fail too (a full disk)
     return model
 
 

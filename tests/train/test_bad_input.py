@@ -11,6 +11,8 @@ from gdrae.errors import GdraeError
 from gdrae.models import GDRAE
 from gdrae.train import train
 
+from conftest import REPO
+
 CPU_OUT_OF_MEMORY = ("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
                      "you tried to allocate 40000000000000 bytes. Error code 12 (Cannot allocate memory)")
 
@@ -155,3 +157,15 @@ def test_cuda_asked_for_but_absent(make_cfg):
         pytest.skip("this machine has CUDA")
     with pytest.raises(GdraeError, match="train.device: expected a CUDA device"):
         train(make_cfg("sector", "train.device=cuda"))
+
+
+@pytest.mark.parametrize("refusal", ["resume without a checkpoint", "missing cache"])
+def test_a_refused_start_leaves_the_file_system_as_it_was(make_cfg, tmp_path, refusal):
+    run = "new/folders/run"
+    with pytest.raises(GdraeError):
+        if refusal == "missing cache":
+            train(make_cfg("image", "data.name=shapes2d-synth-small", f"data.cache_dir={tmp_path / 'none'}", run=run))
+        else:
+            train(make_cfg("sector", "train.steps=1", run=run), resume=True)
+    assert list(tmp_path.iterdir()) == []
+
