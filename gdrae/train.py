@@ -31,7 +31,7 @@ import torch.distributed as tdist
 from gdrae.checkpoint import checkpoint_state, restore_optimizer, set_rng_states, write_checkpoint
 from gdrae.config import RunConfig
 from gdrae.data.stream import TrainData, open_data
-from gdrae.distributed import average_gradients, setup_distributed, sync_parameters
+from gdrae.distributed import average_gradients, same_refusal_everywhere, setup_distributed, sync_parameters
 from gdrae.errors import GdraeError
 from gdrae.losses import weighted_total
 from gdrae.models import build_model
@@ -57,10 +57,11 @@ def train(cfg: RunConfig, resume: bool = False) -> torch.nn.Module:
     run_dir = Path(t.run_dir)
     stop, log, lock, checked = StopSignal(), None, None, False
     try:
-        lock = RunDirLock(run_dir) if main else None  # one training per run directory
-        state = check_run_dir(run_dir, cfg, resume)  # every check before any write
-        data = open_data(cfg)
-        metrics = metrics_hook(cfg, data)
+        with same_refusal_everywhere(world):  # every check before any write; one rank's refusal is every rank's
+            lock = RunDirLock(run_dir) if main else None  # one training per run directory
+            state = check_run_dir(run_dir, cfg, resume)
+            data = open_data(cfg)
+            metrics = metrics_hook(cfg, data)
         checked = True
         if main:
             create_run_dir(run_dir, cfg)
