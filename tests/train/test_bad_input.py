@@ -14,7 +14,7 @@ from gdrae.errors import GdraeError
 from gdrae.models import GDRAE
 from gdrae.train import train
 
-from conftest import REPO
+REPO = Path(__file__).resolve().parents[2]
 
 CPU_OUT_OF_MEMORY = ("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
                      "you tried to allocate 40000000000000 bytes. Error code 12 (Cannot allocate memory)")
@@ -173,25 +173,18 @@ def test_a_refused_start_leaves_the_file_system_as_it_was(make_cfg, tmp_path, re
     assert list(tmp_path.iterdir()) == []
 
 
-def test_under_torchrun_every_rank_ends_with_the_refusal_of_a_locked_run_directory(make_cfg, tmp_path):
+def test_under_torchrun_every_rank_ends_with_the_refusal_of_a_locked_run_directory(make_cfg, tmp_path,
+                                                                                     lock_held_elsewhere):
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(make_cfg("sector", "train.steps=2").model_dump(mode="json")))
-    (tmp_path / "run").mkdir()
-    holder = ("import fcntl, os, sys; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); "
-              "f.write(str(os.getpid())); f.flush(); print('held', flush=True); sys.stdin.read()")
-    other = subprocess.Popen([sys.executable, "-c", holder, str(tmp_path / "run" / ".lock")],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert other.stdout.readline() == "held\n"
-        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    with lock_held_elsewhere(tmp_path / "run") as pid:
         # torchrun stops the other ranks once one has ended: it looks seldom enough here for both to end first
         proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                                "--monitor-interval=3", "-m", "cli.train", "--config", str(config)], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=300)
-    finally:
-        other.communicate("")
     out = proc.stdout + proc.stderr
-    line = (f"Error: {tmp_path / 'run'}: another training (pid {other.pid}) is writing this run directory; "
+    line = (f"Error: {tmp_path / 'run'}: another training (pid {pid}) is writing this run directory; "
             "wait for it to end or choose another train.run_dir\n")
     assert proc.returncode != 0
     assert out.count(line) == 2, out[-3000:]  # one line from each rank

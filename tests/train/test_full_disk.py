@@ -8,12 +8,9 @@ import pytest
 
 from fulldisk import fill_disk
 from gdrae.checkpoint import read_checkpoint
-from gdrae.config import load_config
 from gdrae.errors import GdraeError
 from gdrae.runlog import read_loss_log
 from gdrae.train import train
-
-from conftest import QUIET, REPO, TINY_SECTOR
 
 NO_SPACE = "No space left on device"
 PNG_END = b"IEND\xaeB`\x82"  # a PNG file's last chunk
@@ -21,15 +18,6 @@ PNG_END = b"IEND\xaeB`\x82"  # a PNG file's last chunk
 
 def _snapshot(folder):
     return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-
-
-@pytest.fixture(scope="module")
-def one_step_run(tmp_path_factory):
-    """A sector run trained for one step (each test copies it)."""
-    run = tmp_path_factory.mktemp("trained") / "run"
-    train(load_config(REPO / "configs" / "sector2dunif.yaml", [*TINY_SECTOR, *QUIET, f"train.run_dir={run}",
-                                                               "train.steps=1"]))
-    return run
 
 
 def test_a_full_disk_at_the_start_is_one_line_and_leaves_nothing(make_cfg, tmp_path, monkeypatch):
@@ -41,8 +29,8 @@ def test_a_full_disk_at_the_start_is_one_line_and_leaves_nothing(make_cfg, tmp_p
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_full_disk_at_a_resumed_start_leaves_the_run_as_it_was(make_cfg, tmp_path, monkeypatch, one_step_run):
-    shutil.copytree(one_step_run, tmp_path / "run")
+def test_a_full_disk_at_a_resumed_start_leaves_the_run_as_it_was(make_cfg, tmp_path, monkeypatch, one_step_sector_run):
+    shutil.copytree(one_step_sector_run, tmp_path / "run")
     before = _snapshot(tmp_path / "run")
     fill_disk(monkeypatch, tmp_path)
     with pytest.raises(GdraeError, match=f"^{re.escape(str(tmp_path / 'run' / '.lock'))}: cannot write"):
@@ -62,9 +50,9 @@ DURING_A_RUN = {
 
 
 @pytest.mark.parametrize("place", DURING_A_RUN)
-def test_a_disk_that_fills_during_a_run(make_cfg, tmp_path, monkeypatch, one_step_run, place):
+def test_a_disk_that_fills_during_a_run(make_cfg, tmp_path, monkeypatch, one_step_sector_run, place):
     run = tmp_path / "run"
-    shutil.copytree(one_step_run, run)
+    shutil.copytree(one_step_sector_run, run)
     before = _snapshot(run)
     fill_disk(monkeypatch, run / place, room=100)  # part of a write goes in, then the disk is full
     with pytest.raises(GdraeError, match=f"{re.escape(DURING_A_RUN[place])}(: {NO_SPACE})?$") as e:
