@@ -82,19 +82,18 @@ class RunDirLock:
             with writing(run_dir, "the run directory"):
                 run_dir.mkdir(parents=True, exist_ok=True)
             with writing(self.path, "the run directory's lock"):
-                self.file = open(self.path, "a+", encoding="utf-8")
+                self.file = open(self.path, "a+b", buffering=0)  # unbuffered: a failed write is not retried at close
             try:
                 fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 self.file.seek(0)
-                holder = self.file.read().strip() or "unknown"
+                holder = self.file.read().decode("utf-8", "replace").strip() or "unknown"
                 raise GdraeError(f"{run_dir}: another training (pid {holder}) is writing this run directory; "
                                  "wait for it to end or choose another train.run_dir") from None
             self.held = True
             with writing(self.path, "the run directory's lock"):
                 self.file.truncate(0)
-                self.file.write(f"{os.getpid()}\n")
-                self.file.flush()
+                self.file.write(f"{os.getpid()}\n".encode())
         except BaseException:
             self.release(undo=True)
             raise

@@ -2,40 +2,63 @@
 
 ``fill_disk(monkeypatch, path, ...)`` patches ``open``: a file opened for
 writing at or under one of the paths (a file's own temporary names from
-gdrae.atomic included) is the real file, whose writes fail with ENOSPC once
-``room`` bytes are written, after writing the part that fits, as on a full
-disk. What the code does with that error (torch's zip writer turns it into a
-RuntimeError of its own) is then the real behaviour.
+gdrae.atomic included) is a real file whose system-level writes take
+``room`` bytes, then fail with ENOSPC, as on a full disk. Python's own
+buffering and text layers sit above it as they do above a real file, so
+what the code under test does with that error (a buffer flushed again at
+close; torch's zip writer turning it into a RuntimeError of its own) is the
+real behaviour.
 """
 import builtins
 import errno
+import io
 import os
 from pathlib import Path
 
 
-class FullFile:
-    """A real open file that takes ``room`` more bytes (characters, in text mode), then raises ENOSPC."""
+class FullDiskFile(io.RawIOBase):
+    """A real unbuffered file (io.FileIO) whose writes take ``room`` more bytes, then raise ENOSPC."""
 
-    def __init__(self, file, room: int):
+    def __init__(self, file: io.FileIO, room: int):
         self.file, self.room = file, room
 
-    def write(self, data):
-        size = len(data) if isinstance(data, str) else memoryview(data).nbytes
-        if size > self.room:
-            self.file.write(data[: self.room] if isinstance(data, str) else memoryview(data).cast("B")[: self.room])
-            self.room = 0
+    def write(self, data) -> int:
+        if self.room == 0:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        self.room -= size
-        return self.file.write(data)
+        written = self.file.write(memoryview(data).cast("B")[: self.room])  # a short write, as a disk's last bytes
+        self.room -= written
+        return written
 
-    def __getattr__(self, name):
+    def readinto(self, buffer) -> int:
+        return self.file.readinto(buffer)
+
+    def close(self) -> None:
+        self.file.close()
+        super().close()
+
+    def __getattr__(self, name):  # name, mode (io.RawIOBase has the methods below, so they are spelled out)
         return getattr(self.file, name)
 
-    def __enter__(self):
-        return self
+    def seek(self, offset, whence=os.SEEK_SET):
+        return self.file.seek(offset, whence)
 
-    def __exit__(self, *exc):
-        self.file.close()
+    def tell(self):
+        return self.file.tell()
+
+    def truncate(self, size=None):
+        return self.file.truncate(size)
+
+    def fileno(self):
+        return self.file.fileno()
+
+    def readable(self):
+        return self.file.readable()
+
+    def writable(self):
+        return self.file.writable()
+
+    def seekable(self):
+        return self.file.seekable()
 
 
 def _hit(path: Path, place: Path) -> bool:
@@ -49,11 +72,14 @@ def fill_disk(monkeypatch, *places: Path, room: int = 0) -> None:
     real_open = builtins.open
     places = [Path(os.path.abspath(p)) for p in places]
 
-    def open_(file, mode="r", *args, **kwargs):
-        f = real_open(file, mode, *args, **kwargs)
-        if isinstance(file, (str, os.PathLike)) and set(mode) & set("wax+"):
-            if any(_hit(Path(os.path.abspath(file)), place) for place in places):
-                return FullFile(f, room)
-        return f
+    def open_(file, mode="r", buffering=-1, encoding=None, errors=None, newline=None, *args, **kwargs):
+        if not (isinstance(file, (str, os.PathLike)) and set(mode) & set("wax+")
+                and any(_hit(Path(os.path.abspath(file)), place) for place in places)):
+            return real_open(file, mode, buffering, encoding, errors, newline, *args, **kwargs)
+        raw = FullDiskFile(io.FileIO(file, mode.replace("b", "").replace("t", "")), room)
+        if buffering == 0:
+            return raw
+        buffered = (io.BufferedRandom if "+" in mode else io.BufferedWriter)(raw)
+        return buffered if "b" in mode else io.TextIOWrapper(buffered, encoding or "utf-8", errors, newline)
 
     monkeypatch.setattr(builtins, "open", open_)
