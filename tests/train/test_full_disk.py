@@ -43,7 +43,7 @@ DURING_A_RUN = {
     "train.log": "train.log: cannot write the run's log",
     "metrics/losses.jsonl": "losses.jsonl: cannot write the run's losses",
     "metrics/eval.jsonl": "eval.jsonl: cannot write the run's evaluations",
-    "images": "_0000002.png: cannot write a picture",
+    "images": ".png: cannot write a picture",
     "tb": "tb: cannot write the TensorBoard events",
     "checkpoints": "latest.pt: cannot write the checkpoint: the disk is full or not writable",  # torch's zip writer
 }
