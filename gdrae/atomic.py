@@ -1,9 +1,12 @@
-"""Writing a file whole or not at all: the one way gdrae replaces a file (configs, checkpoints, metrics, code tables).
+"""Writing a file whole or not at all: the one way gdrae replaces a file (configs, checkpoints, metrics, code
+tables, pictures) or adds a line to one (logs).
 
-The content goes to a temporary name beside the file (unique to the writing
-process and call, hidden, ending in ``.tmp``) and is renamed over it when
-complete, so a reader sees the earlier file or the new one, never a part,
-and a crash or a full disk mid-write leaves the earlier file in place.
+:func:`write_atomic` writes the content to a temporary name beside the file
+(unique to the writing process and call, hidden, ending in ``.tmp``) and
+renames it over the file when complete, so a reader sees the earlier file or
+the new one, never a part, and a crash or a full disk mid-write leaves the
+earlier file in place. :func:`append_line` cuts a file back to its earlier
+end when a line cannot be added whole.
 """
 from __future__ import annotations
 
@@ -37,3 +40,21 @@ def write_atomic(path: str | os.PathLike, content: bytes | str | Callable[[Binar
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Add ``line`` (text, written as UTF-8, ending in a newline) to the end of ``path``, whole or not at all.
+
+    A write that fails (OSError: a full disk; or an interruption) cuts the
+    file back to where it ended and raises again, so a reader never finds a
+    part of a line (a JSON record, say) at the end.
+    """
+    data = memoryview(line.encode("utf-8"))
+    with open(path, "ab", buffering=0) as f:  # unbuffered: every byte written is known
+        end = f.seek(0, os.SEEK_END)
+        try:
+            while data:
+                data = data[f.write(data):]
+        except BaseException:
+            f.truncate(end)
+            raise

@@ -24,13 +24,13 @@ import pickle
 import random
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, BinaryIO, Iterable
 
 import numpy as np
 import torch
 
 from gdrae.atomic import temp_path, write_atomic
-from gdrae.errors import GdraeError
+from gdrae.errors import GdraeError, writing
 
 if TYPE_CHECKING:
     from gdrae.config import RunConfig, TrainConfig
@@ -68,10 +68,23 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 def save_atomic(obj: dict, path: Path) -> None:
     """torch.save through :func:`gdrae.atomic.write_atomic`; a failed write is a GdraeError naming ``path``."""
+    with writing(path, "the checkpoint"):
+        write_atomic(path, lambda f: _torch_save(obj, f))
+
+
+def _torch_save(obj: dict, f: BinaryIO) -> None:
+    """torch.save into ``f``; a failed write is an OSError.
+
+    torch's zip writer swallows the file's OSError (a full disk) and raises
+    a RuntimeError of its own later ("[enforce fail at inline_container.cc]
+    unexpected pos ..."); that one becomes the OSError it stands for.
+    """
     try:
-        write_atomic(path, lambda f: torch.save(obj, f))
-    except OSError as exc:
-        raise GdraeError(f"{path}: cannot write the checkpoint: {exc.strerror or exc}") from None
+        torch.save(obj, f)
+    except RuntimeError as exc:
+        if "inline_container" not in str(exc) and "PytorchStreamWriter" not in str(exc):
+            raise
+        raise OSError("the disk is full or not writable") from None
 
 
 def checkpoint_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int, cfg: RunConfig) -> dict:
@@ -111,10 +124,8 @@ def write_checkpoint(ckpt_dir: Path, state: dict, keep: int, keep_steps: Iterabl
     files, and those of ``keep_steps`` whatever their age (they are not counted in ``keep``)."""
     ckpt_dir = Path(ckpt_dir)
     latest = ckpt_dir / "latest.pt"
-    try:
+    with writing(ckpt_dir, "the checkpoint"):
         ckpt_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise GdraeError(f"{ckpt_dir}: cannot write the checkpoint: {exc.strerror or exc}") from None
     state = {**state, "sha256": content_digest(state)}
     save_atomic(state, latest)
     kept = set(keep_steps)

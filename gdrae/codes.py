@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from gdrae.atomic import write_atomic
-from gdrae.errors import GdraeError
+from gdrae.errors import GdraeError, writing
 from gdrae.fastpaths import fast
 
 ENCODE_BATCH = 1024  # rows per encoder call
@@ -131,9 +131,11 @@ def code_table(model: torch.nn.Module, cache, code_dir: str | Path | None = None
     path = code_path(code_dir, step, cache, model)
     if path.exists():
         return _read_codes(path, cache.n, model.nz)
-    path.parent.mkdir(parents=True, exist_ok=True)  # before the encoding pass: fail early
+    with writing(path.parent, "the code table"):
+        path.parent.mkdir(parents=True, exist_ok=True)  # before the encoding pass: fail early
     codes = encode_cache(model, cache, batch_size, progress)
-    write_atomic(path, lambda f: np.save(f, codes, allow_pickle=False))
+    with writing(path, "the code table"):
+        write_atomic(path, lambda f: np.save(f, codes, allow_pickle=False))
     return codes
 
 

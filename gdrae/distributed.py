@@ -10,11 +10,14 @@ gradients with Jacobian-style double differentiation (PyTorch issues 47562,
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 import torch.distributed as tdist
 
 from gdrae.device import resolve_device
+from gdrae.errors import GdraeError
 
 
 def setup_distributed(device: str) -> tuple[int, int, torch.device]:
@@ -27,6 +30,28 @@ def setup_distributed(device: str) -> tuple[int, int, torch.device]:
         torch.cuda.set_device(local)
     tdist.init_process_group("nccl" if use_cuda else "gloo")
     return rank, world, torch.device(f"cuda:{local}" if use_cuda else "cpu")
+
+
+@contextmanager
+def same_refusal_everywhere(world: int) -> Iterator[None]:
+    """A GdraeError raised in the block on any rank is raised on every rank, the same line (the lowest
+    refusing rank's), so no rank goes on to wait in a collective for one that has stopped.
+
+    Every rank runs the block: it ends in a collective. A no-op in one process.
+    """
+    error = None
+    try:
+        yield
+    except GdraeError as exc:
+        if world == 1:
+            raise
+        error = str(exc)
+    if world > 1:
+        errors: list[str | None] = [None] * world
+        tdist.all_gather_object(errors, error)
+        first = next((e for e in errors if e is not None), None)
+        if first is not None:
+            raise GdraeError(first)
 
 
 def sync_parameters(model: torch.nn.Module, world: int) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from gdrae.atomic import write_atomic
-from gdrae.errors import GdraeError
+from gdrae.errors import GdraeError, writing
 
 HEATMAP_BINS = 20  # bin count of the mutual-information heat map
 METRICS_CSV = "metrics.csv"  # in the metrics folder: one row per evaluated step
@@ -41,12 +41,14 @@ def write_metrics(metrics_dir: str | Path, step: int, results: Mapping[str, floa
     integer) is a GdraeError and stays as it is: its rows are never dropped.
     """
     metrics_dir = Path(metrics_dir)
-    metrics_dir.mkdir(parents=True, exist_ok=True)
+    with writing(metrics_dir, "the evaluation's metrics"):
+        metrics_dir.mkdir(parents=True, exist_ok=True)
     csv_path = metrics_dir / METRICS_CSV
     columns, rows = read_metrics_csv(csv_path)  # first: a table it cannot keep stops before any write
     json_path = metrics_dir / f"step-{step}.json"
     record = {"step": step, **dict(provenance or {}), "metrics": dict(results)}
-    write_atomic(json_path, json.dumps(record, indent=2) + "\n")
+    with writing(json_path, "the evaluation's metrics"):
+        write_atomic(json_path, json.dumps(record, indent=2) + "\n")
 
     columns += [k for k in results if k not in columns]
     row = rows.setdefault(step, {"step": str(step)})
@@ -56,7 +58,8 @@ def write_metrics(metrics_dir: str | Path, step: int, results: Mapping[str, floa
     writer.writeheader()
     for s in sorted(rows):
         writer.writerow(rows[s])
-    write_atomic(csv_path, text.getvalue())
+    with writing(csv_path, "the metrics table"):
+        write_atomic(csv_path, text.getvalue())
     return [json_path, csv_path]
 
 
@@ -142,9 +145,11 @@ def write_pictures(images_dir: str | Path, step: int, pictures: Mapping[str, np.
     from gdrae import viz
 
     images_dir = Path(images_dir)
-    images_dir.mkdir(parents=True, exist_ok=True)
+    with writing(images_dir, "a picture"):
+        images_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, array in pictures.items():
         paths.append(images_dir / f"step-{step}-{name}.png")
-        viz.save_png(array, paths[-1])
+        with writing(paths[-1], "a picture"):
+            viz.save_png(array, paths[-1])
     return paths

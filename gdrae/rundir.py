@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import fcntl
 import os
+from itertools import takewhile
 from pathlib import Path
 
 from gdrae.checkpoint import read_checkpoint
 from gdrae.config import ModelConfig, RunConfig, dump_config
-from gdrae.errors import GdraeError
+from gdrae.errors import GdraeError, writing
 
 
-def open_run_dir(run_dir: Path, cfg: RunConfig, resume: bool, write: bool = True) -> dict | None:
-    """Check (and, if ``write``, create) the run directory; returns the checkpoint to resume from, or None.
+def check_run_dir(run_dir: Path, cfg: RunConfig, resume: bool) -> dict | None:
+    """Check the run directory for this training, writing nothing; returns the checkpoint to resume from, or None.
 
     Never overwrites a run: a directory holding a checkpoint needs ``resume``;
     ``resume`` needs a checkpoint with the same model section and data.name;
@@ -47,19 +48,18 @@ def open_run_dir(run_dir: Path, cfg: RunConfig, resume: bool, write: bool = True
                              f"to resume, got {now[section][name]!r}")
         if state["step"] > cfg.train.steps:
             raise GdraeError(f"train.steps: expected at least the checkpoint's step {state['step']}, got {cfg.train.steps}")
-    elif latest.exists():
-        raise GdraeError(f"{run_dir}: run directory already holds a checkpoint; expected --resume or a new train.run_dir")
-    else:
-        state = None
-    if not write:
         return state
-    try:
+    if latest.exists():
+        raise GdraeError(f"{run_dir}: run directory already holds a checkpoint; expected --resume or a new train.run_dir")
+    return None
+
+
+def create_run_dir(run_dir: Path, cfg: RunConfig) -> None:
+    """Create the run directory's folders and write its config.yaml (the resolved ``cfg``)."""
+    with writing(run_dir, "the run directory"):
         for sub in ("checkpoints", "tb", "images", "metrics"):
             (run_dir / sub).mkdir(parents=True, exist_ok=True)
         dump_config(cfg, run_dir / "config.yaml")
-    except OSError as exc:
-        raise GdraeError(f"{run_dir}: cannot write the run directory: {exc.strerror or exc}") from None
-    return state
 
 
 class RunDirLock:
@@ -67,27 +67,53 @@ class RunDirLock:
 
     A second training into the same directory is refused with the pid that
     holds it. The lock is flock's: the OS drops it when its process ends,
-    however it ends, so a crashed run leaves no stale lock behind.
+    however it ends, so a crashed run leaves no stale lock behind. A lock
+    that is refused or cannot be written, or is released with ``undo`` (by
+    a training that refused to start), leaves the file system as it was: the
+    .lock file and the folders it created are removed again.
     """
 
     def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / ".lock"
+        # what taking the lock creates, innermost first
+        self.created = list(takewhile(lambda p: not p.exists(), (self.path, *self.path.parents)))
+        self.file, self.held = None, False
         try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            self.file = open(run_dir / ".lock", "a+", encoding="utf-8")
-        except OSError as exc:
-            raise GdraeError(f"{run_dir}: cannot write the run directory: {exc.strerror or exc}") from None
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.file.seek(0)
-            holder = self.file.read().strip() or "unknown"
-            self.file.close()
-            raise GdraeError(f"{run_dir}: another training (pid {holder}) is writing this run directory; "
-                             "wait for it to end or choose another train.run_dir") from None
-        self.file.truncate(0)
-        self.file.write(f"{os.getpid()}\n")
-        self.file.flush()
+            with writing(run_dir, "the run directory"):
+                run_dir.mkdir(parents=True, exist_ok=True)
+            with writing(self.path, "the run directory's lock"):
+                self.file = open(self.path, "a+b", buffering=0)  # unbuffered: a failed write is not retried at close
+            try:
+                fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.file.seek(0)
+                holder = self.file.read().decode("utf-8", "replace").strip() or "unknown"
+                raise GdraeError(f"{run_dir}: another training (pid {holder}) is writing this run directory; "
+                                 "wait for it to end or choose another train.run_dir") from None
+            self.held = True
+            with writing(self.path, "the run directory's lock"):
+                self.file.truncate(0)
+                self.file.write(f"{os.getpid()}\n".encode())
+        except BaseException:
+            self.release(undo=True)
+            raise
 
-    def release(self) -> None:
-        self.file.truncate(0)  # an empty .lock: nobody holds it
-        self.file.close()
+    def release(self, undo: bool = False) -> None:
+        """Let the lock go (an empty .lock: nobody holds it); with ``undo``, also remove what taking it created.
+
+        The .lock file is removed only while held, so a lock another training
+        took meanwhile is never removed under it.
+        """
+        if self.held:
+            if undo and self.path in self.created:
+                self.path.unlink()
+            else:
+                self.file.truncate(0)
+        if self.file is not None:
+            self.file.close()
+        self.held = False
+        for folder in self.created[1:] if undo else []:
+            try:
+                folder.rmdir()
+            except OSError:  # no longer empty: something else was written there meanwhile
+                break

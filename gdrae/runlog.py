@@ -22,7 +22,8 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from gdrae.errors import GdraeError
+from gdrae.atomic import append_line
+from gdrae.errors import GdraeError, writing
 from gdrae.reports import METRICS_CSV, PICTURE, read_metrics_csv, write_metrics, write_pictures
 
 METRICS = Path("metrics")  # in the run directory: losses.jsonl, and the evaluations of gdrae.reports
@@ -157,14 +158,14 @@ class RunLog:
         self.start_step = start_step
         if not enabled:
             return
-        from tensorboardX import SummaryWriter
         from tqdm import tqdm
 
+        from gdrae.tbevents import EventFile
+
         read_metrics_csv(self.run_dir / METRICS / METRICS_CSV)  # a table it cannot keep stops the run at its start
-        self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=start_step + 1)
-        self.file = open(self.run_dir / "train.log", "a", encoding="utf-8")
-        (self.run_dir / LOSSES).parent.mkdir(parents=True, exist_ok=True)
-        self.loss_file = open(self.run_dir / LOSSES, "a", encoding="utf-8")
+        self.tb = EventFile(self.run_dir / "tb", purge_step=start_step + 1)
+        with writing(self.run_dir / LOSSES.parent, "the run's metrics"):
+            (self.run_dir / LOSSES).parent.mkdir(parents=True, exist_ok=True)
         self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True, leave=False)
         self.bar_step = start_step
 
@@ -180,8 +181,8 @@ class RunLog:
     def text(self, line: str) -> None:
         """One line into train.log (and above the progress bar)."""
         if self.enabled:
-            self.file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
-            self.file.flush()
+            with writing(self.run_dir / "train.log", "the run's log"):
+                append_line(self.run_dir / "train.log", f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
             self.bar.write(line)
 
     def losses(self, step: int, terms: dict[str, torch.Tensor], total: torch.Tensor) -> None:
@@ -202,8 +203,8 @@ class RunLog:
         rate = (step - self.start_step) / max(self.elapsed(), 1e-9)
         self.tb.add_scalar("speed/steps_per_s", rate, step)
         short = {k.split("/", 1)[1]: v for k, v in values.items() if k.startswith("loss/")}
-        self.loss_file.write(json.dumps({"step": step, **short, SPEED: rate}) + "\n")
-        self.loss_file.flush()
+        with writing(self.run_dir / LOSSES, "the run's losses"):
+            append_line(self.run_dir / LOSSES, json.dumps({"step": step, **short, SPEED: rate}) + "\n")
         self.bar.set_postfix({k: f"{v:.4g}" for k, v in short.items()}, refresh=False)
         self.text(f"step {step} " + " ".join(f"{k}={v:.6g}" for k, v in short.items())
                   + f" recon_l1={values.get('monitor/recon_l1', float('nan')):.4g} steps/s={rate:.3g}")
@@ -230,5 +231,3 @@ class RunLog:
         if self.enabled:
             self.bar.close()
             self.tb.close()
-            self.file.close()
-            self.loss_file.close()

@@ -32,13 +32,13 @@ import torch.distributed as tdist
 from gdrae.checkpoint import checkpoint_state, restore_optimizer, set_rng_states, write_checkpoint
 from gdrae.config import RunConfig
 from gdrae.data.stream import TrainData, open_data
-from gdrae.distributed import average_gradients, setup_distributed, sync_parameters
+from gdrae.distributed import average_gradients, same_refusal_everywhere, setup_distributed, sync_parameters
 from gdrae.errors import GdraeError
 from gdrae.evaluate import check_metric_names, evaluate, provenance
 from gdrae.losses import spectral_weighted, weighted_total
 from gdrae.models import build_model
 from gdrae.pictures import model_pictures
-from gdrae.rundir import RunDirLock, open_run_dir
+from gdrae.rundir import RunDirLock, check_run_dir, create_run_dir
 from gdrae.runlog import RunLog
 
 
@@ -57,12 +57,16 @@ def train(cfg: RunConfig, resume: bool = False) -> torch.nn.Module:
     rank, world, device = setup_distributed(t.device)
     main = rank == 0
     run_dir = Path(t.run_dir)
-    stop, log, lock = StopSignal(), None, None
+    stop, log, lock, checked = StopSignal(), None, None, False
     try:
-        lock = RunDirLock(run_dir) if main else None  # one training per run directory
-        state = open_run_dir(run_dir, cfg, resume, write=main)  # every rank checks, rank 0 writes
-        data = open_data(cfg)
-        eval_cache = open_metrics_cache(cfg, data)  # None without train.metrics
+        with same_refusal_everywhere(world):  # every check before any write; one rank's refusal is every rank's
+            lock = RunDirLock(run_dir) if main else None  # one training per run directory
+            state = check_run_dir(run_dir, cfg, resume)
+            data = open_data(cfg)
+            eval_cache = open_metrics_cache(cfg, data)  # None without train.metrics
+        checked = True
+        if main:
+            create_run_dir(run_dir, cfg)
         seed_everything(t.seed)
         model = build_model(cfg).to(device)
         sync_parameters(model, world)  # identical start on every rank
@@ -135,12 +139,12 @@ def train(cfg: RunConfig, resume: bool = False) -> torch.nn.Module:
         log.text(f"done: step {step} of {t.steps} in {log.elapsed():.1f} s")
     finally:
         stop.restore()
-        if log is not None:
-            log.close()
         if lock is not None:
-            lock.release()
+            lock.release(undo=not checked)  # a refused start leaves the file system as it was
         if world > 1:
             tdist.destroy_process_group()
+        if log is not None:
+            log.close()  # last: its flush can fail too (a full disk)
     return model
 
 

@@ -19,6 +19,8 @@ import numpy as np
 from matplotlib.figure import Figure  # the object API draws without pyplot: no backend to choose, no window
 from PIL import Image
 
+from gdrae.atomic import write_atomic
+
 PAD = 2  # pixels of white between tiles
 
 
@@ -295,9 +297,10 @@ def figure_to_array(fig: Figure) -> np.ndarray:
 
 
 def save_png(array: np.ndarray, path, colors: int | None = None) -> None:
-    """Write an (H, W, 3) uint8 array as a PNG file; with ``colors``, as a palette of that many
-    colours (a plot's few flat colours survive, and the file is several times smaller)."""
+    """Write an (H, W, 3) uint8 array as a PNG file, whole or not at all (:func:`gdrae.atomic.write_atomic`);
+    with ``colors``, as a palette of that many colours (a plot's few flat colours survive, and the file is
+    several times smaller)."""
     image = Image.fromarray(array)
     if colors is not None:
         image = image.quantize(colors=colors, method=Image.Quantize.MEDIANCUT)
-    image.save(path, optimize=colors is not None)
+    write_atomic(path, lambda f: image.save(f, format="PNG", optimize=colors is not None))

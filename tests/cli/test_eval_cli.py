@@ -138,7 +138,7 @@ def test_unwritable_out_dir(image_run, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     one_line_error(run("--ckpt", image_run[0], "--metrics", "histogram", "--out", blocker / "out"),
-                   "cannot write the evaluation results")
+                   f"{blocker / 'out' / 'codes'}: cannot write the code table: Not a directory")
 
 
 def test_a_metrics_table_of_another_shape_is_left_alone(image_run, tmp_path):

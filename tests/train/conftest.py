@@ -1,4 +1,7 @@
 """Shared fixtures of the trainer tests: a tiny image cache and tiny run configs (fast on 2 CPU cores)."""
+import subprocess
+import sys
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -44,3 +47,35 @@ def make_cfg(tmp_path, tiny_cache):
         return load_config(base, [*sets, *QUIET, f"train.run_dir={tmp_path / run}", *overrides])
 
     return make
+
+
+@pytest.fixture(scope="session")
+def one_step_sector_run(tmp_path_factory) -> Path:
+    """A tiny sector run trained for one step, with all it writes at its last step (copy it to change it)."""
+    from gdrae.train import train
+
+    run = tmp_path_factory.mktemp("trained") / "run"
+    train(load_config(REPO / "configs" / "sector2dunif.yaml", [*TINY_SECTOR, *QUIET, f"train.run_dir={run}",
+                                                               "train.steps=1"]))
+    return run
+
+
+@contextmanager
+def _held_by_another_process(run_dir: Path):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    holder = ("import fcntl, os, sys; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); "
+              "f.write(str(os.getpid())); f.flush(); print('held', flush=True); sys.stdin.read()")
+    other = subprocess.Popen([sys.executable, "-c", holder, str(run_dir / ".lock")],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline() == "held\n"
+        yield other.pid
+    finally:
+        other.communicate("")
+
+
+@pytest.fixture
+def lock_held_elsewhere():
+    """``with lock_held_elsewhere(run_dir) as pid:`` another process holds run_dir/.lock, as another training
+    would (its pid written in it), until the block ends."""
+    return _held_by_another_process

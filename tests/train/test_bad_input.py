@@ -2,14 +2,19 @@
 import errno
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from gdrae.errors import GdraeError
 from gdrae.models import GDRAE
 from gdrae.train import train
+
+REPO = Path(__file__).resolve().parents[2]
 
 CPU_OUT_OF_MEMORY = ("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
                      "you tried to allocate 40000000000000 bytes. Error code 12 (Cannot allocate memory)")
@@ -155,3 +160,32 @@ def test_cuda_asked_for_but_absent(make_cfg):
         pytest.skip("this machine has CUDA")
     with pytest.raises(GdraeError, match="train.device: expected a CUDA device"):
         train(make_cfg("sector", "train.device=cuda"))
+
+
+@pytest.mark.parametrize("refusal", ["resume without a checkpoint", "missing cache"])
+def test_a_refused_start_leaves_the_file_system_as_it_was(make_cfg, tmp_path, refusal):
+    run = "new/folders/run"
+    with pytest.raises(GdraeError):
+        if refusal == "missing cache":
+            train(make_cfg("image", "data.name=shapes2d-synth-small", f"data.cache_dir={tmp_path / 'none'}", run=run))
+        else:
+            train(make_cfg("sector", "train.steps=1", run=run), resume=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_under_torchrun_every_rank_ends_with_the_refusal_of_a_locked_run_directory(make_cfg, tmp_path,
+                                                                                     lock_held_elsewhere):
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(make_cfg("sector", "train.steps=2").model_dump(mode="json")))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    with lock_held_elsewhere(tmp_path / "run") as pid:
+        # torchrun stops the other ranks once one has ended: it looks seldom enough here for both to end first
+        proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                               "--monitor-interval=3", "-m", "cli.train", "--config", str(config)], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    line = (f"Error: {tmp_path / 'run'}: another training (pid {pid}) is writing this run directory; "
+            "wait for it to end or choose another train.run_dir\n")
+    assert proc.returncode != 0
+    assert out.count(line) == 2, out[-3000:]  # one line from each rank
+    assert str(REPO / "gdrae") not in out and "gloo" not in out, out[-3000:]  # no rank's traceback

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from fulldisk import fill_disk
 from gdrae.checkpoint import read_checkpoint, rng_states, set_rng_states, temp_path, write_checkpoint
 from gdrae.errors import GdraeError
 
@@ -172,18 +173,26 @@ def test_temporary_names_are_unique_to_the_process_and_call(tmp_path):
     assert first != second and f".latest.pt.{os.getpid()}." in first.name and first.name.endswith(".tmp")
 
 
-def test_full_disk_leaves_no_temporary_file_and_keeps_the_earlier_checkpoint(tmp_path, monkeypatch):
-    write_checkpoint(tmp_path, _state(1), keep=2)
+@pytest.mark.parametrize("failing, reason", [
+    ("the file", "No space left on device"),  # torch.save meets the OSError and passes it on
+    ("torch's zip writer", "the disk is full or not writable"),  # torch's own RuntimeError ("unexpected pos")
+])
+def test_full_disk_leaves_no_temporary_file_and_keeps_the_earlier_checkpoint(tmp_path, monkeypatch, failing, reason):
+    state = {**_state(1), "model": {"w": torch.ones(100_000)}}  # a tensor larger than a file's buffer
+    write_checkpoint(tmp_path, state, keep=2)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
 
     def full_disk(obj, f):
         f.write(b"PK partial")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(torch, "save", full_disk)
-    with pytest.raises(GdraeError, match=re.escape(f"{tmp_path / 'latest.pt'}: cannot write the checkpoint: "
-                                                   "No space left on device") + "$"):
-        write_checkpoint(tmp_path, _state(2), keep=2)
+    if failing == "the file":
+        monkeypatch.setattr(torch, "save", full_disk)
+    else:
+        fill_disk(monkeypatch, tmp_path, room=50_000)  # the pickle goes in, the big tensor does not
+    with pytest.raises(GdraeError, match=re.escape(f"{tmp_path / 'latest.pt'}: cannot write the checkpoint: {reason}")
+                       + "$"):
+        write_checkpoint(tmp_path, {**state, "step": 2}, keep=2)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     monkeypatch.undo()
     assert read_checkpoint(tmp_path / "latest.pt")["step"] == 1

@@ -143,19 +143,11 @@ def test_a_second_training_into_a_run_directory_is_refused(make_cfg, tmp_path):
     assert (tmp_path / "run" / ".lock").read_text() == ""  # released
 
 
-def test_a_training_in_another_process_is_named_by_its_pid(make_cfg, tmp_path):
-    (tmp_path / "run").mkdir()
-    holder = ("import fcntl, os, sys; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); "
-              "f.write(str(os.getpid())); f.flush(); print('held', flush=True); sys.stdin.read()")
-    other = subprocess.Popen([sys.executable, "-c", holder, str(tmp_path / "run" / ".lock")],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert other.stdout.readline() == "held\n"
-        with pytest.raises(GdraeError, match=f"another training \\(pid {other.pid}\\) is writing this run"):
+def test_a_training_in_another_process_is_named_by_its_pid(make_cfg, tmp_path, lock_held_elsewhere):
+    with lock_held_elsewhere(tmp_path / "run") as pid:
+        with pytest.raises(GdraeError, match=f"another training \\(pid {pid}\\) is writing this run"):
             train(make_cfg("sector", "train.steps=1"))
-    finally:
-        other.communicate("")
-    assert (tmp_path / "run" / ".lock").read_text() == str(other.pid)  # the refused run wrote nothing there
+    assert (tmp_path / "run" / ".lock").read_text() == str(pid)  # the refused run wrote nothing there
 
 
 def test_the_lock_of_a_process_that_died_is_no_obstacle(make_cfg, tmp_path):
