@@ -3,7 +3,11 @@
 Data is random and already on the device; warm-up steps are excluded; on
 CUDA the clock is synchronised only around the timed loop. Prints steps/s,
 peak memory, process CPU time per step (all threads: on a busy machine,
-compare it at --threads 1) and a last line ``ms_per_step=<number>``.
+compare it at --threads 1) and a last line ``ms_per_step=<number>``. On CPU it
+also prints the step's work (torch's flop counter over loss and backward) and
+the rate it achieved, beside the rate of lone 64-, 128- and 256-row
+1024 x 1024 float32 products at the same thread count: the distance to what
+the machine's matrix products allow.
 ``--breakdown`` profiles as many steps again (after the timing) and prints
 where their time goes, in ms per step: convolutions with a spatial kernel
 (the part only faster convolution kernels can shrink), 1x1 mixings and
@@ -20,6 +24,7 @@ import time
 
 import torch
 from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
 
 from cli.common import keep_freed_memory
 from gdrae.config import load_config
@@ -62,6 +67,28 @@ def time_breakdown(events, steps: int, device: str) -> dict[str, float]:
             us = e.self_device_time_total if device == "cuda" else e.self_cpu_time_total
             totals[category] += us / 1000 / steps
     return totals
+
+
+def step_flops(step) -> float:
+    """Floating-point operations of one call of ``step`` (torch's flop counter: matrix products and
+    convolutions, forward and backward)."""
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return float(counter.get_total_flops())
+
+
+def product_rate(rows: int, width: int = 1024, repeats: int = 30) -> float:
+    """GFLOP/s of a lone (rows x width) @ (width x width) float32 product on the CPU, best of three rounds."""
+    a, w = torch.randn(rows, width), torch.randn(width, width)
+    for _ in range(3):
+        a @ w
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ w
+        best = min(best, (time.perf_counter() - start) / repeats)
+    return 2 * rows * width * width / best / 1e9
 
 
 def main() -> None:
@@ -134,6 +161,10 @@ def main() -> None:
         peak = f"peak_rss_mib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
     print(f"config={args.config} device={args.device} batch={batch} threads={torch.get_num_threads()} "
           f"compile={args.compile and args.compile_mode} spectral={cfg.train.spectral_route} warmup_s={warmup_s:.1f} steps={args.steps} steps_per_s={1000 / ms:.2f} cpu_ms_per_step={cpu_ms:.1f} {peak}")
+    if device.type == "cpu":
+        gflop = step_flops(step) / 1e9
+        rates = " ".join(f"matmul_{rows}x1024x1024_gflop_per_s={product_rate(rows):.0f}" for rows in (64, 128, 256))
+        print(f"gflop_per_step={gflop:.2f} step_gflop_per_s={gflop * 1000 / ms:.0f} {rates}")
     if args.breakdown:
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         with profile(activities=activities, record_shapes=True) as prof:
