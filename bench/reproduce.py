@@ -222,6 +222,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cache-dir", type=Path, default=Path("cache"), help="folder of the <dataset>.zarr cache")
     parser.add_argument("--only", choices=tuple(RUNS), default=None,
                         help="train and evaluate this run alone (no results files); see the module help")
+    parser.add_argument("--no-train", action="store_true",
+                        help="train nothing: evaluate and draw what the runs in OUT hold now (e.g. while a long "
+                             "run goes on in another process); a run not started yet is left out")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override for both runs, e.g. train.lr=1e-3 (say so when you report it)")
     args = parser.parse_args(argv)
@@ -263,8 +266,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def train_all(args: argparse.Namespace, runs: list[tuple[str, int, Path]]) -> bool:
-    """Train (or reuse, or continue) each (label, seed, run_dir); False when a stop signal ended one."""
-    for label, seed, run_dir in runs:
+    """Train (or reuse, or continue) each (label, seed, run_dir); False when a stop signal ended one.
+    With --no-train, nothing is trained."""
+    for label, seed, run_dir in [] if args.no_train else runs:
         cfg = run_config(args, label, seed, run_dir)
         print(f"{label} (seed {seed}): {cfg.train.steps} steps into {run_dir}"
               + (f" ({', '.join(RUNS[label])})" if RUNS[label] else " (published settings)"), flush=True)
@@ -281,6 +285,8 @@ def reproduction(args: argparse.Namespace, command: str) -> None:
     labels = [args.only] if args.only else list(RUNS)
     if not train_all(args, [(label, args.seed, args.out / label) for label in labels]):
         return
+    if args.no_train:
+        labels = [label for label in labels if evaluated_steps(args.out / label, evaluation_points(args, label))]
     results, curves, pictures = {}, {}, {}
     for label in labels:
         run_dir = args.out / label
@@ -292,7 +298,7 @@ def reproduction(args: argparse.Namespace, command: str) -> None:
     if args.only is None:
         write_results(args, command, results, curves, pictures)
     for label, per_run in results.items():
-        last = per_run[max(per_run)]
+        last = per_run[max(per_run)] if per_run else {}
         for name, key in HEADLINE.items():
             if key in last:
                 print(f"{label}_{name}={last[key]:.4f}")
@@ -305,9 +311,11 @@ def write_results(args: argparse.Namespace, command: str, results: dict, curves:
     out = args.out
     outline = sector_outline(DATASETS[args.dataset])
     last = {label: per[max(per)] for label, per in pictures.items()}
-    strip = {f"gdrae, step {step:,}": panel for step, panel in pictures["gdrae"].items()}
+    strip = {f"gdrae, step {step:,}": panel for step, panel in pictures.get("gdrae", {}).items()}
     finals = {f"{label}, step {max(per):,}": per[max(per)] for label, per in pictures.items()}
-    viz.save_png(viz.figure_to_array(viz.chart_strip(strip, 1.0, CHART_LINES, outline)), out / "chart.png", colors=256)
+    if strip:
+        viz.save_png(viz.figure_to_array(viz.chart_strip(strip, 1.0, CHART_LINES, outline)), out / "chart.png",
+                     colors=256)
     viz.save_png(viz.figure_to_array(viz.chart_strip(finals, 1.0, CHART_LINES, outline)), out / "chart-last.png",
                  colors=256)
     figure = viz.sector_comparison(last, 1.0, CHART_LINES, ("radius", "angle"), HEATMAP_BINS, outline=outline)
