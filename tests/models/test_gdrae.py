@@ -78,10 +78,15 @@ def test_sector2d_model_decodes_points():
     torch.testing.assert_close(out, model.decoder(z)[:, :2, 0, 0])
 
 
+def _model_and_batch(kind: str):
+    """A tiny model of ``kind`` and a float64 batch of 4 for it."""
+    x = torch.rand(4, 1, 8, 8, dtype=torch.float64) if kind == "image" else torch.rand(4, 2, dtype=torch.float64)
+    return tiny_gdrae(kind), x
+
+
 @pytest.mark.parametrize("kind", ["image", "sector2d"])
 def test_loss_terms_keys_values_and_reproducibility(kind):
-    model = tiny_gdrae(kind)
-    x = torch.rand(4, 1, 8, 8, dtype=torch.float64) if kind == "image" else torch.rand(4, 2, dtype=torch.float64)
+    model, x = _model_and_batch(kind)
     torch.manual_seed(3)
     terms = model.loss_terms(x)
     expected = {"recon", "prior", "sn", "sv", "cap"} | ({"norm_sv"} if kind == "image" else set())
@@ -102,8 +107,7 @@ def test_loss_terms_keys_values_and_reproducibility(kind):
 
 @pytest.mark.parametrize("kind", ["image", "sector2d"])
 def test_without_the_spectral_terms_the_rest_and_the_draws_are_the_same(kind):
-    model = tiny_gdrae(kind)
-    x = torch.rand(4, 1, 8, 8, dtype=torch.float64) if kind == "image" else torch.rand(4, 2, dtype=torch.float64)
+    model, x = _model_and_batch(kind)
     torch.manual_seed(3)
     full = model.loss_terms(x)
     after_full = torch.rand(3)
