@@ -26,6 +26,8 @@ and continued with --resume when it stopped short of its length; a stop signal (
 SIGTERM) stops the training with a checkpoint and this script without evaluating, and the
 same command continues. Checkpoints written by a stop are never taken for evaluation points.
 What the run's record (metrics/metrics.csv) holds already is read back, not evaluated again.
+``--no-train`` trains nothing and reports what the runs in OUT hold now (a long run may be
+going on in another process).
 ``--only LABEL`` trains and evaluates one run and writes nothing else, so the two runs can
 share a machine, one thread each:
 
