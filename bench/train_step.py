@@ -59,7 +59,7 @@ def op_category(name: str, input_shapes: list) -> str | None:
 
 
 def time_breakdown(events, steps: int, device: str) -> dict[str, float]:
-    """Self time of the profiled aten operators by :func:`op_category`, ms per step (device time on CUDA)."""
+    """Self time of the profiled aten operators by :func:`op_category`, ms per step (the kernels' own time on CUDA)."""
     totals = dict.fromkeys(CATEGORIES, 0.0)
     for e in events:
         category = op_category(e.key, e.input_shapes)
