@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from gdrae.data.cache import dir_bytes, open_cache
 from gdrae.data.grid import index_to_factors
-from gdrae.data.lifecycle import cache_path, tidy, writing
+from gdrae.data.lifecycle import cache_path, tidy, written_aside
 from gdrae.data.schema import ARRAY_KINDS, FACTORS, FACTORS_DTYPE, cache_attrs, codecs_for
 from gdrae.errors import GdraeError
 from pipelines.base import Converted, DatasetSpec
@@ -111,7 +111,7 @@ def prepare(name: str | DatasetSpec, raw_dir: str | Path, cache_dir: str | Path,
     converted = convert_raw(spec, raw_dir)
     converted.sources = with_download_provenance(raw_dir, converted.sources)  # URLs, archives, first-use hashes
     try:
-        with writing(final) as tmp:
+        with written_aside(final) as tmp:
             write_cache(converted, tmp, spec.name, progress=progress, chunk_rows=chunk_rows)
     except BaseException as exc:
         close = getattr(converted.blocks, "close", None)

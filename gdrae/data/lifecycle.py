@@ -2,7 +2,7 @@
 
 A cache lives at ``<cache_dir>/<name>.zarr`` (:func:`cache_path`). A new one
 is written beside it under a temporary name and becomes ``<name>.zarr`` only
-once complete (:func:`writing`): swapped with the earlier cache in one step
+once complete (:func:`written_aside`): swapped with the earlier cache in one step
 where the OS can, else after renaming the earlier one aside. Temporary and
 set-aside directories are named ``.<name>.zarr.tmp-<host>-<pid>-<hex>`` and
 ``.<name>.zarr.old-<host>-<pid>-<hex>``: the host and process that own them.
@@ -200,7 +200,7 @@ def _whole(path: Path) -> bool:
 
 
 @contextmanager
-def writing(final: Path) -> Iterator[Path]:
+def written_aside(final: Path) -> Iterator[Path]:
     """A temporary directory name beside the cache ``final`` to write a new cache under; when the block
     ends, the cache written there becomes ``final``.
 

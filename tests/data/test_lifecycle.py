@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 from gdrae.data.cache import open_cache
-from gdrae.data.lifecycle import Staged, cache_path, restorable, staged, staging_path, this_host, tidy, writing
+from gdrae.data.lifecycle import Staged, cache_path, restorable, staged, staging_path, this_host, tidy, written_aside
 from gdrae.errors import GdraeError
 
 from tiny_caches import chunk_file
@@ -88,15 +88,15 @@ def test_open_cache_renames_nothing_and_names_the_command_that_restores(make_cac
     assert os.listdir(final.parent) == [aside.name]
 
 
-def test_writing_swaps_in_only_a_complete_directory(tmp_path):
+def test_written_aside_swaps_in_only_a_complete_directory(tmp_path):
     final = tmp_path / "cache" / "toy.zarr"
     for text in ("first", "second"):
-        with writing(final) as tmp:
+        with written_aside(final) as tmp:
             _dir(tmp)
             (tmp / "chunk").write_text(text)
         assert (final / "chunk").read_text() == text and os.listdir(final.parent) == ["toy.zarr"]
     with pytest.raises(KeyboardInterrupt):
-        with writing(final) as tmp:
+        with written_aside(final) as tmp:
             _dir(tmp)
             raise KeyboardInterrupt
     assert (final / "chunk").read_text() == "second" and os.listdir(final.parent) == ["toy.zarr"]
