@@ -25,7 +25,7 @@ import torch
 
 from gdrae.data.grid import all_factors, index_to_factors
 from gdrae.errors import GdraeError
-from pipelines import cars3d, faces, shapes2d, shapes3d, small_norb
+from pipelines.datasets import cars3d, faces, shapes2d, shapes3d, small_norb
 from pipelines.checks import row_blocks
 
 DEFAULT_SIZES = {  # small grids, fast to write and convert

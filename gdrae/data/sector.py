@@ -11,9 +11,12 @@ Unsupervised Learning of Disentangled Representations", AAAI 2023 (Sector2D).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where points are drawn, so the dataset registry starts without it
+    import torch
 
 DATASETS = {"sector2d": False, "sector2dunif": True}  # the Sector2D dataset names -> uniform density
 
@@ -29,13 +32,17 @@ def sector_points(u: np.ndarray | torch.Tensor, v: np.ndarray | torch.Tensor, un
     """Map (u, v) in [0, 1]^2 to points (..., 2) on the sector (numpy or torch in, same out)."""
     radius = sector_radius(u, uniform)
     angle = v * (math.pi / 2)
-    if isinstance(u, torch.Tensor):
-        return torch.stack((radius * torch.cos(angle), radius * torch.sin(angle)), dim=-1)
-    return np.stack((radius * np.cos(angle), radius * np.sin(angle)), axis=-1)
+    if isinstance(u, np.ndarray):
+        return np.stack((radius * np.cos(angle), radius * np.sin(angle)), axis=-1)
+    import torch
+
+    return torch.stack((radius * torch.cos(angle), radius * torch.sin(angle)), dim=-1)
 
 
 def sample_sector(n: int, uniform: bool, generator: torch.Generator | None = None) -> torch.Tensor:
     """``n`` fresh Sector2D points, float32 (n, 2), drawn with ``generator`` (CPU generator or None)."""
+    import torch
+
     uv = torch.rand(n, 2, generator=generator, dtype=torch.float32)
     return sector_points(uv[:, 0], uv[:, 1], uniform).to(torch.float32)
 

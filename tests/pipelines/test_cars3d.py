@@ -6,7 +6,7 @@ import scipy.io
 from PIL import Image
 
 from gdrae.errors import GdraeError
-from pipelines import cars3d
+from pipelines.datasets import cars3d
 from pipelines.checks import convert_raw
 from pipelines.raw_writers import decode_index, write_cars3d
 

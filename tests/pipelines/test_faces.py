@@ -6,7 +6,7 @@ import torch
 import tripwire
 
 from gdrae.errors import GdraeError
-from pipelines import faces
+from pipelines.datasets import faces
 from pipelines.checks import convert_raw
 from pipelines.raw_writers import decode_index, write_3dfaces
 from tripwire import PickleTripwire

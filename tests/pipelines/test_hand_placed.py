@@ -5,7 +5,8 @@ import hashlib
 import shutil
 
 from gdrae.data.cache import cache_path, open_cache
-from pipelines import raw_writers, small_norb
+from pipelines import raw_writers
+from pipelines.datasets import small_norb
 from pipelines.download import ARCHIVES
 from pipelines.registry import get_spec
 from pipelines.store import prepare

@@ -6,7 +6,7 @@ import pytest
 import tripwire
 
 from gdrae.errors import GdraeError
-from pipelines import shapes2d
+from pipelines.datasets import shapes2d
 from pipelines.checks import convert_raw
 from pipelines.raw_writers import decode_index, write_dsprites
 from tripwire import PickleTripwire

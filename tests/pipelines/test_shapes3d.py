@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from gdrae.errors import GdraeError
-from pipelines import shapes3d
+from pipelines.datasets import shapes3d
 from pipelines.checks import convert_raw
 from pipelines.raw_writers import decode_index, shapes3d_values, write_3dshapes
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gdrae.errors import GdraeError
-from pipelines import small_norb
+from pipelines.datasets import small_norb
 from pipelines.checks import convert_raw
 from pipelines.raw_writers import decode_index, write_norb_matrix, write_small_norb
 

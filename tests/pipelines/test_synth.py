@@ -6,7 +6,7 @@ import pytest
 
 from gdrae.data.cache import cache_path, open_cache
 from pipelines.registry import get_spec
-from pipelines.shapes2d_synth import SIZES, render_sprite
+from pipelines.datasets.shapes2d_synth import SIZES, render_sprite
 from pipelines.store import prepare
 
 

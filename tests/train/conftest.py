@@ -23,7 +23,7 @@ QUIET = ["train.log_every=1", "train.image_every=1000", "train.eval_every=1000",
 def tiny_cache(tmp_path_factory) -> Path:
     """A cache folder holding tiny.zarr: shapes2d-synth images on a 192-image grid."""
     from pipelines.base import DatasetSpec
-    from pipelines.shapes2d_synth import FACTOR_NAMES, convert
+    from pipelines.datasets.shapes2d_synth import FACTOR_NAMES, convert
     from pipelines.store import prepare
 
     cache_dir = tmp_path_factory.mktemp("cache")

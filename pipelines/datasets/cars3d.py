@@ -16,7 +16,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 
 from gdrae.errors import GdraeError
 from pipelines.base import Converted, DatasetSpec, RawFile
@@ -77,6 +76,8 @@ def convert(raw_dir: Path) -> Converted:
 
 def _read_car(path: Path) -> np.ndarray:
     """``im`` of one file as (elevation, azimuth, 3, 64, 64) uint8."""
+    import scipy.io  # here, so the dataset registry starts without it
+
     require_readable(path)
     try:
         content = scipy.io.loadmat(path, variable_names=["im"])

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-import torch
+from typing import TYPE_CHECKING
 
-from gdrae.checkpoint import torch_load
 from gdrae.errors import GdraeError
 from pipelines.base import Converted, DatasetSpec, RawFile
 from pipelines.checks import array_blocks
+
+if TYPE_CHECKING:  # torch is imported by convert, so the dataset registry starts without it
+    import torch
 
 RAW = RawFile(
     relpath="3dfaces/basel_face_renders.pth",
@@ -34,6 +36,8 @@ _FACTORS = ("face_id", "azimuth", "elevation", "lighting")
 
 def convert(raw_dir: Path) -> Converted:
     """Load the faces tensor safely and hand it out as (B, 1, 64, 64) blocks in grid order."""
+    import torch
+
     path = Path(raw_dir) / RAW.relpath
     tensor = _load_tensor(path)
     if tensor.dtype != torch.uint8 or tensor.dim() != 6 or tuple(tensor.shape[-2:]) != (64, 64):
@@ -51,6 +55,10 @@ def convert(raw_dir: Path) -> Converted:
 
 def _load_tensor(path: Path) -> torch.Tensor:
     """The one tensor in ``path``; anything else (or an unsafe pickle) is a GdraeError."""
+    import torch
+
+    from gdrae.checkpoint import torch_load
+
     try:
         obj = torch_load(path)  # a file holding pickled code is a GdraeError saying so
     except GdraeError:
