@@ -17,6 +17,7 @@ and checks that it fits the run's config: the one place that rule is written.
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -40,9 +41,23 @@ CORRUPTION_ERRORS = (ValueError, RuntimeError, OSError)
 
 
 def rebuild_advice(path: str | Path) -> str:
-    """What to run to rebuild the cache at ``path`` (the end of every message about a bad cache)."""
+    """What to run to rebuild the cache at ``path`` (the end of every message about a bad cache).
+
+    A cache made from a YAML declaration (``prepare --spec``) needs that file again; its
+    group metadata says so when it is still readable.
+    """
     path = Path(path)
-    return f"rebuild with `gdrae-data prepare {dataset_name(path)} --cache-dir {path.parent} --force`"
+    spec = " --spec FILE.yaml" if _declared(path) else ""
+    return f"rebuild with `gdrae-data prepare {dataset_name(path)}{spec} --cache-dir {path.parent} --force`"
+
+
+def _declared(path: Path) -> bool:
+    """Whether the cache's group metadata records a YAML declaration (False when it cannot be read)."""
+    try:
+        attrs = json.loads((path / "zarr.json").read_text())["attributes"]
+        return "declaration" in attrs["pipeline"]
+    except Exception:  # a damaged cache is what the advice is for: no advice must fail
+        return False
 
 
 def _one_line(exc: BaseException) -> str:

@@ -89,6 +89,21 @@ def test_a_name_given_must_be_the_declared_one_and_info_verify_list_show_the_cac
     assert any(line.split()[:3] == ["mine", "declared", "valid"] for line in listing.output.splitlines())
 
 
+def test_a_damaged_declared_cache_says_to_rebuild_with_its_declaration(tmp_path):
+    from gdrae.data.cache import rebuild_advice
+    from gdrae.errors import GdraeError
+
+    assert prepare(tmp_path, raw_writers.write_declared(tmp_path / "raw", "data.npz")).exit_code == 0
+    path = cache_path(tmp_path / "cache", "mine")
+    assert rebuild_advice(path) == (f"rebuild with `gdrae-data prepare mine --spec FILE.yaml --cache-dir "
+                                    f"{path.parent} --force`")
+    (path / "images" / "zarr.json").write_text("{")  # damaged array metadata, readable group metadata
+    with pytest.raises(GdraeError, match="prepare mine --spec FILE.yaml --cache-dir"):
+        open_cache(path)
+    (path / "zarr.json").write_text("{")  # nothing readable left: the advice still comes, without --spec
+    assert rebuild_advice(path).startswith("rebuild with `gdrae-data prepare mine --cache-dir")
+
+
 def test_a_declared_cache_trains_and_evaluates(tmp_path):
     from evalkit import train_tiny  # tests/evalkit.py
 
