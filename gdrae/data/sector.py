@@ -11,6 +11,7 @@ Unsupervised Learning of Disentangled Representations", AAAI 2023 (Sector2D).
 from __future__ import annotations
 
 import math
+import sys
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,11 +33,10 @@ def sector_points(u: np.ndarray | torch.Tensor, v: np.ndarray | torch.Tensor, un
     """Map (u, v) in [0, 1]^2 to points (..., 2) on the sector (numpy or torch in, same out)."""
     radius = sector_radius(u, uniform)
     angle = v * (math.pi / 2)
-    if isinstance(u, np.ndarray):
-        return np.stack((radius * np.cos(angle), radius * np.sin(angle)), axis=-1)
-    import torch
-
-    return torch.stack((radius * torch.cos(angle), radius * torch.sin(angle)), dim=-1)
+    torch = sys.modules.get("torch")  # a tensor exists only once torch is imported
+    if torch is not None and isinstance(u, torch.Tensor):
+        return torch.stack((radius * torch.cos(angle), radius * torch.sin(angle)), dim=-1)
+    return np.stack((radius * np.cos(angle), radius * np.sin(angle)), axis=-1)
 
 
 def sample_sector(n: int, uniform: bool, generator: torch.Generator | None = None) -> torch.Tensor:
