@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Callable, Union
 import torch
 from torch import Tensor
 
+from gdrae.config import SPECTRAL_ROUTES
 from gdrae.nn.base import Ctx, Tape, Transposable
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ def normalize(x: Tensor) -> Tensor:
     return x / norm.clamp_min(1e-12)
 
 
-ROUTES = ("auto", "reference", "dense", "matrix_free")
+ROUTES = SPECTRAL_ROUTES  # stated in gdrae.config, which imports no torch
 
 
 def spectral_estimate(phi: FlowDecoder, p: Tensor, w: Tensor, n_steps: int, u0: Tensor, route: str = "auto") -> Tensor:
@@ -225,6 +226,16 @@ def nmae(a: Tensor, b: Tensor) -> Tensor:
     return (a - b).abs().mean() / (b.abs().mean() + 1e-8)
 
 
+def ortho_sign(jac: Tensor) -> tuple[Tensor, Tensor]:
+    """(ortho_sign, diag M) of Jacobians ``jac`` (B, D, nz), M = J^T J per sample: the mean over samples of
+    mean|off-diagonal M| / (mean|diag M| + 1e-8) (0: orthogonal columns), and the squared column norms (B, nz)."""
+    m = jac.transpose(1, 2) @ jac
+    diag = torch.diagonal(m, dim1=1, dim2=2)
+    nz = diag.shape[1]
+    off_mean = (m - torch.diag_embed(diag)).abs().sum(dim=(1, 2)) / (nz * (nz - 1))
+    return (off_mean / (diag.abs().mean(dim=1) + 1e-8)).mean(), diag
+
+
 def geometry_diagnostics(jac: Tensor, sv: Tensor, kind: str) -> dict[str, float]:
     """ortho_sign and sv_match_err of docs/model.md section 8, as the original computes them.
 
@@ -234,11 +245,7 @@ def geometry_diagnostics(jac: Tensor, sv: Tensor, kind: str) -> dict[str, float]
     (mean|diag M| + 1e-8) (0: orthogonal columns); sv_match_err is
     NMAE(sv, sqrt(diag M)) for images and NMAE(sqrt(diag M) / sv, 1) for Sector2D.
     """
-    m = jac.transpose(1, 2) @ jac
-    diag = torch.diagonal(m, dim1=1, dim2=2)  # squared column norms (B, nz)
-    nz = diag.shape[1]
-    off_mean = (m - torch.diag_embed(diag)).abs().sum(dim=(1, 2)) / (nz * (nz - 1))
-    ortho = (off_mean / (diag.abs().mean(dim=1) + 1e-8)).mean()
+    ortho, diag = ortho_sign(jac)
     col_norm = diag.clamp_min(0).sqrt()
     if kind == "image":
         sv_match = nmae(sv, col_norm)
