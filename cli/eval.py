@@ -30,7 +30,7 @@ _METRICS_EPILOG = "\b\nMetrics (--metrics):\n" + "\n".join(f"  {name:<25}{what}"
 @click.option("--ckpt", "ckpt", required=True, type=click.Path(dir_okay=False),
               help="Checkpoint to evaluate, e.g. runs/demo/checkpoints/latest.pt.")
 @click.option("--metrics", "metrics", callback=_metric_list, metavar="NAME,...",
-              help=f"Comma-separated metrics to compute (default: all): {', '.join(METRIC_NAMES)}.")
+              help=f"Comma-separated metrics to compute (default: all that the checkpoint's model has): {', '.join(METRIC_NAMES)}.")
 @cache_dir_option(None, "Folder holding <dataset>.zarr (default: data.cache_dir of the checkpoint's config).")
 @click.option("--out", type=click.Path(file_okay=False),
               help="Where to write codes/, metrics/ and images/ (default: the checkpoint's run directory).")

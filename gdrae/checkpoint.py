@@ -1,8 +1,11 @@
 """Checkpoints: plain dicts of tensors and primitives, written atomically, read safely.
 
 A checkpoint is a dict with the keys ``version``, ``step``, ``model`` (state
-dict), ``optimizer`` (state dict), ``config`` (the resolved run config as a
-plain dict) and ``rng`` (torch CPU, CUDA, numpy and python generator states).
+dict), ``optimizer`` (version 2: one optimiser state dict per parameter group
+of the model, by group name; version 1, before model families: GDRAE's one
+state dict, read as the group "model"), ``config`` (the resolved run config
+as a plain dict) and ``rng`` (torch CPU, CUDA, numpy and python generator
+states).
 It loads with ``torch.load(weights_only=True)``: nothing is unpickled beyond
 tensors and primitives, so a checkpoint from elsewhere cannot run code.
 
@@ -35,7 +38,9 @@ from gdrae.errors import GdraeError, writing
 if TYPE_CHECKING:
     from gdrae.config import RunConfig, TrainConfig
 
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: one optimiser (GDRAE's), read as the group "model"
+V1_GROUP = "model"
 REQUIRED_KEYS = ("version", "step", "model", "optimizer", "config", "rng")
 _STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
 # torch's weights-only refusals of a pickle that names Python classes or functions (torch/_weights_only_unpickler.py)
@@ -87,35 +92,44 @@ def _torch_save(obj: dict, f: BinaryIO) -> None:
         raise OSError("the disk is full or not writable") from None
 
 
-def checkpoint_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int, cfg: RunConfig) -> dict:
+def checkpoint_state(model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer], step: int,
+                     cfg: RunConfig) -> dict:
     """The checkpoint of a training at ``step`` (the keys above): tensors and primitives only."""
-    return {"version": VERSION, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+    return {"version": VERSION, "step": step, "model": model.state_dict(),
+            "optimizer": {group: opt.state_dict() for group, opt in optimizers.items()},
             "config": cfg.model_dump(mode="json"), "rng": rng_states()}
 
 
-def restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict, t: TrainConfig) -> list[str]:
-    """Load the checkpoint's optimiser state, then apply the config's lr and betas to it.
+def restore_optimizers(optimizers: dict[str, torch.optim.Optimizer], saved: dict[str, dict],
+                       settings: dict[str, tuple]) -> list[str]:
+    """Load each group's saved optimiser state, then apply the config's learning rate and betas to it.
 
-    The optimiser keeps its own kernel (fused or not, gdrae.train.make_optimizer):
-    how the update runs is not part of the run, and a checkpoint written by
-    another kernel continues with the same update.
+    ``settings``: ``model.optimizer_settings(cfg)``, {group: (lr, betas,
+    lr key, betas key)}. The optimiser keeps its own kernel (fused or not,
+    gdrae.train.make_adam): how the update runs is not part of the run, and a
+    checkpoint written by another kernel continues with the same update.
 
     A resumed run may change them (lowering the learning rate is common); the
-    returned lines (for train.log) say what changed, so the optimiser and
-    config.yaml never disagree silently.
+    returned lines (for train.log) say what changed, naming the config key,
+    so the optimisers and config.yaml never disagree silently.
     """
-    kernels = [{k: group.get(k) for k in ("fused", "foreach")} for group in optimizer.param_groups]
-    optimizer.load_state_dict(saved)
-    for group, kernel in zip(optimizer.param_groups, kernels):  # how updates run is not the run's state
-        group.update(kernel)
+    if set(saved) != set(optimizers):
+        raise GdraeError(f"checkpoint optimizer: expected the parameter groups {sorted(optimizers)}, "
+                         f"got {sorted(saved)}")
     notes = []
-    for key, value in (("lr", t.lr), ("betas", tuple(t.betas))):
-        before = optimizer.param_groups[0][key]
-        if before != value:
-            for group in optimizer.param_groups:
-                group[key] = value
-            shown = [list(v) if isinstance(v, tuple) else v for v in (before, value)]
-            notes.append(f"train.{key}: {shown[0]} in the checkpoint, {shown[1]} from now on")
+    for group, optimizer in optimizers.items():
+        kernels = [{k: g.get(k) for k in ("fused", "foreach")} for g in optimizer.param_groups]
+        optimizer.load_state_dict(saved[group])
+        for param_group, kernel in zip(optimizer.param_groups, kernels):  # how updates run is not the run's state
+            param_group.update(kernel)
+        lr, betas, lr_key, betas_key = settings[group]
+        for name, key, value in (("lr", lr_key, lr), ("betas", betas_key, tuple(betas))):
+            before = optimizer.param_groups[0][name]
+            if before != value:
+                for param_group in optimizer.param_groups:
+                    param_group[name] = value
+                shown = [list(v) if isinstance(v, tuple) else v for v in (before, value)]
+                notes.append(f"{key}: {shown[0]} in the checkpoint, {shown[1]} from now on")
     return notes
 
 
@@ -242,13 +256,18 @@ def _read_checked(path: Path, map_location: str | torch.device) -> dict:
     stored = state.pop("sha256", None)  # None: written before checkpoints carried a digest
     if stored is not None and stored != content_digest(state):
         raise GdraeError(f"{path}: damaged checkpoint: its content does not match the sha256 stored in it")
-    if state["version"] != VERSION:
-        raise GdraeError(f"{path}: checkpoint version: expected {VERSION}, got {state['version']!r}")
+    if state["version"] not in READABLE_VERSIONS:
+        raise GdraeError(f"{path}: checkpoint version: expected one of {list(READABLE_VERSIONS)}, "
+                         f"got {state['version']!r}")
     for key, (expected, ok) in _KEY_TYPES.items():
         value = state[key]
         if not ok(value):
             got = repr(value)[:60] if isinstance(value, (int, float, str)) else type(value).__name__
             raise GdraeError(f"{path}: checkpoint {key}: expected {expected}, got {got}")
+    if state["version"] == 1:  # the one optimiser of a GDRAE checkpoint from before model families
+        state["optimizer"] = {V1_GROUP: state["optimizer"]}
+    elif not all(isinstance(v, dict) for v in state["optimizer"].values()):
+        raise GdraeError(f"{path}: checkpoint optimizer: expected a dict of optimiser states by parameter group")
     return state
 
 

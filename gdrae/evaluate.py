@@ -45,22 +45,46 @@ METRICS: dict[str, str] = {
     "modularity_explicitness": "modularity and explicitness",
     "alignment": "share of each latent axis's variance explained by its one assigned factor (correlation ratio); "
                  "Sector2D: the polar-grid figure",
-    "geometry": "ortho_sign, sv_match_err, lt_err at random latent points (docs/model.md section 8)",
+    "geometry": "GDRAE's ortho_sign, sv_match_err, lt_err at random latent points (docs/model.md section 8)",
+    "jacobian": "ortho_sign of the decoder's data-space Jacobian at prior draws, alike for every family",
 }
 METRIC_NAMES: tuple[str, ...] = tuple(METRICS)
+DIAGNOSTICS = ("geometry", "jacobian")  # of the model itself, at latent points: they read no data
 NBINS: tuple[int, ...] = (3, 5, 10, 20, 50)  # the histogram family's bin counts (docs/metrics.md section A)
 
 
 # ----------------------------------------------------------------------------- metrics
 
 
-def check_metric_names(names: Sequence[str], source: str = "metrics") -> list[str]:
-    """The names, checked against :data:`METRIC_NAMES` (GdraeError naming the first unknown one)."""
+def check_metric_names(names: Sequence[str], source: str = "metrics", model=None) -> list[str]:
+    """The names, checked against :data:`METRIC_NAMES` (GdraeError naming the first unknown one) and, with
+    ``model``, against what that model can be asked (a diagnostic it lacks is refused)."""
     names = list(names)
     for name in names:
         if name not in METRICS:
             raise GdraeError(f"{source}: expected metric names from {', '.join(METRIC_NAMES)}, got {name!r}")
+        if model is not None and name in DIAGNOSTICS and name not in model.evaluations:
+            raise GdraeError(f"{source}: {name!r} is not a diagnostic of a {model.family} model (it has "
+                             f"{', '.join(model.evaluations)})")
     return names
+
+
+def metrics_of(model) -> list[str]:
+    """Every metric that ``model`` can be asked: the code-table metrics and its own diagnostics."""
+    return [n for n in METRIC_NAMES if n not in DIAGNOSTICS or n in model.evaluations]
+
+
+def jacobian_diagnostics(model, n_points: int = 64, seed: int = 0) -> dict[str, float]:
+    """ortho_sign (:func:`gdrae.models.jacobian.ortho_sign`) of J = d data_logits / dz at ``n_points`` draws
+    of the model's prior (its own generator, ``seed``): image logits of every channel or the two Sector2D
+    coordinates, so it compares across families (GDRAE's geometry/ortho_sign is of its flow in p = exp(c)·z)."""
+    from gdrae.models.jacobian import dense_jacobian, ortho_sign
+
+    gen = torch.Generator(device=model.device).manual_seed(seed)
+    with model.evaluating(), torch.no_grad():
+        z = model.sample_prior(n_points, generator=gen)
+    jac = dense_jacobian(model.data_logits, z).detach()
+    return {"ortho_sign": ortho_sign(jac)[0].item()}
 
 
 def evaluate(model: torch.nn.Module, cache, metrics: Sequence[str] | None = None, nbins: Sequence[int] = NBINS,
@@ -77,9 +101,9 @@ def evaluate(model: torch.nn.Module, cache, metrics: Sequence[str] | None = None
     ``{"dci": {"num_train": 1000}}``); ``histogram`` options go to every bin count.
     ``cache`` may be None when only "geometry" is asked (it reads no data).
     """
-    names = check_metric_names(METRIC_NAMES if metrics is None else metrics)
+    names = metrics_of(model) if metrics is None else check_metric_names(metrics, model=model)
     options = options or {}
-    if any(n != "geometry" for n in names):  # metrics of the code table (scikit-learn: imported only for them)
+    if any(n not in DIAGNOSTICS for n in names):  # metrics of the code table (scikit-learn: imported only for them)
         from gdrae import metrics as m
 
         if codes is None:
@@ -95,6 +119,9 @@ def evaluate(model: torch.nn.Module, cache, metrics: Sequence[str] | None = None
             with model.evaluating():
                 values = model.diagnostics(n_points=kwargs.pop("n_points", diag_points), seed=seed)
             results.update(_prefixed("geometry", values))
+        elif name == "jacobian":
+            values = jacobian_diagnostics(model, n_points=kwargs.pop("n_points", diag_points), seed=seed)
+            results.update(_prefixed("jacobian", values))
         else:  # the disentanglement_lib family: gdrae.metrics.<name>(codes, factor_sizes, seed, **options)
             results.update(_prefixed(name, getattr(m, name)(codes, sizes, seed=seed, **kwargs)))
     return results
@@ -143,11 +170,13 @@ def evaluate_checkpoint(ckpt: str | Path, metrics: Sequence[str] | None = None, 
     """
     from gdrae.checkpoint import model_from_checkpoint, read_checkpoint
 
-    names = check_metric_names(METRIC_NAMES if metrics is None else metrics)
+    if metrics is not None:
+        check_metric_names(metrics)
     device = resolve_device(device) if isinstance(device, str) else device
     state = read_checkpoint(ckpt)  # read once: its step, config and weights
     step = int(state["step"])
     model, cfg = model_from_checkpoint(state, ckpt, map_location=device)
+    names = metrics_of(model) if metrics is None else check_metric_names(metrics, f"checkpoint {ckpt}", model)
     cache = open_run_cache(cfg, cache_dir, source=f"checkpoint {ckpt}")
     out = run_dir_of(ckpt) if out is None else Path(out)
     try:

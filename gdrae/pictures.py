@@ -26,18 +26,20 @@ def model_pictures(model, real: torch.Tensor, mu: torch.Tensor | None = None,
     ``mu`` are the codes of ``real`` (default: encoded here). Images:
     ``reconstruction`` (real / reconstruction pairs) and ``traversal_real``
     (one row per latent: real[0], its reconstruction, the latent swept over
-    the prior box). Sector2D: ``sector_grid`` (a latent grid on the data
+    the latent range). Sector2D: ``sector_grid`` (a latent grid on the data
     plane) and ``sector_mu`` (the codes coloured by the data's radius). With
     ``generator`` (the trainer's pictures, drawn in this order from it):
-    ``sv_bars`` (mean predicted singular values over 10000 prior draws) and,
-    for images, ``traversal_random`` (sweeps from a prior draw). The model is
-    in eval mode inside; its mode is restored after.
+    ``sv_bars`` (mean predicted singular values over 10000 prior draws; only
+    for a model that predicts them, GDRAE) and, for images,
+    ``traversal_random`` (sweeps from a prior draw). Traversals and the latent
+    grid span the model's ``latent_range`` (GDRAE's prior box, +-2 for a
+    Gaussian prior). The model is in eval mode inside; its mode is restored after.
     """
-    device, r = model.log_capacity.device, model.prior_radius
+    device, r = model.device, model.latent_range
     real = real.to(device)
     with model.evaluating():
         pictures = {}
-        if generator is not None:
+        if generator is not None and hasattr(model, "predict_sv"):
             z_many = model.sample_prior(SV_DRAWS, generator=generator)
             sv_mean = torch.cat([model.predict_sv(z) for z in z_many.split(2000)]).mean(0)
             pictures["sv_bars"] = viz.figure_to_array(viz.sv_bars(sv_mean.cpu().numpy()))

@@ -21,7 +21,7 @@ from itertools import takewhile
 from pathlib import Path
 
 from gdrae.checkpoint import read_checkpoint
-from gdrae.config import ModelConfig, RunConfig, dump_config
+from gdrae.config import MODEL_SECTIONS, RunConfig, dump_config
 from gdrae.errors import GdraeError, writing
 
 
@@ -38,7 +38,12 @@ def check_run_dir(run_dir: Path, cfg: RunConfig, resume: bool) -> dict | None:
             raise GdraeError(f"{latest}: --resume expected a checkpoint, got none (start without --resume)")
         state = read_checkpoint(latest)
         now = cfg.model_dump(mode="json")
-        saved = {**state["config"], "model": {**ModelConfig().model_dump(mode="json"), **state["config"]["model"]}}
+        saved_model = {"family": "gdrae", **state["config"]["model"]}  # checkpoints before families were GDRAE's
+        if saved_model["family"] not in MODEL_SECTIONS:
+            raise GdraeError(f"{latest}: model.family: expected one of {', '.join(MODEL_SECTIONS)}, "
+                             f"got {saved_model['family']!r}")
+        defaults = MODEL_SECTIONS[saved_model["family"]](family=saved_model["family"])
+        saved = {**state["config"], "model": {**defaults.model_dump(mode="json"), **saved_model}}
         changed = [f"model.{k}" for k in now["model"] if saved["model"].get(k) != now["model"][k]]
         changed += ["data.name"] if saved["data"]["name"] != now["data"]["name"] else []
         if changed:

@@ -185,24 +185,33 @@ class RunLog:
                 append_line(self.run_dir / "train.log", f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
             self.bar.write(line)
 
-    def losses(self, step: int, terms: dict[str, torch.Tensor], total: torch.Tensor) -> None:
-        """Scalars of every loss term and monitor (a host sync: only every log_every steps): TensorBoard,
-        the progress bar, a line of train.log and a record of metrics/losses.jsonl (the loss terms)."""
+    def losses(self, step: int, terms: dict[str, dict[str, torch.Tensor]], totals: dict[str, torch.Tensor]) -> None:
+        """Scalars of every loss term and monitor of every parameter group (a host sync: only every log_every
+        steps): TensorBoard, the progress bar, a line of train.log and a record of metrics/losses.jsonl.
+
+        The first group's keys are plain (``loss/total``, ``loss/recon``, ``monitor/...``; in the record
+        ``total``, ``recon``); a further group's carry its name (``discriminator/loss/total``; in the
+        record ``discriminator/total``).
+        """
         if not self.enabled:
             return
-        values = {"loss/total": float(total.detach())}
-        for name, value in terms.items():
-            value = value.detach().float().cpu()
-            if value.ndim == 0:
-                values[name if name.startswith("monitor/") else f"loss/{name}"] = float(value)
-            else:  # per-dimension monitors: one curve per latent dimension
-                for j, v in enumerate(value.tolist()):
-                    values[f"{name}/{j}"] = v
+        values, short = {}, {}
+        for i, (group, group_terms) in enumerate(terms.items()):
+            prefix = "" if i == 0 else f"{group}/"
+            for name, value in {"total": totals[group], **group_terms}.items():
+                value = value.detach().float().cpu()
+                key = f"{prefix}{name}" if name.startswith("monitor/") else f"{prefix}loss/{name}"
+                if value.ndim == 0:
+                    values[key] = float(value)
+                    if not name.startswith("monitor/"):
+                        short[f"{prefix}{name}"] = values[key]
+                else:  # per-dimension monitors: one curve per latent dimension
+                    for j, v in enumerate(value.tolist()):
+                        values[f"{key}/{j}"] = v
         for name, v in values.items():
             self.tb.add_scalar(name, v, step)
         rate = (step - self.start_step) / max(self.elapsed(), 1e-9)
         self.tb.add_scalar("speed/steps_per_s", rate, step)
-        short = {k.split("/", 1)[1]: v for k, v in values.items() if k.startswith("loss/")}
         with writing(self.run_dir / LOSSES, "the run's losses"):
             append_line(self.run_dir / LOSSES, json.dumps({"step": step, **short, SPEED: rate}) + "\n")
         self.bar.set_postfix({k: f"{v:.4g}" for k, v in short.items()}, refresh=False)

@@ -1,10 +1,11 @@
 """The training loop: one run of ``gdrae-train`` from a resolved config to a run directory.
 
 :func:`train` reads top to bottom: set up (distributed, run directory,
-data, seeds, model, optimiser, resume), then the loop (batch -> loss terms
--> weighted total -> backward -> gradient all-reduce -> skip if
-non-finite -> Adam step), with logging, pictures, diagnostics and
-checkpoints at their intervals. Rank 0 alone writes. What it relies on
+data, seeds, model of any family, one Adam per parameter group, resume),
+then the loop (:func:`train_step`: batch -> loss terms per group -> each
+group's weighted total -> each total's backward into its own group ->
+gradient all-reduce -> skip if non-finite -> every Adam's step), with
+logging, pictures, diagnostics and checkpoints at their intervals. Rank 0 alone writes. What it relies on
 lives beside it: :mod:`gdrae.distributed` (torchrun, gradients averaged
 without DistributedDataParallel), :mod:`gdrae.rundir` (the run directory
 and its lock), :mod:`gdrae.data.stream` (the batches), :mod:`gdrae.evaluate`
@@ -29,14 +30,15 @@ import numpy as np
 import torch
 import torch.distributed as tdist
 
-from gdrae.checkpoint import checkpoint_state, restore_optimizer, set_rng_states, write_checkpoint
+from gdrae.checkpoint import checkpoint_state, restore_optimizers, set_rng_states, write_checkpoint
 from gdrae.config import RunConfig
 from gdrae.data.stream import TrainData, open_data
 from gdrae.distributed import average_gradients, same_refusal_everywhere, setup_distributed, sync_parameters
 from gdrae.errors import GdraeError
-from gdrae.evaluate import check_metric_names, evaluate, provenance
-from gdrae.losses import spectral_weighted, weighted_total
+from gdrae.evaluate import DIAGNOSTICS, check_metric_names, evaluate, provenance
+from gdrae.losses import weighted_total
 from gdrae.models import build_model
+from gdrae.models.contract import Model, Terms
 from gdrae.pictures import model_pictures
 from gdrae.rundir import RunDirLock, check_run_dir, create_run_dir
 from gdrae.runlog import RunLog
@@ -63,29 +65,29 @@ def train(cfg: RunConfig, resume: bool = False) -> torch.nn.Module:
             lock = RunDirLock(run_dir) if main else None  # one training per run directory
             state = check_run_dir(run_dir, cfg, resume)
             data = open_data(cfg)
-            eval_cache = open_metrics_cache(cfg, data)  # None without train.metrics
+            seed_everything(t.seed)
+            model = build_model(cfg).to(device)
+            metrics = evaluation_metrics(cfg, model)
+            eval_cache = open_metrics_cache(cfg, data, metrics)  # None without train.metrics
         checked = True
         if main:
             create_run_dir(run_dir, cfg)
-        seed_everything(t.seed)
-        model = build_model(cfg).to(device)
         sync_parameters(model, world)  # identical start on every rank
-        optimizer = make_optimizer(model, t)
+        optimizers = make_optimizers(model, cfg)
         step, notes = 0, []
         if state is not None:
             model.load_state_dict(state["model"])
-            notes = restore_optimizer(optimizer, state["optimizer"], t)
+            notes = restore_optimizers(optimizers, state["optimizer"], model.optimizer_settings(cfg))
             step = state["step"]
             set_rng_states(state["rng"])
         if world > 1:  # every rank draws its own geometric-term samples
             torch.manual_seed(t.seed + 7919 * rank + step)
         batches = data.batches(step, rank, world, device)
         loss_fn = torch.compile(model.loss_terms) if t.compile else model.loss_terms
-        spectral = spectral_weighted(cfg.loss)  # the ablation (sn and sv weights 0) skips the power iteration
         autocast = torch.autocast(device.type, dtype=torch.bfloat16) if t.dtype == "bfloat16" else nullcontext()
         log = RunLog(run_dir, enabled=main, start_step=step, total_steps=t.steps)
         log.text(f"{'resuming at' if resume else 'starting'} step {step} of {t.steps} on {device} ({world} "
-                 f"process(es)), {sum(p.numel() for p in model.parameters()):,} parameters")
+                 f"process(es)), {model.family}, {sum(p.numel() for p in model.parameters()):,} parameters")
         for note in notes:
             log.text(note)
         if t.dtype == "bfloat16" and bfloat16_is_emulated(device):
@@ -95,15 +97,9 @@ def train(cfg: RunConfig, resume: bool = False) -> torch.nn.Module:
         while step < t.steps:
             model.train()
             with batch_must_fit(cfg, device):
-                with autocast:
-                    terms = loss_fn(next(batches), t.spectral_route, spectral)
-                    total = weighted_total(terms, cfg.loss)
-                optimizer.zero_grad(set_to_none=True)
-                total.backward()
-            flags = torch.stack([~torch.isfinite(total.detach()), torch.tensor(stop.requested, device=device)])
-            if world > 1:  # any rank's non-finite loss or signal stops every rank
-                flags = average_gradients(model, flags, world)
-            nonfinite, stopping = (flags > 0).tolist()  # the one host sync per step (as torch's GradScaler)
+                terms, totals, nonfinite, stopping = train_step(
+                    model, optimizers, loss_fn, next(batches), step, autocast=autocast, stop=stop.requested,
+                    world=world)
             step += 1
             log.advance(step)
             if nonfinite:
@@ -116,19 +112,18 @@ def train(cfg: RunConfig, resume: bool = False) -> torch.nn.Module:
                         f"{run_dir / 'checkpoints'}: lower train.lr or check the loss weights")
             else:
                 nonfinite_in_a_row = 0
-                optimizer.step()
             # rank 0 writes. At a stop signal only the checkpoint (and the losses): nothing slow before it,
             # so a scheduler's grace period is enough. The last step writes everything.
             last = step == t.steps
             if main and (step % t.log_every == 0 or last or stopping):
-                log.losses(step, terms, total)
+                log.losses(step, terms, totals)
             if main and (step % t.image_every == 0 or last) and not stop.pending(stopping, world):
                 log.images(step, model_pictures(model, data.sample, generator=picture_generator(t.seed, device)))
             if main and (step % t.eval_every == 0 or last) and not stop.pending(stopping, world):
-                log.evaluation(step, evaluate_step(model, cfg, eval_cache), provenance(t.seed, eval_cache))
+                log.evaluation(step, evaluate_step(model, cfg, metrics, eval_cache), provenance(t.seed, eval_cache))
             stopping = stop.pending(stopping, world)
             if main and (step % t.ckpt_every == 0 or step in t.keep_steps or last or stopping):
-                write_checkpoint(run_dir / "checkpoints", checkpoint_state(model, optimizer, step, cfg),
+                write_checkpoint(run_dir / "checkpoints", checkpoint_state(model, optimizers, step, cfg),
                                  t.keep_checkpoints, keep_steps=t.keep_steps)
             if stopping:
                 latest = run_dir / "checkpoints" / "latest.pt"
@@ -166,19 +161,60 @@ def bfloat16_is_emulated(device: torch.device) -> bool:
         return False
 
 
-def make_optimizer(model: torch.nn.Module, t) -> torch.optim.Adam:
-    """Adam with ``train.lr`` and ``train.betas``, its fused kernel where this torch has one for the device.
+def make_optimizers(model: Model, cfg: RunConfig) -> dict[str, torch.optim.Adam]:
+    """One Adam per parameter group of the model, each with its settings (``model.optimizer_settings``)."""
+    settings = model.optimizer_settings(cfg)
+    return {group: make_adam(params, *settings[group][:2]) for group, params in model.parameter_groups().items()}
+
+
+def make_adam(params, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
+    """Adam over ``params``, its fused kernel where this torch has one for the device.
 
     Fused, each update is one pass over each tensor instead of about ten
     (on two CPU cores a Sector2D step spends 50 ms in the plain update and
     10 ms in the fused one); the update is the same. torch before 2.4 has
     no fused kernel for CPUs, and then the plain one is taken.
     """
-    params = list(model.parameters())
+    params = list(params)
     try:
-        return torch.optim.Adam(params, lr=t.lr, betas=tuple(t.betas), fused=True)
+        return torch.optim.Adam(params, lr=lr, betas=tuple(betas), fused=True)
     except RuntimeError:
-        return torch.optim.Adam(params, lr=t.lr, betas=tuple(t.betas))
+        return torch.optim.Adam(params, lr=lr, betas=tuple(betas))
+
+
+def train_step(model: Model, optimizers: dict[str, torch.optim.Optimizer], loss_fn, batch: torch.Tensor, step: int,
+               *, autocast=nullcontext(), stop: bool = False, world: int = 1
+               ) -> tuple[dict[str, Terms], dict[str, torch.Tensor], bool, bool]:
+    """One optimisation step of every parameter group: ``(terms, totals, nonfinite, stopping)``.
+
+    In this order: the loss terms of every group (``loss_fn``: the model's
+    ``loss_terms`` or its compiled form, given ``step`` as a 0-d tensor);
+    each group's weighted total (``model.weights``); the backward of every
+    total into its own group's parameters alone (so FactorVAE's VAE loss
+    leaves the discriminator's gradients untouched); then the all-reduce of
+    every gradient and the one host sync of the non-finite and stop flags
+    (``stop``: this process was asked to stop); a non-finite total in any
+    group skips the step of every group; then every optimiser's step. No
+    optimiser steps before every backward is done (stepping one in place
+    before another's backward is the error FactorVAE ports meet).
+    """
+    with autocast:
+        terms = loss_fn(batch, torch.tensor(step, device=batch.device))
+        totals = {group: weighted_total(group_terms, model.weights[group]) for group, group_terms in terms.items()}
+    for optimizer in optimizers.values():
+        optimizer.zero_grad(set_to_none=True)
+    for i, (group, optimizer) in enumerate(optimizers.items()):
+        params = [p for param_group in optimizer.param_groups for p in param_group["params"]]
+        torch.autograd.backward(totals[group], inputs=params, retain_graph=i + 1 < len(optimizers))
+    finite = torch.stack([torch.isfinite(total.detach()) for total in totals.values()]).all()
+    flags = torch.stack([~finite, torch.tensor(stop, device=finite.device)])
+    if world > 1:  # any rank's non-finite loss or signal stops every rank
+        flags = average_gradients(model, flags, world)
+    nonfinite, stopping = (flags > 0).tolist()  # the one host sync per step (as torch's GradScaler)
+    if not nonfinite:
+        for optimizer in optimizers.values():
+            optimizer.step()
+    return terms, totals, nonfinite, stopping
 
 
 def seed_everything(seed: int) -> None:
@@ -188,9 +224,10 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-def nonfinite_terms(terms: dict[str, torch.Tensor]) -> list[str]:
-    """Names of the loss terms that are not finite (for the warning)."""
-    bad = [k for k, v in terms.items() if not k.startswith("monitor/") and not torch.isfinite(v).all()]
+def nonfinite_terms(terms: dict[str, Terms]) -> list[str]:
+    """Names of the loss terms that are not finite (for the warning); a further group's named with its group."""
+    bad = [k if i == 0 else f"{group}/{k}" for i, (group, group_terms) in enumerate(terms.items())
+           for k, v in group_terms.items() if not k.startswith("monitor/") and not torch.isfinite(v).all()]
     return bad or ["weighted total"]
 
 
@@ -251,33 +288,34 @@ def picture_generator(seed: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
 
-def evaluation_metrics(cfg: RunConfig) -> list[str]:
-    """What each evaluation computes: train.metrics (checked), and "geometry" always (last unless listed)."""
-    names = check_metric_names(cfg.train.metrics, "train.metrics")
-    return names if "geometry" in names else [*names, "geometry"]
+def evaluation_metrics(cfg: RunConfig, model: Model) -> list[str]:
+    """What each evaluation computes: train.metrics (checked against what the model can be asked), then the
+    model's own diagnostics (``model.evaluations``) that train.metrics does not list."""
+    names = check_metric_names(cfg.train.metrics, "train.metrics", model)
+    return [*names, *(n for n in model.evaluations if n not in names)]
 
 
-def open_metrics_cache(cfg: RunConfig, data: TrainData):
-    """The cache the metrics of train.metrics read at each evaluation; None when they are the geometry alone.
+def open_metrics_cache(cfg: RunConfig, data: TrainData, metrics: list[str]):
+    """The cache the evaluations' ``metrics`` read; None when they are diagnostics alone (they read no data).
 
     The names and the cache are checked here, at run start, so a typo or a
     missing cache stops the run before its first step, not at its first
     evaluation. The cache is opened once: the one the run trains on, or for
     Sector2D (trained on fresh samples) its prepared grid.
     """
-    if evaluation_metrics(cfg) == ["geometry"]:
+    if all(name in DIAGNOSTICS for name in metrics):
         return None
     from gdrae.data.cache import open_run_cache
 
     return data.cache if data.cache is not None else open_run_cache(cfg, source="train.metrics")
 
 
-def evaluate_step(model, cfg: RunConfig, cache=None) -> dict[str, float]:
-    """:func:`gdrae.evaluate.evaluate` of :func:`evaluation_metrics` with train.seed and train.diag_points.
+def evaluate_step(model: Model, cfg: RunConfig, metrics: list[str], cache=None) -> dict[str, float]:
+    """:func:`gdrae.evaluate.evaluate` of ``metrics`` (:func:`evaluation_metrics`) with train.seed and
+    train.diag_points.
 
     The keys and numbers ``gdrae-eval --metrics <those> --seed <train.seed>``
     gives of this step's checkpoint. ``cache``: :func:`open_metrics_cache`'s;
     its one encoding pass stays in memory.
     """
-    return evaluate(model, cache, evaluation_metrics(cfg), seed=cfg.train.seed, diag_points=cfg.train.diag_points,
-                    progress=False)
+    return evaluate(model, cache, metrics, seed=cfg.train.seed, diag_points=cfg.train.diag_points, progress=False)

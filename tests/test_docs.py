@@ -151,7 +151,7 @@ def test_readme_python_example_runs_on_a_tiny_cache(tmp_path, monkeypatch, one_t
     make_cache(tmp_path / "cache", "shapes2d-synth-small", sizes=(3, 2, 2))
     cfg = tiny_config("image", tmp_path / "cache", tmp_path / "runs" / "demo", "shapes2d-synth-small")
     model = build_model(cfg)
-    state = checkpoint_state(model, torch.optim.Adam(model.parameters()), 0, cfg)
+    state = checkpoint_state(model, {"model": torch.optim.Adam(model.parameters())}, 0, cfg)
     write_checkpoint(tmp_path / "runs" / "demo" / "checkpoints", state, keep=1)
     (tmp_path / "configs").symlink_to(ROOT / "configs")
     monkeypatch.chdir(tmp_path)

@@ -5,27 +5,33 @@ Unsupervised Learning of Disentangled Representations", AAAI 2023; docs/model.md
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from gdrae import losses
+from gdrae.models.contract import Model, Terms
 from gdrae.models.decoders import FlowDecoder
 from gdrae.models.jacobian import (
     dense_jacobian, dense_rounds, geometry_diagnostics, inner, nmae, resolve_route, spectral_estimate, transpose_matrix,
 )
 
 
-class GDRAE(nn.Module):
+class GDRAE(Model):
     """Autoencoder whose decoder sees p = exp(c)·z and whose Jacobian is pushed to be
     orthogonal with column norms given by the predicted singular values.
 
     kind "image": x (B, C, 64, 64) in [0, 1], stochastic posterior z = mu + sigma·eps, eps
     independent per latent dimension or shared by a sample's dimensions (``posterior_noise``).
-    kind "sector2d": x (B, 2) points, deterministic z = mu.
+    kind "sector2d": x (B, 2) points, deterministic z = mu. One parameter group, "model".
+    ``spectral_route`` (``train.spectral_route``) and ``spectral`` (False for the ablation:
+    both the sn and sv weights 0) are how :meth:`terms` computes by default.
     """
+
+    family = "gdrae"
+    groups = ("model",)
+    evaluations = ("geometry", "jacobian")
 
     def __init__(
         self,
@@ -40,6 +46,8 @@ class GDRAE(nn.Module):
         prior_radius: float,
         sn_power: int,
         posterior_noise: Literal["independent", "shared"] = "independent",
+        spectral_route: str = "auto",
+        spectral: bool = True,
     ):
         super().__init__()
         if posterior_noise not in ("independent", "shared"):
@@ -55,16 +63,14 @@ class GDRAE(nn.Module):
         self.prior_radius = prior_radius
         self.sn_power = sn_power
         self.posterior_noise = posterior_noise
+        self.spectral_route = spectral_route
+        self.spectral = spectral
+        self.weights = {"model": dict.fromkeys(losses.TERMS, 1.0)}  # build_model sets the config's
 
-    @contextmanager
-    def evaluating(self) -> Iterator["GDRAE"]:
-        """Eval mode inside, the previous mode restored after (a training model goes on training)."""
-        was_training = self.training
-        self.eval()
-        try:
-            yield self
-        finally:
-            self.train(was_training)
+    @property
+    def latent_range(self) -> float:
+        """The prior box's half side r: traversals sweep [-r, r]."""
+        return self.prior_radius
 
     def encode(self, x: Tensor) -> Tensor:
         """Posterior mean mu (B, nz)."""
@@ -73,18 +79,13 @@ class GDRAE(nn.Module):
     def _to_p(self, z: Tensor) -> Tensor:
         return torch.exp(self.log_capacity) * z
 
-    def _data_logits(self, z: Tensor) -> Tensor:
+    def data_logits(self, z: Tensor) -> Tensor:
         """Decoder output restricted to the data: image logits (before sigmoid) or 2-D points."""
         return self._as_data(self.decoder.pre_activation(self._to_p(z), self.data_channels))
 
     def _as_data(self, out: Tensor) -> Tensor:
         """The decoder's first data_channels outputs in the data's shape: images as they are, points (B, 2)."""
         return out if self.kind == "image" else out.flatten(1)
-
-    def decode(self, z: Tensor) -> Tensor:
-        """Images in [0, 1] (B, C, H, W), or points (B, 2) for Sector2D."""
-        out = self._data_logits(z)
-        return torch.sigmoid(out) if self.kind == "image" else out
 
     def predict_sv(self, z: Tensor) -> Tensor:
         """Predicted singular values exp(logsv(exp(c)·z)), (B, nz), product 1 per sample."""
@@ -111,21 +112,27 @@ class GDRAE(nn.Module):
             eps = torch.randn_like(mu)
         return mu + self.sigma * eps
 
-    def loss_terms(self, x: Tensor, spectral_route: str = "auto", spectral: bool = True) -> dict[str, Tensor]:
+    def loss_terms(self, x: Tensor, step: Tensor | None = None) -> dict[str, Terms]:
+        """The contract's terms: :meth:`terms` as the one group "model" (GDRAE's terms do not depend on the step)."""
+        return {"model": self.terms(x)}
+
+    def terms(self, x: Tensor, spectral_route: str | None = None, spectral: bool | None = None) -> Terms:
         """Every loss term of docs/model.md section 6, unweighted, plus detached "monitor/" tensors.
 
-        ``spectral_route`` (``train.spectral_route``) is how the power
+        ``spectral_route`` (default: the model's ``spectral_route``) is how the power
         iteration is computed (:func:`gdrae.models.jacobian.spectral_estimate`);
         every route gives the same numbers. On route "dense" the last power
         product and the reconstruction run as one stacked pass
         (``FlowDecoder.pre_activation_and_jvp``). ``spectral=False`` (both
-        the sn and sv weights 0: the ablation) leaves out the terms "sn" and
+        the sn and sv weights 0: the ablation; default: the model's ``spectral``) leaves out the terms "sn" and
         "sv" and the power iteration. Draws (in this order, from torch's
         default generator, whatever ``spectral``): the posterior noise
         (images: B x nz values, or B when ``posterior_noise`` is "shared"),
         the prior batch z ~ U[-r, r]^(B x nz), the power iteration's u0. No
         host sync and static shapes, so the step can be compiled or captured.
         """
+        spectral_route = self.spectral_route if spectral_route is None else spectral_route
+        spectral = self.spectral if spectral is None else spectral
         c = self.log_capacity
         mu = self.encode(x)
         z = self.sample_posterior(mu)
@@ -139,7 +146,7 @@ class GDRAE(nn.Module):
             out, u = self.decoder.pre_activation_and_jvp(self._to_p(z), t, ctx, self.data_channels)
             out, sn = self._as_data(out), inner(u, u_prev)
         else:
-            out = self._data_logits(z)
+            out = self.data_logits(z)
             if spectral:
                 sn = spectral_estimate(self.decoder, p, torch.exp(-logsv), self.sn_power, u0, route)
         if self.kind == "image":
@@ -186,3 +193,12 @@ class GDRAE(nn.Module):
         hand = transpose_matrix(self.decoder, p, self.decoder.out_shape)
         values["lt_err"] = nmae(hand, jac.transpose(1, 2)).item()
         return values
+
+
+def _build(cfg) -> GDRAE:
+    from gdrae.models import build_gdrae  # the factory sits beside the init it shares with the tests
+
+    return build_gdrae(cfg)
+
+
+FAMILIES = {"gdrae": _build}

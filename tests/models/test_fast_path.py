@@ -9,7 +9,7 @@ from tiny_models import tiny_gdrae
 def _terms_and_grads(model, x, seed, route):
     torch.manual_seed(seed)
     model.zero_grad(set_to_none=True)
-    terms = model.loss_terms(x, route)
+    terms = model.terms(x, route)
     loss = sum(v for k, v in terms.items() if not k.startswith("monitor/"))
     loss.backward()
     grads = {n: prm.grad.clone() for n, prm in model.named_parameters() if prm.grad is not None}
@@ -71,6 +71,6 @@ def test_loss_terms_trace_as_one_graph(kind, noise):
     model.posterior_noise = noise
     x = torch.rand(3, 1, 8, 8, dtype=torch.float64) if kind == "image" else torch.rand(3, 2, dtype=torch.float64) + 1
     dynamo.reset()
-    explained = dynamo.explain(model.loss_terms)(x)
+    explained = dynamo.explain(model.loss_terms)(x, torch.tensor(0))
     assert explained.graph_break_count == 0, [str(b.reason)[:200] for b in explained.break_reasons]
     assert explained.graph_count == 1

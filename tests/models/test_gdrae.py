@@ -88,7 +88,7 @@ def _model_and_batch(kind: str):
 def test_loss_terms_keys_values_and_reproducibility(kind):
     model, x = _model_and_batch(kind)
     torch.manual_seed(3)
-    terms = model.loss_terms(x)
+    terms = model.terms(x)
     expected = {"recon", "prior", "sn", "sv", "cap"} | ({"norm_sv"} if kind == "image" else set())
     assert {k for k in terms if not k.startswith("monitor/")} == expected
     for key in expected:
@@ -98,21 +98,21 @@ def test_loss_terms_keys_values_and_reproducibility(kind):
     assert terms["cap"] is model.log_capacity
     assert 0 <= terms["sv"] <= math.log(model.nz) + 1e-12
     torch.manual_seed(3)
-    again = model.loss_terms(x)
+    again = model.terms(x)
     for key in expected:
         assert torch.equal(terms[key], again[key])
     torch.manual_seed(4)
-    assert not torch.equal(model.loss_terms(x)["sn"], terms["sn"])  # fresh prior batch and u0
+    assert not torch.equal(model.terms(x)["sn"], terms["sn"])  # fresh prior batch and u0
 
 
 @pytest.mark.parametrize("kind", ["image", "sector2d"])
 def test_without_the_spectral_terms_the_rest_and_the_draws_are_the_same(kind):
     model, x = _model_and_batch(kind)
     torch.manual_seed(3)
-    full = model.loss_terms(x)
+    full = model.terms(x)
     after_full = torch.rand(3)
     torch.manual_seed(3)
-    ablation = model.loss_terms(x, spectral=False)
+    ablation = model.terms(x, spectral=False)
     assert torch.equal(torch.rand(3), after_full)  # the random stream does not depend on the weights
     assert set(full) - set(ablation) == {"sn", "sv", "monitor/sn_mean"}
     for key in ablation:
@@ -158,7 +158,7 @@ def test_data_terms_on_the_code():
     with torch.no_grad():
         model.log_capacity.fill_(0.2)
     x = torch.rand(2, 1, 8, 8, dtype=torch.float64)
-    terms = model.loss_terms(x)
+    terms = model.terms(x)
     mu = model.encode(x)
     logits = model.decoder.pre_activation(math.exp(0.2) * mu)[:, :1]
     torch.testing.assert_close(terms["recon"], bce_recon(logits, x))
@@ -167,7 +167,7 @@ def test_data_terms_on_the_code():
 
     points = tiny_gdrae("sector2d")
     y = torch.rand(3, 2, dtype=torch.float64) * 3
-    terms = points.loss_terms(y)
+    terms = points.terms(y)
     torch.testing.assert_close(terms["recon"], squared_error(points.decode(points.encode(y)), y))
     torch.testing.assert_close(terms["prior"], prior_penalty(points.encode(y), 1.0))
 
@@ -178,7 +178,7 @@ def test_every_parameter_gets_a_finite_gradient():
                             "loss": {"norm_sv": None}})
     model = build_model(cfg).double()
     x = torch.rand(8, 2, dtype=torch.float64) + 1
-    weighted_total(model.loss_terms(x), cfg.loss).backward()
+    weighted_total(model.terms(x), cfg.loss).backward()
     for name, prm in model.named_parameters():
         assert prm.grad is not None and torch.isfinite(prm.grad).all(), name
     assert model.log_capacity.grad != 0

@@ -159,7 +159,7 @@ def test_loss_terms_and_gradients_equal_the_section_6_recomputation(kind, noise,
     x = _data(kind)
 
     torch.manual_seed(13)
-    terms = model.loss_terms(x, method)
+    terms = model.terms(x, method)
     ref = reference_terms(model, x, seed=13)
 
     assert {k for k in terms if not k.startswith("monitor/")} == set(ref)

@@ -34,13 +34,30 @@ def tiny_cache(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def fake_family(monkeypatch):
+    """The fake family (fake_family.Fake) built for every config of model.family beta_vae; returns the class,
+    whose ``hook`` a test may set."""
+    from fake_family import Fake
+
+    monkeypatch.setitem(__import__("gdrae.models.registry", fromlist=["BUILDERS"]).BUILDERS, "beta_vae",
+                        lambda cfg: Fake(cfg.model.nz))
+    monkeypatch.setattr(Fake, "hook", None)
+    return Fake
+
+
+@pytest.fixture
 def make_cfg(tmp_path, tiny_cache):
-    """make_cfg("image" | "sector", *overrides, run="run") -> RunConfig of a tiny run under tmp_path."""
+    """make_cfg("image" | "sector" | "fake", *overrides, run="run") -> RunConfig of a tiny run under tmp_path
+    ("fake": a config that the fixture fake_family builds as the fake family)."""
 
     def make(kind: str, *overrides: str, run: str = "run"):
         if kind == "image":
             base = REPO / "configs" / "demo.yaml"
             sets = ["data.name=tiny", f"data.cache_dir={tiny_cache}", *TINY_IMAGE]
+        elif kind == "fake":
+            from fake_family import FAKE_CONFIG
+
+            base, sets = REPO / "configs" / "baselines" / "beta_vae-sector2dunif.yaml", FAKE_CONFIG
         else:
             base = REPO / "configs" / "sector2dunif.yaml"
             sets = TINY_SECTOR

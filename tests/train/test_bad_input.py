@@ -11,7 +11,6 @@ import torch
 import yaml
 
 from gdrae.errors import GdraeError
-from gdrae.models import GDRAE
 from gdrae.train import train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,23 +88,23 @@ def test_resume_from_a_corrupt_checkpoint(make_cfg, tmp_path, damage):
     assert _snapshot(tmp_path / "run") == before
 
 
-def test_a_step_that_runs_out_of_memory_names_the_batch_size(make_cfg, monkeypatch):
-    def out_of_memory(self, *args):
+def test_a_step_that_runs_out_of_memory_names_the_batch_size(make_cfg, fake_family):
+    def out_of_memory(call, terms):
         raise RuntimeError(CPU_OUT_OF_MEMORY)
 
-    monkeypatch.setattr(GDRAE, "loss_terms", out_of_memory)
+    fake_family.hook = out_of_memory
     with pytest.raises(GdraeError, match=r"^data.batch_size: 8 does not fit in memory on cpu \(a training step ran "
                                          r"out of memory\); lower data.batch_size$"):
-        train(make_cfg("sector", "train.steps=1"))
+        train(make_cfg("fake", "train.steps=1"))
 
 
-def test_other_runtime_errors_are_not_taken_for_memory(make_cfg, monkeypatch):
-    def broken(self, *args):
+def test_other_runtime_errors_are_not_taken_for_memory(make_cfg, fake_family):
+    def broken(call, terms):
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
 
-    monkeypatch.setattr(GDRAE, "loss_terms", broken)
+    fake_family.hook = broken
     with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
-        train(make_cfg("sector", "train.steps=1"))
+        train(make_cfg("fake", "train.steps=1"))
 
 
 def test_full_disk_at_a_checkpoint_keeps_the_earlier_one_and_no_temporary_file(make_cfg, tmp_path, monkeypatch):

@@ -207,8 +207,7 @@ def test_damage_torch_refuses_is_not_told_as_advice_to_load_unsafely(tmp_path):
 
 
 def test_a_plain_adam_state_continues_in_the_fused_kernel():
-    from gdrae.checkpoint import restore_optimizer
-    from gdrae.config import TrainConfig
+    from gdrae.checkpoint import restore_optimizers
 
     torch.manual_seed(0)
     start = torch.nn.Linear(4, 3)
@@ -221,7 +220,7 @@ def test_a_plain_adam_state_continues_in_the_fused_kernel():
     twin = torch.nn.Linear(4, 3)
     twin.load_state_dict(start.state_dict())
     fused = torch.optim.Adam(twin.parameters(), lr=1e-2, fused=True)
-    restore_optimizer(fused, saved, TrainConfig(lr=1e-2))
+    restore_optimizers({"model": fused}, {"model": saved}, {"model": (1e-2, (0.9, 0.999), "train.lr", "train.betas")})
     assert fused.param_groups[0]["fused"] is True
     x = torch.randn(8, 4)
     for model, opt in ((start, plain), (twin, fused)):

@@ -41,7 +41,8 @@ def test_image_run_writes_config_log_tb_images_diagnostics_checkpoint(make_cfg, 
     log = (run / "train.log").read_text()
     assert "step 1 total=" in log and "step 2 total=" in log and "eval step 2 geometry/ortho_sign=" in log
     evals = read_evaluations(run)  # metrics/metrics.csv, as gdrae-eval writes it
-    assert list(evals) == [2] and set(evals[2]) == {"geometry/ortho_sign", "geometry/sv_match_err", "geometry/lt_err"}
+    assert list(evals) == [2] and set(evals[2]) == {"geometry/ortho_sign", "geometry/sv_match_err", "geometry/lt_err",
+                                                    "jacobian/ortho_sign"}
     record = json.loads((run / "metrics" / "step-2.json").read_text())
     assert record == {"step": 2, "seed": cfg.train.seed, "metrics": evals[2]}
     state = read_checkpoint(run / "checkpoints" / "latest.pt")
@@ -121,7 +122,7 @@ def test_checkpoint_from_before_posterior_noise_loads_and_resumes(make_cfg, tmp_
 def test_resume_applies_a_changed_lr_and_betas_and_logs_it(make_cfg, tmp_path):
     train(make_cfg("sector", "train.steps=1"))
     train(make_cfg("sector", "train.steps=2", "train.lr=0.5", "train.betas=[0.5, 0.999]"), resume=True)
-    groups = read_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["optimizer"]["param_groups"]
+    groups = read_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["optimizer"]["model"]["param_groups"]
     assert all(g["lr"] == 0.5 and tuple(g["betas"]) == (0.5, 0.999) for g in groups)
     log = (tmp_path / "run" / "train.log").read_text()
     assert "train.lr: 0.0001 in the checkpoint, 0.5 from now on" in log
@@ -160,32 +161,30 @@ def test_the_lock_of_a_process_that_died_is_no_obstacle(make_cfg, tmp_path):
     assert read_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["step"] == 1
 
 
-def _nan_from_call(monkeypatch, calls: set[int]):
-    """Make GDRAE.loss_terms return a NaN reconstruction term on the given (1-based) calls."""
-    original, count = GDRAE.loss_terms, [0]
+def _nan_from_call(fake_family, calls: set[int], group: str = "main", term: str = "recon"):
+    """Make the fake family's loss_terms return a NaN ``group``/``term`` on the given (1-based) calls."""
 
-    def loss_terms(self, *args):
-        terms = original(self, *args)
-        count[0] += 1
-        if count[0] in calls:
-            terms["recon"] = terms["recon"] * float("nan")
-        return terms
+    def hook(call, terms):
+        if call in calls:
+            terms[group][term] = terms[group][term] * float("nan")
 
-    monkeypatch.setattr(GDRAE, "loss_terms", loss_terms)
+    fake_family.hook = hook
 
 
-def test_nonfinite_step_is_skipped_without_update(make_cfg, tmp_path, monkeypatch):
-    _nan_from_call(monkeypatch, {2})
-    train(make_cfg("sector", "train.steps=3"))
+@pytest.mark.parametrize("group,term,named", [("main", "recon", "recon"), ("critic", "fit", "critic/fit")])
+def test_nonfinite_step_is_skipped_without_update_of_any_group(make_cfg, tmp_path, fake_family, group, term, named):
+    _nan_from_call(fake_family, {2}, group, term)
+    train(make_cfg("fake", "train.steps=3"))
     state = read_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")
-    assert state["step"] == 3
-    assert all(s["step"].item() == 2 for s in state["optimizer"]["state"].values())  # two Adam updates, not three
-    assert "warning: step 2: non-finite loss (recon); step skipped" in (tmp_path / "run" / "train.log").read_text()
+    assert state["step"] == 3 and set(state["optimizer"]) == {"main", "critic"}
+    for saved in state["optimizer"].values():  # two Adam updates of each group, not three
+        assert all(s["step"].item() == 2 for s in saved["state"].values())
+    assert f"warning: step 2: non-finite loss ({named}); step skipped" in (tmp_path / "run" / "train.log").read_text()
 
 
-def test_too_many_nonfinite_steps_stop_the_run_keeping_the_good_checkpoint(make_cfg, tmp_path, monkeypatch):
-    _nan_from_call(monkeypatch, set(range(3, 100)))
-    cfg = make_cfg("sector", "train.steps=10", "train.ckpt_every=2", "train.max_nonfinite=3")
+def test_too_many_nonfinite_steps_stop_the_run_keeping_the_good_checkpoint(make_cfg, tmp_path, fake_family):
+    _nan_from_call(fake_family, set(range(3, 100)))
+    cfg = make_cfg("fake", "train.steps=10", "train.ckpt_every=2", "train.max_nonfinite=3")
     with pytest.raises(TrainingDiverged, match="3 non-finite losses in a row at step 5"):
         train(cfg)
     ckpts = tmp_path / "run" / "checkpoints"
@@ -243,26 +242,23 @@ def test_sigterm_writes_checkpoint_and_exits_cleanly(make_cfg, tmp_path):
     assert all(torch.isfinite(p).all() for p in resumed.parameters())
 
 
-def _signal_at_step(monkeypatch, step: int) -> None:
+def _signal_at_step(fake_family, step: int) -> None:
     """Send this process SIGINT while training step ``step`` computes its loss."""
-    original, count = GDRAE.loss_terms, [0]
 
-    def loss_terms(self, *args):
-        count[0] += 1
-        if count[0] == step:
+    def hook(call, terms):
+        if call == step:
             os.kill(os.getpid(), signal.SIGINT)
-        return original(self, *args)
 
-    monkeypatch.setattr(GDRAE, "loss_terms", loss_terms)
+    fake_family.hook = hook
 
 
-def test_ctrl_c_writes_the_checkpoint_and_nothing_slow(make_cfg, tmp_path, monkeypatch):
-    _signal_at_step(monkeypatch, 3)
+def test_ctrl_c_writes_the_checkpoint_and_nothing_slow(make_cfg, tmp_path, monkeypatch, fake_family):
+    _signal_at_step(fake_family, 3)
     slow = []
     monkeypatch.setattr("gdrae.train.model_pictures", lambda *a, **k: slow.append("pictures") or {})
     monkeypatch.setattr("gdrae.train.evaluate_step", lambda *a, **k: slow.append("evaluation") or {})
     handler = signal.getsignal(signal.SIGINT)
-    train(make_cfg("sector", "train.steps=100"))  # its last step would draw and evaluate
+    train(make_cfg("fake", "train.steps=100"))  # its last step would draw and evaluate
     assert signal.getsignal(signal.SIGINT) is handler  # the caller's handler is back
     assert slow == []
     run = tmp_path / "run"
@@ -286,10 +282,10 @@ def test_the_ablation_trains_without_the_spectral_terms(make_cfg, tmp_path):
     assert "sn" not in record and "sv" not in record and "recon" in record
 
 
-def test_a_second_ctrl_c_waits_for_the_checkpoint(make_cfg, tmp_path, monkeypatch):
+def test_a_second_ctrl_c_waits_for_the_checkpoint(make_cfg, tmp_path, monkeypatch, fake_family):
     from gdrae import checkpoint
 
-    _signal_at_step(monkeypatch, 2)
+    _signal_at_step(fake_family, 2)
     original = checkpoint.save_atomic
 
     def save_atomic(obj, path):  # the second Ctrl-C arrives in the middle of the write
@@ -297,7 +293,7 @@ def test_a_second_ctrl_c_waits_for_the_checkpoint(make_cfg, tmp_path, monkeypatc
         return original(obj, path)
 
     monkeypatch.setattr(checkpoint, "save_atomic", save_atomic)
-    train(make_cfg("sector", "train.steps=100"))
+    train(make_cfg("fake", "train.steps=100"))
     run = tmp_path / "run"
     assert read_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 2
     assert "stopped by a signal at step 2" in (run / "train.log").read_text()
@@ -372,7 +368,7 @@ def test_evaluations_are_gdrae_evaluate_of_train_metrics_and_the_geometry(make_c
     monkeypatch.setattr("gdrae.train.evaluate", fake_evaluate)
     monkeypatch.setattr("gdrae.data.cache.open_run_cache", lambda cfg, source: opened.append(source) or grid)
     train(make_cfg("sector", "train.steps=2", "train.eval_every=1", "train.metrics=[mig]", "train.seed=3"))
-    assert calls == [(["mig", "geometry"], grid, 3, 4)] * 2 and opened == ["train.metrics"]
+    assert calls == [(["mig", "geometry", "jacobian"], grid, 3, 4)] * 2 and opened == ["train.metrics"]
     run = tmp_path / "run"
     assert read_evaluations(run) == {s: {"mig/discrete_mig": 0.5, "geometry/ortho_sign": 0.25} for s in (1, 2)}
     record = json.loads((run / "metrics" / "step-2.json").read_text())
@@ -416,10 +412,10 @@ def test_read_loss_log_reads_what_runlog_writes(tmp_path):
     log = RunLog(tmp_path, enabled=True, start_step=0, total_steps=20)
     terms = {"recon": torch.tensor(0.5), "sn": torch.tensor(2e-5), "monitor/recon_l1": torch.tensor(0.1),
              "monitor/mu_abs": torch.tensor([1.0, 2.0])}
-    log.losses(10, terms, total=torch.tensor(3.25))
+    log.losses(10, {"model": terms}, {"model": torch.tensor(3.25)})
     log.text("eval step 10 ortho_sign=0.1 sv_match_err=0.2")
-    log.losses(20, {**terms, "recon": torch.tensor(0.125)}, total=torch.tensor(1.5))
-    log.losses(20, {**terms, "recon": torch.tensor(0.25)}, total=torch.tensor(1.5))  # a resumed run logs again
+    log.losses(20, {"model": {**terms, "recon": torch.tensor(0.125)}}, {"model": torch.tensor(1.5)})
+    log.losses(20, {"model": {**terms, "recon": torch.tensor(0.25)}}, {"model": torch.tensor(1.5)})  # resumed: again
     log.close()
     assert "step 10 total=3.25 recon=0.5 sn=2e-05" in (tmp_path / "train.log").read_text()  # for people
     assert read_loss_log(tmp_path) == {
