@@ -1,4 +1,4 @@
-"""Time the full GDRAE training step: loss_terms + weighted_total + backward + Adam step.
+"""Time the full training step of any model family: gdrae.train.train_step, the trainer's own step.
 
 Data is random and already on the device; warm-up steps are excluded; on
 CUDA the clock is synchronised only around the timed loop. Prints steps/s,
@@ -6,8 +6,9 @@ peak memory, process CPU time per step (all threads: on a busy machine,
 compare it at --threads 1) and a last line ``ms_per_step=<number>``. On CPU it
 also prints the step's work (torch's flop counter over loss and backward) and
 the rate it achieved, beside the rate of lone 64-, 128- and 256-row
-1024 x 1024 float32 products at the same thread count: the distance to what
-the machine's matrix products allow.
+1024 x 1024 float32 products at the same thread count and the ratio of the
+two (``ratio_to_64row_product``): the distance to what the machine's matrix
+products allow.
 ``--breakdown`` profiles as many steps again (after the timing) and prints
 where their time goes, in ms per step: convolutions with a spatial kernel
 (the part only faster convolution kernels can shrink), 1x1 mixings and
@@ -15,6 +16,7 @@ matrix products, layout work (shuffles, copies, concatenation), and the rest.
 
     python bench/train_step.py --config configs/shapes2d.yaml --device cpu --steps 6
     python bench/train_step.py --config configs/shapes2d.yaml --steps 3 --breakdown
+    python bench/train_step.py --config configs/baselines/factor_vae-shapes2d-synth-small.yaml --threads 2
 """
 from __future__ import annotations
 
@@ -29,10 +31,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from cli.common import keep_freed_memory
 from gdrae.config import load_config
 from gdrae.device import DEVICES
-from gdrae.losses import spectral_weighted, weighted_total
+from gdrae.config import SPECTRAL_ROUTES
 from gdrae.models import build_model
-from gdrae.models.jacobian import ROUTES
-from gdrae.train import make_optimizer
+from gdrae.train import make_optimizers, train_step
 
 MATRIX_OPS = {"aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::matmul", "aten::linear"}
 LAYOUT_OPS = {"aten::pixel_shuffle", "aten::pixel_unshuffle", "aten::cat", "aten::copy_", "aten::clone",
@@ -103,7 +104,7 @@ def main() -> None:
     parser.add_argument("--compile-mode", default="default", choices=["default", "reduce-overhead", "max-autotune"],
                         help="torch.compile mode; reduce-overhead replays the step as CUDA graphs (CUDA only)")
     parser.add_argument("--set", action="append", default=[], help="config override KEY=VALUE")
-    parser.add_argument("--spectral-method", default=None, choices=ROUTES,
+    parser.add_argument("--spectral-method", default=None, choices=SPECTRAL_ROUTES,
                         help="route of the power iteration, as --set train.spectral_route=... "
                              "(gdrae.models.jacobian.spectral_estimate)")
     parser.add_argument("--system-malloc", action="store_true",
@@ -122,7 +123,7 @@ def main() -> None:
     device = torch.device(args.device)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg).to(device)
-    opt = make_optimizer(model, cfg.train)
+    optimizers = make_optimizers(model, cfg)
     m = cfg.model
     if m.kind == "image":
         x = (torch.rand(batch, m.channels, m.image_size, m.image_size, device=device) > 0.5).float()
@@ -135,10 +136,7 @@ def main() -> None:
     def step() -> None:
         if graphs:
             torch.compiler.cudagraph_mark_step_begin()  # last step's graph outputs may be overwritten
-        opt.zero_grad(set_to_none=True)
-        loss = weighted_total(loss_terms(x, cfg.train.spectral_route, spectral_weighted(cfg.loss)), cfg.loss)
-        loss.backward()
-        opt.step()
+        train_step(model, optimizers, loss_terms, x, 0)
 
     compile_start = time.perf_counter()
     for _ in range(args.warmup):
@@ -159,12 +157,16 @@ def main() -> None:
         peak = f"peak_cuda_mem_mib={torch.cuda.max_memory_allocated() / 2**20:.0f}"
     else:
         peak = f"peak_rss_mib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
-    print(f"config={args.config} device={args.device} batch={batch} threads={torch.get_num_threads()} "
-          f"compile={args.compile and args.compile_mode} spectral={cfg.train.spectral_route} warmup_s={warmup_s:.1f} steps={args.steps} steps_per_s={1000 / ms:.2f} cpu_ms_per_step={cpu_ms:.1f} {peak}")
+    print(f"config={args.config} family={model.family} device={args.device} batch={batch} "
+          f"threads={torch.get_num_threads()} compile={args.compile and args.compile_mode} "
+          f"spectral={cfg.train.spectral_route} warmup_s={warmup_s:.1f} steps={args.steps} steps_per_s={1000 / ms:.2f} cpu_ms_per_step={cpu_ms:.1f} {peak}")
     if device.type == "cpu":
         gflop = step_flops(step) / 1e9
-        rates = " ".join(f"matmul_{rows}x1024x1024_gflop_per_s={product_rate(rows):.0f}" for rows in (64, 128, 256))
-        print(f"gflop_per_step={gflop:.2f} step_gflop_per_s={gflop * 1000 / ms:.0f} {rates}")
+        rates = {rows: product_rate(rows) for rows in (64, 128, 256)}
+        shown = " ".join(f"matmul_{rows}x1024x1024_gflop_per_s={rate:.0f}" for rows, rate in rates.items())
+        achieved = gflop * 1000 / ms
+        print(f"gflop_per_step={gflop:.2f} step_gflop_per_s={achieved:.0f} {shown} "
+              f"ratio_to_64row_product={achieved / rates[64]:.2f}")
     if args.breakdown:
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         with profile(activities=activities, record_shapes=True) as prof:

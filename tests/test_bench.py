@@ -97,7 +97,7 @@ def test_gpu_suite_reads_a_stopped_run_through_runlog(gpu_suite, tmp_path):
     assert gpu_suite.stopped_run(tmp_path) == {}  # nothing written yet
     log = RunLog(tmp_path, enabled=True, start_step=0, total_steps=100000)
     for step in (100, 137):  # 137: the step a stop signal ended, whose losses it logs
-        log.losses(step, {"recon": torch.tensor(1.0)}, total=torch.tensor(2.0))
+        log.losses(step, {"model": {"recon": torch.tensor(1.0)}}, {"model": torch.tensor(2.0)})
     log.images(100, {"reconstruction": np.zeros((4, 4, 3), np.uint8)})
     log.close()
     (tmp_path / "checkpoints").mkdir()

@@ -62,7 +62,7 @@ def test_trainer_and_gdrae_eval_write_one_record_with_the_same_keys(image_run, t
     ckpt = train_tiny("image", cache_dir, tmp_path / "run", "tiny2d", metrics=["histogram"])
     trained = read_evaluations(tmp_path / "run")  # the trainer's evaluation at its last step
     assert list(trained) == [2] and 0.0 <= trained[2]["hist20/mig"] <= 1.0
-    result = run("--ckpt", ckpt, "--metrics", "histogram,geometry", "--out", tmp_path / "eval")
+    result = run("--ckpt", ckpt, "--metrics", "histogram,geometry,jacobian", "--out", tmp_path / "eval")
     assert result.exit_code == 0, result.output
     evaluated = read_evaluations(tmp_path / "eval")
     assert list(evaluated[2]) == list(trained[2])  # the same keys, in the same order
