@@ -28,6 +28,8 @@ from gdrae.metrics.mig import mig
 from gdrae.metrics.modularity import modularity_explicitness
 from gdrae.metrics.sap import sap
 from gdrae.metrics.seed_agreement import seed_agreement
+from gdrae.metrics.udr import active_latents, udr_pair, udr_scores
 
-__all__ = ["alignment", "beta_vae", "dci", "explained_variance", "factor_vae", "histogram_family",
-           "histogram_mi", "irs", "mig", "modularity_explicitness", "sap", "seed_agreement"]
+__all__ = ["active_latents", "alignment", "beta_vae", "dci", "explained_variance", "factor_vae",
+           "histogram_family", "histogram_mi", "irs", "mig", "modularity_explicitness", "sap",
+           "seed_agreement", "udr_pair", "udr_scores"]
