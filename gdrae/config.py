@@ -151,7 +151,7 @@ ModelConfig = GdraeModelConfig  # the name this section had before families: GDR
 
 
 class _BaselineModel(_ModelSection):
-    """A Gaussian VAE of disentanglement_lib (docs/model.md section 9): posterior N(mu, exp(logvar)), prior
+    """A Gaussian VAE of disentanglement_lib (docs/model.md section 10): posterior N(mu, exp(logvar)), prior
     N(0, I), dlib's conv pair for images and its fc pair for Sector2D points."""
 
 

@@ -1,4 +1,4 @@
-"""The six baselines of the field's standard study, as disentanglement_lib defines them (docs/model.md section 9).
+"""The six baselines of the field's standard study, as disentanglement_lib defines them (docs/model.md section 10).
 
 Each is a Gaussian VAE: the encoder gives the posterior N(mu, exp(logvar)),
 z = mu + exp(logvar / 2)·eps, the prior is N(0, I), and the loss is the data
@@ -18,7 +18,7 @@ the trainer sums them.
 
 Reference: Locatello et al., "Challenging Common Assumptions in the Unsupervised Learning of Disentangled
 Representations", ICML 2019, and disentanglement_lib's methods/unsupervised/vae.py; the papers of each
-family are named in docs/model.md section 9.
+family are named in docs/model.md section 10.
 """
 from __future__ import annotations
 
