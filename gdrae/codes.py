@@ -63,7 +63,7 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _as_input(rows: np.ndarray, device: torch.device) -> torch.Tensor:
+def as_input(rows: np.ndarray, device: torch.device) -> torch.Tensor:
     """Cache rows -> encoder input: uint8 images become floats in [0, 1]; points stay float32."""
     x = torch.from_numpy(rows).to(device, non_blocking=True)
     if x.dtype != torch.uint8:
@@ -92,7 +92,7 @@ def encode_cache(model: torch.nn.Module, cache, batch_size: int = ENCODE_BATCH, 
             pending = pool.submit(data.read_chunk, i + 1) if i + 1 < data.nchunks else None
             lo, _ = data.chunk_range(i)
             for start in range(0, len(rows), batch_size):
-                mu = model.encode(_as_input(rows[start:start + batch_size], device))
+                mu = model.encode(as_input(rows[start:start + batch_size], device))
                 codes[cache.grid_index[lo + start:lo + start + len(mu)]] = mu.float().cpu().numpy()
             bar.update(len(rows))
     return codes

@@ -122,3 +122,41 @@ class RunDirLock:
                 folder.rmdir()
             except OSError:  # no longer empty: something else was written there meanwhile
                 break
+
+
+# The keys a continued run may change: how long it trains (upward), how often it logs, draws, evaluates and
+# checkpoints, where its files and cache live, and how its step is computed (same numbers). Every other key
+# (model, data, loss, seed, learning rate, dtype...) makes the run's identity.
+CONTINUABLE_KEYS = frozenset({
+    "train.steps", "train.log_every", "train.image_every", "train.eval_every", "train.ckpt_every",
+    "train.keep_checkpoints", "train.keep_steps", "train.metrics", "train.diag_points", "train.device",
+    "train.compile", "train.spectral_route", "train.max_nonfinite", "train.run_dir", "data.cache_dir",
+    "data.in_memory",
+})
+
+
+def _flat(tree: dict, prefix: str = "") -> dict[str, object]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def identity_changes(saved: dict, cfg: RunConfig) -> list[tuple[str, object, object]]:
+    """(key, saved value, new value) of every identity key (not in :data:`CONTINUABLE_KEYS`) on which a run's
+    saved config (its config.yaml, as a dict) and ``cfg`` differ; [] when ``cfg`` continues that run.
+
+    The saved config is read with today's defaults, so a key it predates counts as its default.
+    """
+    from gdrae.config import config_from_dict
+
+    try:
+        before = _flat(config_from_dict(saved, "config.yaml").model_dump(mode="json"))
+    except GdraeError as exc:
+        return [("config.yaml", str(exc), "a valid config")]
+    now = _flat(cfg.model_dump(mode="json"))
+    keys = [k for k in dict.fromkeys([*before, *now]) if k not in CONTINUABLE_KEYS]
+    return [(k, before.get(k), now.get(k)) for k in keys if before.get(k) != now.get(k)]

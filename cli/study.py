@@ -1,0 +1,120 @@
+"""``gdrae-study``: plan, run, watch and report a grid of runs (thin: parse, call gdrae.study, translate errors)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from cli.common import one_line_errors
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Grids of gdrae-train runs: models x settings x datasets x seeds, resumable, read back as one table.
+
+    \b
+      gdrae-study plan configs/studies/smoke.yaml     # every run, checked; nothing starts
+      gdrae-study run configs/studies/smoke.yaml --jobs 2
+      gdrae-study status runs/studies/smoke           # from the run directories
+      gdrae-study report runs/studies/smoke           # results.csv, pictures, seed agreement, summary.md
+    Running the same study again skips finished runs and continues stopped ones.
+    """
+
+
+@main.command()
+@click.argument("study_file", type=click.Path(dir_okay=False))
+@one_line_errors
+def plan(study_file: str) -> None:
+    """Check every run of STUDY_FILE (config, cache, metric names) and list them; starts nothing."""
+    from gdrae.study import plan as make_plan
+
+    study = make_plan(study_file)
+    click.echo(f"{study.config.name}: {len(study.runs)} runs into {study.dir}")
+    width = max(len(r.id) for r in study.runs) if study.runs else 0
+    for run in study.runs:
+        setting = " ".join(f"{k}={v}" for k, v in run.setting.items())
+        click.echo(f"  {run.id:<{width}}  {run.cfg.model.family:<12} steps={run.cfg.train.steps} {setting}")
+
+
+@main.command()
+@click.argument("study_file", type=click.Path(dir_okay=False))
+@click.option("--jobs", type=int, default=None, help="Runs at once (default: the study's local.jobs).")
+@click.option("--threads", type=int, default=None, help="Torch threads per run (default: local.threads).")
+@click.option("--oversubscribe", is_flag=True, help="Allow jobs x threads above the machine's cores.")
+@click.option("--retry-failed", is_flag=True, help="Start failed runs again (from their checkpoint).")
+@one_line_errors
+def run(study_file: str, jobs: int | None, threads: int | None, oversubscribe: bool, retry_failed: bool) -> None:
+    """Run every unfinished run of STUDY_FILE on this machine; Ctrl-C stops them all with their checkpoints."""
+    from gdrae.errors import GdraeError
+    from gdrae.study import plan as make_plan, run_local
+
+    study = make_plan(study_file)
+    jobs = jobs or study.config.local.jobs
+    threads = threads or study.config.local.threads
+    cores = os.cpu_count() or 1
+    if jobs * threads > cores and not oversubscribe:
+        raise GdraeError(f"--jobs {jobs} x --threads {threads} is more than this machine's {cores} cores; "
+                         "lower them or pass --oversubscribe")
+    failed = run_local(study, jobs, threads, retry_failed)
+    if failed:
+        raise GdraeError(f"{len(failed)} run(s) failed: {', '.join(failed)} (gdrae-study status {study.dir} "
+                         "gives each one's line; --retry-failed starts them again)")
+    click.echo(f"study {study.config.name}: see gdrae-study status {study.dir} and gdrae-study report {study.dir}")
+
+
+def _study_of(folder: str):
+    from gdrae.errors import GdraeError
+    from gdrae.study import plan as make_plan
+
+    copy = Path(folder) / "study.yaml"
+    if not copy.exists():
+        raise GdraeError(f"{folder}: not a study folder (no study.yaml; gdrae-study run writes it)")
+    return make_plan(copy, check_caches=False)
+
+
+@main.command()
+@click.argument("study_dir", type=click.Path(file_okay=False))
+@one_line_errors
+def status(study_dir: str) -> None:
+    """The state of every run of the study in STUDY_DIR, read from its run directories."""
+    from gdrae.study import STATES, run_state
+
+    study = _study_of(study_dir)
+    counts = dict.fromkeys(STATES, 0)
+    width = max(len(r.id) for r in study.runs) if study.runs else 0
+    for run in study.runs:
+        state = run_state(run, study.config)
+        counts[state.state] += 1
+        line = f"  {state.line}" if state.line else ""
+        click.echo(f"{run.id:<{width}}  {state.state:<17} step {state.step}/{run.cfg.train.steps}{line}")
+    click.echo(", ".join(f"{n} {s}" for s, n in counts.items() if n))
+
+
+@main.command()
+@click.argument("study_dir", type=click.Path(file_okay=False))
+@one_line_errors
+def report(study_dir: str) -> None:
+    """results.csv, a picture per metric, the seed-agreement table and summary.md of STUDY_DIR (any time)."""
+    from gdrae.studyreport import write_report
+
+    study = _study_of(study_dir)
+    for path in write_report(study):
+        click.echo(str(path))
+
+
+@main.command(hidden=True)
+@click.argument("study_file", type=click.Path(dir_okay=False))
+@click.argument("run_id")
+@click.option("--threads", type=int, default=None)
+@one_line_errors
+def task(study_file: str, run_id: str, threads: int | None) -> None:
+    """One run of a study in this process: train it (continuing its checkpoint), then evaluate it."""
+    from gdrae.study import run_task
+
+    run_task(study_file, run_id, threads)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
