@@ -553,12 +553,20 @@ def run_local(study: Study, jobs: int, threads: int, retry_failed: bool = False,
     import subprocess
     import time
 
+    for run in study.runs:  # before anything starts: no run may become another under its folder's name
+        if (run.dir / "config.yaml").exists() and (changed := identity_change(run)):
+            raise GdraeError(f"{study.path}: run {run.id}: {changed}; give the changed model another name or "
+                             "another out folder")
     study_file = study_copy(study)
     for run in study.runs:
         if retry_failed and read_status(run).get("failed"):
             write_status(run, failed=False, attempts=0)
-    queue = [r for r in study.runs if run_state(r, study.config).state in ("pending", "stopped")]
-    elsewhere = [r.id for r in study.runs if run_state(r, study.config).state == "running elsewhere"]
+    states = {r.id: run_state(r, study.config) for r in study.runs}
+    queue = [r for r in study.runs if states[r.id].state in ("pending", "stopped")]
+    failed_before = [r.id for r in study.runs if states[r.id].state == "failed"]
+    for rid in failed_before:
+        echo(f"{rid}: failed before: {states[rid].line} (--retry-failed starts it again)")
+    elsewhere = [r.id for r in study.runs if states[r.id].state == "running elsewhere"]
     for rid in elsewhere:
         echo(f"{rid}: running elsewhere (its run lock is held by another process): left to it")
     running: dict[str, tuple[Run, subprocess.Popen, float, Any]] = {}
@@ -613,4 +621,4 @@ def run_local(study: Study, jobs: int, threads: int, retry_failed: bool = False,
         for s, handler in previous.items():
             signal.signal(s, handler)
     echo("")
-    return failed
+    return [*failed_before, *failed]

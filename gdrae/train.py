@@ -243,8 +243,11 @@ def batch_must_fit(cfg: RunConfig, device: torch.device):
                          "(a training step ran out of memory); lower data.batch_size") from None
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)  # SIGUSR2: SLURM's time-limit warning (--signal)
+
+
 class StopSignal:
-    """SIGINT/SIGTERM set ``requested``; the loop then writes a checkpoint and leaves cleanly (exit 0).
+    """SIGINT, SIGTERM and SIGUSR2 set ``requested``; the loop then writes a checkpoint and leaves cleanly (exit 0).
 
     Later signals are counted in ``repeated`` and otherwise ignored until the
     run has left the loop: a second Ctrl-C cannot interrupt the checkpoint
@@ -256,7 +259,7 @@ class StopSignal:
         self.requested = False
         self.repeated = 0
         self._previous = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread: signals stay with the caller
