@@ -44,13 +44,35 @@ def plan(study_file: str) -> None:
 @click.option("--threads", type=int, default=None, help="Torch threads per run (default: local.threads).")
 @click.option("--oversubscribe", is_flag=True, help="Allow jobs x threads above the machine's cores.")
 @click.option("--retry-failed", is_flag=True, help="Start failed runs again (from their checkpoint).")
+@click.option("--backend", type=click.Choice(["local", "slurm", "submitit-local"]), default="local",
+              show_default=True, help="This machine's processes, a SLURM job array (submitit), or submitit's "
+                                      "local executor (SLURM's time-limit warning and requeue, on this machine).")
+@click.option("--slurm", "slurm", multiple=True, metavar="KEY=VALUE",
+              help="Over the study's cluster settings: partition, time_min, cpus_per_task, gpus_per_task, "
+                   "array_parallelism, signal_delay_s, max_requeues (repeatable).")
 @one_line_errors
-def run(study_file: str, jobs: int | None, threads: int | None, oversubscribe: bool, retry_failed: bool) -> None:
-    """Run every unfinished run of STUDY_FILE on this machine; Ctrl-C stops them all with their checkpoints."""
+def run(study_file: str, jobs: int | None, threads: int | None, oversubscribe: bool, retry_failed: bool,
+        backend: str, slurm: tuple[str, ...]) -> None:
+    """Run every unfinished run of STUDY_FILE; Ctrl-C stops them all with their checkpoints.
+
+    Finished runs are skipped, runs stopped part way continued, failed ones retried with --retry-failed.
+    """
     from gdrae.errors import GdraeError
     from gdrae.study import plan as make_plan, run_local
 
     study = make_plan(study_file)
+    if backend != "local":
+        try:
+            from gdrae.cluster import run_cluster
+        except ImportError:
+            raise GdraeError(f"--backend {backend}: needs submitit: pip install -e '.[cluster]'") from None
+        failed = run_cluster(study, "slurm" if backend == "slurm" else "local", list(slurm), threads, retry_failed,
+                             echo=lambda line: click.echo(line, err=True))
+        if failed:
+            raise GdraeError(f"{len(failed)} run(s) not finished: {', '.join(failed)} (gdrae-study status "
+                             f"{study.dir})")
+        click.echo(f"study {study.config.name}: see gdrae-study report {study.dir}")
+        return
     jobs = jobs or study.config.local.jobs
     threads = threads or study.config.local.threads
     cores = os.cpu_count() or 1

@@ -81,7 +81,7 @@ class LocalConfig(_Section):
 
 class ClusterConfig(_Section):
     partition: str | None = Field(None, description="SLURM partition (default: the cluster's)")
-    time_min: int = Field(60, ge=1, description="time limit of each task, minutes")
+    time_min: float = Field(60, gt=0, description="time limit of each task, minutes")
     cpus_per_task: int = Field(1, ge=1, description="CPUs of each task (its torch threads)")
     gpus_per_task: int = Field(0, ge=0, description="GPUs of each task")
     array_parallelism: int = Field(64, ge=1, description="tasks of the job array at once")
@@ -392,12 +392,13 @@ def find_run(study: Study, rid: str) -> Run:
     raise GdraeError(f"{study.path}: no run {rid!r} in this study")
 
 
-def run_task(study_file: str | os.PathLike, rid: str, threads: int | None = None) -> int:
+def run_task(study_file: str | os.PathLike, rid: str, threads: int | None = None, on_stop=None) -> int:
     """One task of a study, in this process: train run ``rid`` (continuing its checkpoint), then make the
     evaluations the study asks that its record lacks. Returns the step its checkpoint reached.
 
     A stop signal ends the training with a checkpoint (the trainer's stop) and skips the evaluations; the
-    next task continues. What a task of any backend runs (``gdrae-study task``).
+    next task continues. What a task of any backend runs (``gdrae-study task``); ``on_stop`` goes to
+    :func:`gdrae.train.train`.
     """
     import torch
 
@@ -416,7 +417,7 @@ def run_task(study_file: str | os.PathLike, rid: str, threads: int | None = None
     resume = checkpoint_step(run.dir) is not None
     step = checkpoint_step(run.dir) or 0
     if step < run.cfg.train.steps:
-        train(run.cfg, resume=resume)
+        train(run.cfg, resume=resume, on_stop=on_stop)
         step = checkpoint_step(run.dir) or 0
     if step >= run.cfg.train.steps:
         evaluate_run(run, study.config)

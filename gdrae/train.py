@@ -48,10 +48,12 @@ class TrainingDiverged(GdraeError):
     """max_nonfinite steps in a row had a non-finite loss; the last good checkpoint is kept."""
 
 
-def train(cfg: RunConfig, resume: bool = False) -> torch.nn.Module:
+def train(cfg: RunConfig, resume: bool = False, on_stop=None) -> torch.nn.Module:
     """Train the model of ``cfg`` into ``cfg.train.run_dir`` and return it (on its device).
 
-    ``resume`` continues from ``checkpoints/latest.pt``. A step whose loss is
+    ``resume`` continues from ``checkpoints/latest.pt``. ``on_stop(signum)``,
+    when given, is called once a stop signal's checkpoint is written (a
+    study's cluster task tells a time-limit warning from a requeue by it). A step whose loss is
     not finite still counts (the data stream moves on) but does not update
     the model; ``train.max_nonfinite`` of them in a row raise TrainingDiverged.
     """
@@ -130,6 +132,8 @@ def train(cfg: RunConfig, resume: bool = False) -> torch.nn.Module:
                 ignored = f" ({stop.repeated} further signal(s) waited for it)" if stop.repeated else ""
                 log.text(f"stopped by a signal at step {step}: checkpoint {latest} written{ignored}; continue with "
                          f"--resume; evaluate it with: gdrae-eval --ckpt {latest}")
+                if on_stop is not None:
+                    on_stop(stop.signum)
                 break
         log.text(f"done: step {step} of {t.steps} in {log.elapsed():.1f} s")
     finally:
@@ -258,6 +262,7 @@ class StopSignal:
     def __init__(self) -> None:
         self.requested = False
         self.repeated = 0
+        self.signum = None  # the first stop signal's number
         self._previous = {}
         for sig in STOP_SIGNALS:
             try:
@@ -270,6 +275,7 @@ class StopSignal:
             self.repeated += 1
             return
         self.requested = True
+        self.signum = signum
         os.write(2, f"\n{signal.Signals(signum).name}: stopping after this step with a checkpoint "
                     "(a further signal waits for it)\n".encode())
 
