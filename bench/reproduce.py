@@ -105,25 +105,12 @@ def evaluation_points(args: argparse.Namespace, label: str) -> list[int]:
 
 
 def ensure_trained(cfg) -> bool:
-    """Train ``cfg`` into its run directory, reuse a finished run there, or continue a shorter one.
+    """Train ``cfg`` into its run directory, reuse a finished run there, or continue a shorter one
+    (gdrae.study.continue_training, the study runner's rule). True when the run has reached its length;
+    False when a stop signal ended the training first."""
+    from gdrae.study import continue_training
 
-    True when the run has reached its length; False when a stop signal ended the training first.
-    """
-    from gdrae.checkpoint import read_checkpoint
-    from gdrae.train import train
-
-    latest = Path(cfg.train.run_dir) / "checkpoints" / "latest.pt"
-    if latest.exists():
-        saved = read_checkpoint(latest)
-        want = cfg.model_dump(mode="json")
-        for section, key in [("train", "seed"), *(("loss", k) for k in want["loss"])]:
-            if saved["config"][section].get(key) != want[section][key]:
-                raise GdraeError(f"{latest}: {section}.{key} is {saved['config'][section].get(key)!r} there, "
-                                 f"this reproduction asks for {want[section][key]!r}; choose another --out")
-        if saved["step"] >= cfg.train.steps:
-            return True
-    train(cfg, resume=latest.exists())
-    return read_checkpoint(latest)["step"] >= cfg.train.steps
+    return continue_training(cfg) >= cfg.train.steps
 
 
 def evaluated_steps(run_dir: Path, points: list[int]) -> list[tuple[int, Path]]:
@@ -134,25 +121,17 @@ def evaluated_steps(run_dir: Path, points: list[int]) -> list[tuple[int, Path]]:
 
 def evaluate_run(run_dir: Path, points: list[int], cache_dir: Path) -> dict[int, dict[str, float]]:
     """{step: metrics} at the run's evaluation points (:data:`FINAL_METRICS` too at its last), each
-    computed once: what the run's record holds already (the trainer's evaluations, earlier ones of
-    this script) is read back, and only the metrics it lacks are evaluated."""
-    from gdrae.evaluate import evaluate_checkpoint
+    computed once (gdrae.study.evaluate_lacking): what the run's record holds already (the trainer's
+    evaluations, earlier ones of this script) is read back, and only the metrics it lacks are evaluated."""
     from gdrae.runlog import read_evaluations
+    from gdrae.study import evaluate_lacking
 
-    results, stored = {}, read_evaluations(run_dir)
-    for step, ckpt in evaluated_steps(run_dir, points):
-        names = METRICS + (FINAL_METRICS if step == points[-1] else ())
-        values = stored.get(step, {})
-        missing = [n for n in names if not any(k.startswith(_key_prefix(n)) for k in values)]
-        if missing:
-            values = {**values, **evaluate_checkpoint(ckpt, missing, cache_dir=cache_dir, progress=False).results}
-        results[step] = values
-    return results
-
-
-def _key_prefix(metric: str) -> str:
-    """How the result keys of ``metric`` begin (gdrae.evaluate.evaluate)."""
-    return "hist" if metric == "histogram" else f"{metric}/"
+    present = [step for step, _ in evaluated_steps(run_dir, points)]
+    if present:
+        evaluate_lacking(run_dir, present, list(METRICS), list(FINAL_METRICS) if points[-1] in present else [],
+                         cache_dir=cache_dir)
+    stored = read_evaluations(run_dir)
+    return {step: stored.get(step, {}) for step in present}
 
 
 def checkpoint_pictures(ckpt: Path, cache_dir: Path) -> dict[str, np.ndarray]:

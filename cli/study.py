@@ -23,14 +23,24 @@ def main() -> None:
     """
 
 
+def study_options(command):
+    """``--out`` and ``--set``, which plan and run share."""
+    command = click.option("--set", "overrides", multiple=True, metavar="A.B=VALUE",
+                           help="Added to the study's shared overrides, e.g. --set data.cache_dir=... (repeatable)."
+                           )(command)
+    return click.option("--out", type=click.Path(file_okay=False), default=None,
+                        help="Output folder instead of the study file's out.")(command)
+
+
 @main.command()
 @click.argument("study_file", type=click.Path(dir_okay=False))
+@study_options
 @one_line_errors
-def plan(study_file: str) -> None:
+def plan(study_file: str, out: str | None, overrides: tuple[str, ...]) -> None:
     """Check every run of STUDY_FILE (config, cache, metric names) and list them; starts nothing."""
     from gdrae.study import plan as make_plan
 
-    study = make_plan(study_file)
+    study = make_plan(study_file, out=out, overrides=overrides)
     click.echo(f"{study.config.name}: {len(study.runs)} runs into {study.dir}")
     width = max(len(r.id) for r in study.runs) if study.runs else 0
     for run in study.runs:
@@ -50,9 +60,10 @@ def plan(study_file: str) -> None:
 @click.option("--slurm", "slurm", multiple=True, metavar="KEY=VALUE",
               help="Over the study's cluster settings: partition, time_min, cpus_per_task, gpus_per_task, "
                    "array_parallelism, signal_delay_s, max_requeues (repeatable).")
+@study_options
 @one_line_errors
 def run(study_file: str, jobs: int | None, threads: int | None, oversubscribe: bool, retry_failed: bool,
-        backend: str, slurm: tuple[str, ...]) -> None:
+        backend: str, slurm: tuple[str, ...], out: str | None, overrides: tuple[str, ...]) -> None:
     """Run every unfinished run of STUDY_FILE; Ctrl-C stops them all with their checkpoints.
 
     Finished runs are skipped, runs stopped part way continued, failed ones retried with --retry-failed.
@@ -60,7 +71,7 @@ def run(study_file: str, jobs: int | None, threads: int | None, oversubscribe: b
     from gdrae.errors import GdraeError
     from gdrae.study import plan as make_plan, run_local
 
-    study = make_plan(study_file)
+    study = make_plan(study_file, out=out, overrides=overrides)
     if backend != "local":
         try:
             from gdrae.cluster import run_cluster

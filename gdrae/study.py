@@ -193,16 +193,21 @@ def _settings(entry: ModelEntry) -> list[dict[str, Any]]:
     return [dict(zip(keys, values)) for values in zip(*entry.grid.values())]
 
 
-def plan(path: str | os.PathLike, check_caches: bool = True) -> Study:
+def plan(path: str | os.PathLike, check_caches: bool = True, out: str | None = None,
+         overrides: list[str] | tuple[str, ...] = ()) -> Study:
     """The study of ``path`` with every run resolved and checked (config, cache, metric names): writes nothing.
 
-    A GdraeError of one line names the study file and, for a run's problem,
+    ``out`` replaces the file's output folder, ``overrides`` are added to its shared overrides (e.g.
+    ``data.cache_dir=...``). A GdraeError of one line names the study file and, for a run's problem,
     the run and its model's base config.
     """
     from gdrae.evaluate import check_metric_names
 
     path = Path(path)
     study_cfg = load_study(path)
+    if out is not None or overrides:
+        study_cfg = study_cfg.model_copy(update={"out": out or study_cfg.out,
+                                                 "overrides": [*study_cfg.overrides, *overrides]})
     out = Path(os.path.expanduser(study_cfg.out))
     study = Study(study_cfg, path, (out if out.is_absolute() else path.parent / out).resolve())
     ev = study_cfg.evaluate
@@ -306,20 +311,66 @@ def checkpoint_step(run_dir: Path) -> int | None:
 
 def missing_evaluations(run: Run, metrics: list[str], final: list[str]) -> dict[int, list[str]]:
     """The evaluations the study asks of ``run`` that its record lacks: {step: [metric names]}."""
+    return lacking_evaluations(run.dir, run.eval_steps, metrics, final)
+
+
+def lacking_evaluations(run_dir: Path, steps: list[int], metrics: list[str], final: list[str]
+                        ) -> dict[int, list[str]]:
+    """What a run's record lacks of ``metrics`` at each of ``steps`` and of ``final`` at the last of them:
+    {step: [metric names]}. The record is read through gdrae.runlog.read_evaluations (runs of any age)."""
     from gdrae.runlog import read_evaluations
 
     try:
-        record = read_evaluations(run.dir)
+        record = read_evaluations(run_dir)
     except GdraeError:
         record = {}
     missing = {}
-    for step in run.eval_steps:
-        names = [*metrics, *(final if step == run.cfg.train.steps else [])]
+    for step in sorted(steps):
+        names = [*metrics, *(final if step == max(steps) else [])]
         have = {k.split("/")[0] for k in record.get(step, {})}
         lacking = [n for n in names if _key_prefix(n) not in have]
         if lacking:
             missing[step] = lacking
     return missing
+
+
+def evaluate_lacking(run_dir: Path, steps: list[int], metrics: list[str], final: list[str], seed: int = 0,
+                     options: dict | None = None, cache_dir: Path | None = None) -> None:
+    """gdrae-eval of what :func:`lacking_evaluations` finds, each at its step's checkpoint (``step-N.pt``,
+    or ``latest.pt`` for a last step without one), into the run's record."""
+    from gdrae.evaluate import evaluate_checkpoint
+
+    ckpts = Path(run_dir) / "checkpoints"
+    for step, names in lacking_evaluations(run_dir, steps, metrics, final).items():
+        ckpt = ckpts / f"step-{step}.pt"
+        ckpt = ckpt if ckpt.exists() or step != max(steps) else ckpts / "latest.pt"
+        evaluate_checkpoint(ckpt, names, cache_dir=cache_dir, seed=seed, options=options, progress=False)
+
+
+def continue_training(cfg: RunConfig, on_stop=None) -> int:
+    """Train ``cfg`` into its run directory: start it, continue it (``--resume``), or leave it when it has
+    reached train.steps; returns the step its checkpoint reached (short of train.steps: stopped by a signal).
+
+    A run directory that holds another run (an identity key of gdrae.rundir differs) is refused in one
+    line naming the key.
+    """
+    from gdrae.rundir import identity_changes
+    from gdrae.train import train
+
+    run_dir = Path(cfg.train.run_dir)
+    step = checkpoint_step(run_dir)
+    if step is not None:
+        from gdrae.checkpoint import read_checkpoint
+
+        changes = identity_changes(read_checkpoint(run_dir / "checkpoints" / "latest.pt")["config"], cfg)
+        if changes:
+            key, before, now = changes[0]
+            raise GdraeError(f"{run_dir}: {key}: the run has {before!r}, this asks {now!r} (it would be another "
+                             "run: choose another folder)")
+        if step >= cfg.train.steps:
+            return step
+    train(cfg, resume=step is not None, on_stop=on_stop)
+    return checkpoint_step(run_dir) or 0
 
 
 def _key_prefix(metric: str) -> str:
@@ -372,6 +423,7 @@ def study_copy(study: Study) -> Path:
     ``gdrae-study status|report DIR`` read the study from its folder. Returns its path."""
     raw = yaml.safe_load(study.path.read_text(encoding="utf-8"))
     raw["out"] = str(study.dir.resolve())
+    raw["overrides"] = study.config.overrides  # with those given on the command line
     for entry in raw["models"]:
         resolved = _base_config(study.path, entry["config"], study.config.datasets[0])
         if not Path(entry["config"]).is_absolute():  # the same folder for every dataset, kept as a template
@@ -403,22 +455,17 @@ def run_task(study_file: str | os.PathLike, rid: str, threads: int | None = None
     import torch
 
     from gdrae.config import dump_config
-    from gdrae.train import train
 
     if threads:
         torch.set_num_threads(threads)
     study = plan(study_file, check_caches=False)
     run = find_run(study, rid)
-    changed = identity_change(run) if (run.dir / "config.yaml").exists() else ""
-    if changed and checkpoint_step(run.dir) is not None:
-        raise GdraeError(f"run {rid}: {changed}")
     run.config_file.parent.mkdir(parents=True, exist_ok=True)
     dump_config(run.cfg, run.config_file)
-    resume = checkpoint_step(run.dir) is not None
-    step = checkpoint_step(run.dir) or 0
-    if step < run.cfg.train.steps:
-        train(run.cfg, resume=resume, on_stop=on_stop)
-        step = checkpoint_step(run.dir) or 0
+    try:
+        step = continue_training(run.cfg, on_stop)
+    except GdraeError as exc:
+        raise GdraeError(f"run {rid}: {exc}") from None
     if step >= run.cfg.train.steps:
         evaluate_run(run, study.config)
     return step
@@ -427,13 +474,8 @@ def run_task(study_file: str | os.PathLike, rid: str, threads: int | None = None
 def evaluate_run(run: Run, study: StudyConfig) -> None:
     """gdrae-eval of every evaluation the study asks of ``run`` that its record lacks, each at its kept
     checkpoint; the last step's code table is always stored (the report's seed agreement reads it)."""
-    from gdrae.evaluate import evaluate_checkpoint
-
     ev = study.evaluate
-    ckpts = run.dir / "checkpoints"
-    for step, names in missing_evaluations(run, ev.metrics, ev.final_metrics).items():
-        ckpt = ckpts / ("latest.pt" if step == run.cfg.train.steps else f"step-{step}.pt")
-        evaluate_checkpoint(ckpt, names, seed=run.seed, options=ev.options, progress=False)
+    evaluate_lacking(run.dir, run.eval_steps, ev.metrics, ev.final_metrics, run.seed, ev.options)
     store_codes(run)
 
 
