@@ -18,6 +18,7 @@ time-limit warning and requeue, on this machine): what the test suite runs.
 """
 from __future__ import annotations
 
+import os
 import signal
 import time
 import warnings
@@ -27,7 +28,8 @@ warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)  #
 import submitit  # noqa: E402
 
 from gdrae.errors import GdraeError  # noqa: E402
-from gdrae.study import Study, find_run, plan, read_status, run_state, study_copy, write_status
+from gdrae.study import (Study, find_run, plan, read_status, refuse_identity_changes, run_state, study_copy,  # noqa: E402
+                         write_status)
 
 # `--slurm KEY=VALUE` keys -> submitit's parameter names
 SLURM_KEYS = {"partition": "slurm_partition", "time_min": "timeout_min", "cpus_per_task": "cpus_per_task",
@@ -53,6 +55,7 @@ class StudyTask(submitit.helpers.Checkpointable):
         run = find_run(study, self.run_id)
         started = time.monotonic()
         attempts = read_status(run).get("attempts", 0) + 1
+        write_status(run, pid=os.getpid())  # the pid in the run's lock: "running" for gdrae-study status
         try:
             step = run_task(self.study_file, self.run_id, self.threads, on_stop=signals.append)
         except GdraeError as exc:
@@ -134,11 +137,12 @@ def run_cluster(study: Study, backend: str, slurm: list[str], threads: int | Non
     """
     parameters = parse_slurm(slurm, study)
     threads = threads or parameters.get("cpus_per_task", 1)
+    refuse_identity_changes(study)
     study_file = study_copy(study)
     if retry_failed:
         for run in study.runs:
             if read_status(run).get("failed"):
-                write_status(run, failed=False)
+                write_status(run, failed=False, deaths=0)
     executor = make_executor(study, backend, parameters)
     for round_ in range(study.config.max_attempts):
         states = {r.id: run_state(r, study.config) for r in study.runs}

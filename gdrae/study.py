@@ -97,7 +97,8 @@ class StudyConfig(_Section):
     seeds: list[int] | int = Field(description="the seeds (train.seed), or a count: 0..n-1")
     overrides: list[str] = Field([], description="KEY=VALUE applied to every run, e.g. train.steps=10000")
     evaluate: EvaluationConfig = Field(default_factory=EvaluationConfig)
-    max_attempts: int = Field(3, ge=1, description="attempts of a run that dies by a signal before it counts as failed")
+    max_attempts: int = Field(3, ge=1, description="deaths by a signal (kill -9, out of memory) before a run counts "
+                                                   "as failed; rounds of a cluster backend")
     local: LocalConfig = Field(default_factory=LocalConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 
@@ -205,9 +206,9 @@ def plan(path: str | os.PathLike, check_caches: bool = True, out: str | None = N
 
     path = Path(path)
     study_cfg = load_study(path)
-    if out is not None or overrides:
-        study_cfg = study_cfg.model_copy(update={"out": out or study_cfg.out,
-                                                 "overrides": [*study_cfg.overrides, *overrides]})
+    if out is not None or overrides:  # a folder given on the command line is relative to the working folder
+        out = str(Path(os.path.expanduser(out)).resolve()) if out is not None else study_cfg.out
+        study_cfg = study_cfg.model_copy(update={"out": out, "overrides": [*study_cfg.overrides, *overrides]})
     out = Path(os.path.expanduser(study_cfg.out))
     study = Study(study_cfg, path, (out if out.is_absolute() else path.parent / out).resolve())
     ev = study_cfg.evaluate
@@ -378,14 +379,15 @@ def _key_prefix(metric: str) -> str:
     return "hist20" if metric == "histogram" else metric
 
 
-def run_state(run: Run, study: StudyConfig, own_pids: set[int] = frozenset()) -> RunState:
+def run_state(run: Run, study: StudyConfig, own_pids: frozenset[int] = frozenset()) -> RunState:
     """What a run's directory and status say: pending, running (by this study's process), running elsewhere,
     stopped (part way, to be continued), failed (with its one line) or finished."""
     holder = lock_holder(run.dir) if run.dir.exists() else None
     step = checkpoint_step(run.dir) if run.dir.exists() else None
     status = read_status(run)
-    if holder is not None:
-        return RunState("running" if holder in own_pids else "running elsewhere", step or 0)
+    if holder is not None:  # "running": by a task this study started (its pid in the run's status)
+        ours = holder in own_pids or holder == status.get("pid")
+        return RunState("running" if ours else "running elsewhere", step or 0)
     if status.get("failed"):
         return RunState("failed", step or 0, status.get("line", ""))
     if step is None:
@@ -556,12 +558,13 @@ def record_outcome(outcome: Outcome, study: StudyConfig) -> str:
         state = "finished" if step >= run.cfg.train.steps else "stopped"
         write_status(run, attempts=attempts, returncode=rc, line="", failed=False, seconds=seconds)
         return state
-    if rc < 0:  # died by a signal (kill -9, out of memory): continued, up to max_attempts
+    if rc < 0:  # died by a signal (kill -9, out of memory): continued, until max_attempts such deaths
+        deaths = status.get("deaths", 0) + 1
         killed = f"killed by signal {-rc} at step {step}"
-        failed = attempts >= study.max_attempts
-        write_status(run, attempts=attempts, returncode=rc, line=killed + (
-            f" ({attempts} attempts, study.max_attempts={study.max_attempts})" if failed else ""),
-            failed=failed, seconds=seconds)
+        failed = deaths >= study.max_attempts
+        write_status(run, attempts=attempts, deaths=deaths, returncode=rc, line=killed + (
+            f" ({deaths} times, max_attempts={study.max_attempts})" if failed else ""), failed=failed,
+            seconds=seconds)
         return "failed" if failed else "stopped"
     write_status(run, attempts=attempts, returncode=rc, line=line or f"exit status {rc}", failed=True,
                  seconds=seconds)
@@ -575,6 +578,14 @@ def _last_line(path: Path) -> str:
         return ""
     errors = [ln for ln in lines if ln.startswith("Error: ")]
     return (errors or lines or [""])[-1].removeprefix("Error: ")
+
+
+def refuse_identity_changes(study: Study) -> None:
+    """Before anything starts: no run may become another under its folder's name (one line naming both)."""
+    for run in study.runs:
+        if (run.dir / "config.yaml").exists() and (changed := identity_change(run)):
+            raise GdraeError(f"{study.path}: run {run.id}: {changed}; give the changed model another name or "
+                             "another out folder")
 
 
 def _stderr(*args, **kwargs) -> None:
@@ -596,14 +607,11 @@ def run_local(study: Study, jobs: int, threads: int, retry_failed: bool = False,
     import subprocess
     import time
 
-    for run in study.runs:  # before anything starts: no run may become another under its folder's name
-        if (run.dir / "config.yaml").exists() and (changed := identity_change(run)):
-            raise GdraeError(f"{study.path}: run {run.id}: {changed}; give the changed model another name or "
-                             "another out folder")
+    refuse_identity_changes(study)
     study_file = study_copy(study)
     for run in study.runs:
         if retry_failed and read_status(run).get("failed"):
-            write_status(run, failed=False, attempts=0)
+            write_status(run, failed=False, deaths=0)
     states = {r.id: run_state(r, study.config) for r in study.runs}
     queue = [r for r in study.runs if states[r.id].state in ("pending", "stopped")]
     failed_before = [r.id for r in study.runs if states[r.id].state == "failed"]
@@ -636,6 +644,7 @@ def run_local(study: Study, jobs: int, threads: int, retry_failed: bool = False,
                                         stderr=err, env={**os.environ, "OMP_NUM_THREADS": str(threads)},
                                         preexec_fn=_die_with_parent)
                 running[run.id] = (run, proc, time.monotonic(), err)
+                write_status(run, pid=proc.pid)
             time.sleep(0.2)
             for rid, (run, proc, started, err) in list(running.items()):
                 if proc.poll() is None:

@@ -114,10 +114,36 @@ def test_the_identity_rule_allows_more_steps_and_refuses_another_model():
 # ----------------------------------------------------------------------------- running, faults, status
 
 
-def test_run_finishes_skips_finished_runs_and_continues_them_when_steps_rise(tmp_path, sector_cache):
-    path = write_study(tmp_path, sector_cache, steps=4)
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory, sector_cache) -> Path:
+    """A study of two 4-step runs, run to the end (the report reads it first, then it is continued)."""
+    path = write_study(tmp_path_factory.mktemp("finished"), sector_cache, steps=4)
     proc = study_cli("run", path, "--jobs", "2")
     assert proc.returncode == 0, proc.stderr[-2000:]
+    return path
+
+
+def test_report_writes_the_table_pictures_and_agreement_in_a_stable_format(finished_study):
+    study = plan(finished_study)
+    result = CliRunner().invoke(main, ["report", str(study.dir)])
+    assert result.exit_code == 0, result.output
+    with open(study.dir / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["run"], r["step"]) for r in rows] == [(r.id, s) for r in study.runs for s in ("2", "4")]
+    assert list(rows[0])[:8] == ["run", "model", "family", "dataset", "seed", "step", "train_s", "steps_per_s"]
+    assert {"alignment/min_r2", "geometry/ortho_sign", "jacobian/ortho_sign"} <= set(rows[0])
+    assert (study.dir / "metric-alignment_min_r2.png").exists()
+    agreement = (study.dir / "seed_agreement.md").read_text().splitlines()
+    assert agreement[0] == ("| dataset | model | family | seeds | r2_min | r2_median | r2_mean | udr_min | udr_median "
+                            "| udr_mean | udr_filter |")
+    assert agreement[2].startswith("| sector2dunif | gdrae | gdrae | 2 | ") and agreement[2].endswith("| none (no KL) |")
+    summary = (study.dir / "summary.md").read_text()
+    assert "| dataset | metric | better | best model | mean | sd | worst seed | n |" in summary
+    assert "| sector2dunif | jacobian/ortho_sign | lower | gdrae |" in summary
+
+
+def test_run_finishes_skips_finished_runs_and_continues_them_when_steps_rise(finished_study, sector_cache):
+    path = finished_study
     study = plan(path)
     assert [run_state(r, study.config).state for r in study.runs] == ["finished", "finished"]
     for run in study.runs:
@@ -129,7 +155,7 @@ def test_run_finishes_skips_finished_runs_and_continues_them_when_steps_rise(tmp
     mtime = (study.runs[0].dir / "checkpoints" / "latest.pt").stat().st_mtime_ns
     again = study_cli("run", path)
     assert again.returncode == 0 and (study.runs[0].dir / "checkpoints" / "latest.pt").stat().st_mtime_ns == mtime
-    raised = write_study(tmp_path, sector_cache, steps=6)
+    raised = write_study(path.parent, sector_cache, steps=6)
     assert study_cli("run", raised, "--jobs", "2").returncode == 0
     study = plan(raised)
     assert [run_state(r, study.config).step for r in study.runs] == [6, 6]
@@ -199,27 +225,3 @@ def test_sigterm_to_the_study_stops_every_run_with_its_checkpoint_and_the_next_r
     shorter = write_study(tmp_path, sector_cache, steps=max(s.step for s in states) + 2)
     assert study_cli("run", shorter, "--jobs", "2").returncode == 0
     assert [run_state(r, plan(shorter).config).state for r in plan(shorter).runs] == ["finished", "finished"]
-
-
-# ----------------------------------------------------------------------------- the report
-
-
-def test_report_writes_the_table_pictures_and_agreement_in_a_stable_format(tmp_path, sector_cache):
-    path = write_study(tmp_path, sector_cache, steps=4)
-    assert study_cli("run", path, "--jobs", "2").returncode == 0
-    study = plan(path)
-    result = CliRunner().invoke(main, ["report", str(study.dir)])
-    assert result.exit_code == 0, result.output
-    with open(study.dir / "results.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert [(r["run"], r["step"]) for r in rows] == [(r.id, s) for r in study.runs for s in ("2", "4")]
-    assert list(rows[0])[:8] == ["run", "model", "family", "dataset", "seed", "step", "train_s", "steps_per_s"]
-    assert {"alignment/min_r2", "geometry/ortho_sign", "jacobian/ortho_sign"} <= set(rows[0])
-    assert (study.dir / "metric-alignment_min_r2.png").exists()
-    agreement = (study.dir / "seed_agreement.md").read_text().splitlines()
-    assert agreement[0] == ("| dataset | model | family | seeds | r2_min | r2_median | r2_mean | udr_min | udr_median "
-                            "| udr_mean | udr_filter |")
-    assert agreement[2].startswith("| sector2dunif | gdrae | gdrae | 2 | ") and agreement[2].endswith("| none (no KL) |")
-    summary = (study.dir / "summary.md").read_text()
-    assert "| dataset | metric | better | best model | mean | sd | worst seed | n |" in summary
-    assert "| sector2dunif | jacobian/ortho_sign | lower | gdrae |" in summary
