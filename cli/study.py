@@ -82,7 +82,7 @@ def run(study_file: str, jobs: int | None, threads: int | None, oversubscribe: b
         if failed:
             raise GdraeError(f"{len(failed)} run(s) not finished: {', '.join(failed)} (gdrae-study status "
                              f"{study.dir})")
-        click.echo(f"study {study.config.name}: see gdrae-study report {study.dir}")
+        _summarise(study, study_file)
         return
     jobs = jobs or study.config.local.jobs
     threads = threads or study.config.local.threads
@@ -94,7 +94,19 @@ def run(study_file: str, jobs: int | None, threads: int | None, oversubscribe: b
     if failed:
         raise GdraeError(f"{len(failed)} run(s) failed: {', '.join(failed)} (gdrae-study status {study.dir} "
                          "gives each one's line; --retry-failed starts them again)")
-    click.echo(f"study {study.config.name}: see gdrae-study status {study.dir} and gdrae-study report {study.dir}")
+    _summarise(study, study_file)
+
+
+def _summarise(study, study_file: str) -> None:
+    """The closing line of a run: every run finished, or how many stopped and the command that continues."""
+    from gdrae.study import run_state
+
+    unfinished = [r.id for r in study.runs if run_state(r, study.config).state != "finished"]
+    if unfinished:
+        click.echo(f"stopped: {len(unfinished)} of {len(study.runs)} runs not finished, each with its checkpoint; "
+                   f"gdrae-study run {study_file} continues them")
+    else:
+        click.echo(f"study {study.config.name}: {len(study.runs)} runs finished; gdrae-study report {study.dir}")
 
 
 def _study_of(folder: str):

@@ -30,3 +30,14 @@ def dead_pid():
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     return child.pid
+
+
+@pytest.fixture(scope="session")
+def sector_cache(tmp_path_factory):
+    """A cache folder holding sector2dunif.zarr (the 4,096-point grid that the Sector2D metrics read)."""
+    from pipelines.registry import get_spec
+    from pipelines.store import prepare
+
+    cache_dir = tmp_path_factory.mktemp("sector-cache")
+    prepare(get_spec("sector2dunif"), cache_dir / "raw", cache_dir, progress=False)
+    return cache_dir

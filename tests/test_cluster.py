@@ -9,47 +9,19 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 pytest.importorskip("submitit", reason="the cluster extra: pip install -e '.[cluster]'")
 
 from gdrae.study import plan, read_status, run_state  # noqa: E402
+from studykit import REPO, study_cli, write_study  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-TINY_SECTOR = ["model.sector2d.input_nc=16", "model.sector2d.hidden_nc=16", "model.sector2d.n_flows=1",
-               "model.sv_hidden=16", "data.batch_size=8", "train.device=cpu", "train.log_every=50",
-               "train.image_every=100000", "train.eval_every=100000", "train.ckpt_every=100"]
-
-
-@pytest.fixture(scope="module")
-def sector_cache(tmp_path_factory) -> Path:
-    from pipelines.registry import get_spec
-    from pipelines.store import prepare
-
-    cache_dir = tmp_path_factory.mktemp("cache")
-    prepare(get_spec("sector2dunif"), cache_dir / "raw", cache_dir, progress=False)
-    return cache_dir
-
-
-def write_study(folder: Path, cache: Path, steps, seeds: int, cluster: dict) -> Path:
-    study = {"name": "cluster", "out": str(folder / "out"), "datasets": ["sector2dunif"], "seeds": seeds,
-             "overrides": [*TINY_SECTOR, f"data.cache_dir={cache}"],
-             "models": [{"name": "gdrae", "config": str(REPO / "configs" / "sector2dunif.yaml"),
-                         "overrides": [f"train.steps={steps}"]}],
-             "evaluate": {"metrics": ["alignment"]}, "cluster": cluster}
-    path = folder / "study.yaml"
-    path.write_text(yaml.safe_dump(study, sort_keys=False))
-    return path
-
-
-def study_cli(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "cli.study", *map(str, args)], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout)
+LOGGING = ["train.log_every=50", "train.ckpt_every=100"]
 
 
 def test_a_time_limit_warning_checkpoints_requeues_and_finishes(tmp_path, sector_cache):
     """submitit's local executor: the task's limit is 30 s, SIGUSR2 comes 20 s before it."""
-    path = write_study(tmp_path, sector_cache, steps=1500, seeds=1, cluster={"time_min": 0.5, "signal_delay_s": 20})
+    path = write_study(tmp_path, sector_cache, steps=1500, seeds=1, overrides=LOGGING,
+                       cluster={"time_min": 0.5, "signal_delay_s": 20})
     proc = study_cli("run", path, "--backend", "submitit-local")
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = plan(path).runs[0]
@@ -83,7 +55,7 @@ def test_a_real_slurm_runs_a_study_through_a_requeue_and_a_time_limit_warning(tm
     assert not _slurm_reason(), _slurm_reason()  # in CI a SLURM that does not answer fails here, saying why
     folder = Path(os.environ.get("GDRAE_SLURM_TMP", tmp_path))  # a folder every SLURM node sees
     folder.mkdir(parents=True, exist_ok=True)
-    path = write_study(folder, sector_cache, steps=4000, seeds=2,
+    path = write_study(folder, sector_cache, steps=4000, seeds=2, overrides=LOGGING,
                        cluster={"time_min": 1, "signal_delay_s": 30, "cpus_per_task": 1})
     study = plan(path)
     requeued, warned = study.runs

@@ -17,37 +17,15 @@ from gdrae.config import load_config
 from gdrae.errors import GdraeError
 from gdrae.rundir import identity_changes
 from gdrae.study import plan, run_state
+from studykit import REPO, TINY_SECTOR, study_cli, write_study
 
-REPO = Path(__file__).resolve().parents[1]
-TINY_SECTOR = ["model.sector2d.input_nc=16", "model.sector2d.hidden_nc=16", "model.sector2d.n_flows=1",
-               "model.sv_hidden=16", "data.batch_size=8", "train.diag_points=4", "train.device=cpu",
-               "train.log_every=1", "train.image_every=1000", "train.eval_every=1000"]
-
-
-@pytest.fixture(scope="module")
-def sector_cache(tmp_path_factory) -> Path:
-    from pipelines.registry import get_spec
-    from pipelines.store import prepare
-
-    cache_dir = tmp_path_factory.mktemp("cache")
-    prepare(get_spec("sector2dunif"), cache_dir / "raw", cache_dir, progress=False)
-    return cache_dir
+CHECKPOINTS = ["train.log_every=1", "train.ckpt_every=2"]
+EVAL = {"evaluate": {"metrics": ["alignment"], "steps": [2]}}
 
 
-def write_study(tmp_path: Path, cache: Path, steps: int = 6, seeds=2, models=None, **extra) -> Path:
-    models = models or [{"name": "gdrae", "config": str(REPO / "configs" / "sector2dunif.yaml"),
-                         "overrides": TINY_SECTOR}]
-    study = {"name": "tiny", "out": "out", "datasets": ["sector2dunif"], "seeds": seeds,
-             "overrides": [f"train.steps={steps}", f"data.cache_dir={cache}", "train.ckpt_every=2"],
-             "models": models, "evaluate": {"metrics": ["alignment"], "steps": [2]}, **extra}
-    path = tmp_path / "study.yaml"
-    path.write_text(yaml.safe_dump(study, sort_keys=False))
-    return path
-
-
-def study_cli(*args, timeout=300, **kwargs):
-    return subprocess.run([sys.executable, "-m", "cli.study", *map(str, args)], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout, **kwargs)
+def tiny_study(folder, cache, steps=6, **options):
+    """The tiny study with a checkpoint every 2 steps and an evaluation at step 2 too."""
+    return write_study(folder, cache, steps, overrides=CHECKPOINTS, **{**EVAL, **options})
 
 
 # ----------------------------------------------------------------------------- the study file and its plan
@@ -59,7 +37,7 @@ def test_plan_chains_models_and_zips_each_models_grid(tmp_path, sector_cache):
                "grid": {"model.beta": [1, 4, 16]}},
               {"name": "dip", "config": str(REPO / "configs" / "baselines" / "dip_vae_i-{dataset}.yaml"),
                "grid": {"model.lambda_od": [1, 2], "model.lambda_d_factor": [10, 20]}}]
-    study = plan(write_study(tmp_path, sector_cache, models=models, seeds=[3, 5]))
+    study = plan(tiny_study(tmp_path, sector_cache, models=models, seeds=[3, 5]))
     assert len(study.runs) == (1 + 3 + 2) * 2  # never crossed: 6 settings, 2 seeds
     ids = [r.id for r in study.runs]
     assert ids[:4] == ["gdrae-sector2dunif-seed3", "gdrae-sector2dunif-seed5", "beta_vae-sector2dunif-beta=1-seed3",
@@ -83,7 +61,7 @@ def test_plan_chains_models_and_zips_each_models_grid(tmp_path, sector_cache):
 ])
 def test_a_bad_study_is_one_line_and_starts_nothing(tmp_path, sector_cache, change, message, monkeypatch):
     monkeypatch.chdir(REPO)
-    path = write_study(tmp_path, sector_cache)
+    path = tiny_study(tmp_path, sector_cache)
     raw = {**yaml.safe_load(path.read_text()), **change}
     path.write_text(yaml.safe_dump(raw))
     result = CliRunner().invoke(main, ["plan", str(path)])
@@ -94,7 +72,7 @@ def test_a_bad_study_is_one_line_and_starts_nothing(tmp_path, sector_cache, chan
 
 
 def test_a_missing_cache_is_one_line_naming_the_run(tmp_path, sector_cache):
-    path = write_study(tmp_path, tmp_path / "no-cache")
+    path = tiny_study(tmp_path, tmp_path / "no-cache")
     with pytest.raises(GdraeError, match=r"study.yaml: run gdrae-sector2dunif-seed0: .*not found.*gdrae-data prepare"):
         plan(path)
 
@@ -117,7 +95,7 @@ def test_the_identity_rule_allows_more_steps_and_refuses_another_model():
 @pytest.fixture(scope="module")
 def finished_study(tmp_path_factory, sector_cache) -> Path:
     """A study of two 4-step runs, run to the end (the report reads it first, then it is continued)."""
-    path = write_study(tmp_path_factory.mktemp("finished"), sector_cache, steps=4)
+    path = tiny_study(tmp_path_factory.mktemp("finished"), sector_cache, steps=4)
     proc = study_cli("run", path, "--jobs", "2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     return path
@@ -155,7 +133,7 @@ def test_run_finishes_skips_finished_runs_and_continues_them_when_steps_rise(fin
     mtime = (study.runs[0].dir / "checkpoints" / "latest.pt").stat().st_mtime_ns
     again = study_cli("run", path)
     assert again.returncode == 0 and (study.runs[0].dir / "checkpoints" / "latest.pt").stat().st_mtime_ns == mtime
-    raised = write_study(path.parent, sector_cache, steps=6)
+    raised = tiny_study(path.parent, sector_cache, steps=6)
     assert study_cli("run", raised, "--jobs", "2").returncode == 0
     study = plan(raised)
     assert [run_state(r, study.config).step for r in study.runs] == [6, 6]
@@ -164,7 +142,7 @@ def test_run_finishes_skips_finished_runs_and_continues_them_when_steps_rise(fin
 
 
 def test_a_change_of_identity_is_refused_naming_the_run_and_the_key(tmp_path, sector_cache):
-    path = write_study(tmp_path, sector_cache, steps=2, seeds=1)
+    path = tiny_study(tmp_path, sector_cache, steps=2, seeds=1)
     assert study_cli("run", path).returncode == 0
     raw = yaml.safe_load(path.read_text())
     raw["overrides"].append("loss.sn=10")
@@ -175,7 +153,7 @@ def test_a_change_of_identity_is_refused_naming_the_run_and_the_key(tmp_path, se
 
 
 def test_a_failing_run_ends_alone_and_a_killed_one_is_continued(tmp_path, sector_cache):
-    path = write_study(tmp_path, sector_cache, steps=400)
+    path = tiny_study(tmp_path, sector_cache, steps=400)
     study = plan(path)
     broken, killed = study.runs
     broken.dir.parent.mkdir(parents=True)
@@ -204,7 +182,7 @@ def test_a_failing_run_ends_alone_and_a_killed_one_is_continued(tmp_path, sector
 
 
 def test_sigterm_to_the_study_stops_every_run_with_its_checkpoint_and_the_next_run_finishes(tmp_path, sector_cache):
-    path = write_study(tmp_path, sector_cache, steps=100000)
+    path = tiny_study(tmp_path, sector_cache, steps=100000)
     study = plan(path)
     proc = subprocess.Popen([sys.executable, "-m", "cli.study", "run", str(path), "--jobs", "2"], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -222,6 +200,6 @@ def test_sigterm_to_the_study_stops_every_run_with_its_checkpoint_and_the_next_r
     assert [s.state for s in states] == ["stopped", "stopped"] and all(s.step >= 5 for s in states)
     for run in study.runs:
         assert "stopped by a signal" in (run.dir / "train.log").read_text()
-    shorter = write_study(tmp_path, sector_cache, steps=max(s.step for s in states) + 2)
+    shorter = tiny_study(tmp_path, sector_cache, steps=max(s.step for s in states) + 2)
     assert study_cli("run", shorter, "--jobs", "2").returncode == 0
     assert [run_state(r, plan(shorter).config).state for r in plan(shorter).runs] == ["finished", "finished"]

@@ -23,17 +23,6 @@ QUIET = ["train.log_every=1", "train.image_every=1000", "train.eval_every=1000",
          "train.device=cpu", "train.diag_points=4"]
 
 
-@pytest.fixture(scope="module")
-def sector_cache(tmp_path_factory) -> Path:
-    """A cache folder holding sector2dunif.zarr (the 4,096-point grid the Sector2D metrics read)."""
-    from pipelines.registry import get_spec
-    from pipelines.store import prepare
-
-    cache_dir = tmp_path_factory.mktemp("sector-cache")
-    prepare(get_spec("sector2dunif"), cache_dir / "raw", cache_dir, progress=False)
-    return cache_dir
-
-
 def baseline(family: str, kind: str, run: Path, *sets: str, cache_dir: Path | None = None):
     data = "sector2dunif" if kind == "sector" else "shapes2d-synth-small"
     extra = ["data.batch_size=8"] if kind == "sector" else ["data.name=tiny", "data.batch_size=4", "model.nz=3"]
