@@ -19,17 +19,18 @@ LOGGING = ["train.log_every=50", "train.ckpt_every=100"]
 
 
 def test_a_time_limit_warning_checkpoints_requeues_and_finishes(tmp_path, sector_cache):
-    """submitit's local executor: the task's limit is 30 s, SIGUSR2 comes 20 s before it."""
-    path = write_study(tmp_path, sector_cache, steps=1500, seeds=1, overrides=LOGGING,
-                       cluster={"time_min": 0.5, "signal_delay_s": 20})
+    """submitit's local executor: the task's limit is 60 s, SIGUSR2 comes 30 s before it."""
+    path = write_study(tmp_path, sector_cache, steps=4000, seeds=1, overrides=LOGGING,
+                       cluster={"time_min": 1, "signal_delay_s": 30})
     proc = study_cli("run", path, "--backend", "submitit-local")
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = plan(path).runs[0]
     log = (run.dir / "train.log").read_text()
-    assert "stopped by a signal at step" in log and "resuming at step" in log and "done: step 1500 of 1500" in log
+    assert "stopped by a signal at step" in log and "resuming at step" in log and "done: step 4000 of 4000" in log
     assert run_state(run, plan(path).config).state == "finished"
     assert read_status(run)["attempts"] >= 2
-    assert proc.stderr.count("round ") == 1  # requeued by submitit inside the round, not by the study
+    # requeued by submitit within a round (its local executor retries a task at most 6 times in one round)
+    assert read_status(run)["attempts"] > proc.stderr.count("round ")
 
 
 # ----------------------------------------------------------------------------- a real SLURM
